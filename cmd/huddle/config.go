@@ -1,0 +1,157 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"time"
+)
+
+// envName is the environment twin of a flag: --api-key <-> HUDDLE_API_KEY.
+func envName(flagName string) string {
+	return "HUDDLE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// applyEnv sets every flag not given on the command line from its
+// environment twin, so the command line wins over the environment.
+func applyEnv(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] || err != nil {
+			return
+		}
+		v, ok := lookup(envName(f.Name))
+		if !ok {
+			return
+		}
+		if lv, isList := f.Value.(*listFlag); isList {
+			for _, item := range strings.Fields(v) {
+				if e := lv.Set(item); e != nil {
+					err = fmt.Errorf("%s: %w", envName(f.Name), e)
+				}
+			}
+			return
+		}
+		if e := f.Value.Set(v); e != nil {
+			err = fmt.Errorf("%s=%q: %w", envName(f.Name), v, e)
+		}
+	})
+	return err
+}
+
+// listFlag is a repeatable string flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, " ") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+// sizeFlag reads byte sizes such as 4096, 64KiB or 1MiB.
+type sizeFlag int
+
+func (s *sizeFlag) String() string { return fmt.Sprint(int(*s)) }
+func (s *sizeFlag) Set(v string) error {
+	mult := 1
+	num := strings.TrimSpace(v)
+	for _, u := range []struct {
+		suffix string
+		mult   int
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1000}, {"MB", 1000 * 1000}, {"B", 1}} {
+		if strings.HasSuffix(num, u.suffix) {
+			num, mult = strings.TrimSpace(strings.TrimSuffix(num, u.suffix)), u.mult
+			break
+		}
+	}
+	var n int
+	if _, err := fmt.Sscanf(num, "%d", &n); err != nil || n < 0 || fmt.Sprint(n) != num {
+		return fmt.Errorf("bad size %q (want e.g. 4096, 64KiB, 1MiB)", v)
+	}
+	*s = sizeFlag(n * mult)
+	return nil
+}
+
+type options struct {
+	addr            string
+	secret          string
+	jwtPublicKey    string
+	allowAnonymous  bool
+	apiKey          string
+	brokerKind      string
+	redisURL        string
+	historySize     int
+	historyTTL      time.Duration
+	rules           listFlag
+	maxMessage      sizeFlag
+	maxQueue        sizeFlag
+	connectTimeout  time.Duration
+	pingInterval    time.Duration
+	shutdownTimeout time.Duration
+	workers         int
+	node            string
+	dev             bool
+	logLevel        string
+	logFormat       string
+	portable        bool
+}
+
+func newFlagSet(o *options) *flag.FlagSet {
+	fs := flag.NewFlagSet("huddle", flag.ContinueOnError)
+	fs.StringVar(&o.addr, "addr", "127.0.0.1:8080", "address to listen on (WebSocket at /ws, HTTP API, metrics)")
+	fs.StringVar(&o.secret, "secret", "", "HS256 secret that signs client tokens")
+	fs.StringVar(&o.jwtPublicKey, "jwt-public-key", "", "PEM file with RS256/ES256 public key(s) that verify client tokens")
+	fs.BoolVar(&o.allowAnonymous, "allow-anonymous", false, "let clients connect without a token")
+	fs.StringVar(&o.apiKey, "api-key", "", "bearer key for the HTTP API (/api/*); empty disables the API")
+	fs.StringVar(&o.brokerKind, "broker", "memory", "broker backend: memory (single node)")
+	fs.StringVar(&o.redisURL, "redis-url", "", "Redis URL for --broker redis")
+	fs.IntVar(&o.historySize, "history-size", 100, "publications kept per stream unless a rule says otherwise (0 disables history)")
+	fs.DurationVar(&o.historyTTL, "history-ttl", 5*time.Minute, "how long publications are kept unless a rule says otherwise")
+	fs.Var(&o.rules, "rule", "stream rule PREFIX=OPS[;deny=OPS][;history=N][;ttl=D][;presence=on|off][;whisper=on|off] (repeatable)")
+	o.maxMessage, o.maxQueue = 1<<20, 4<<20
+	fs.Var(&o.maxMessage, "max-message", "largest WebSocket message accepted (larger closes with 4005)")
+	fs.Var(&o.maxQueue, "max-queue", "per-connection outbound queue bound (over it closes with 4008)")
+	fs.DurationVar(&o.connectTimeout, "connect-timeout", 10*time.Second, "time a client has to send connect (else 4001)")
+	fs.DurationVar(&o.pingInterval, "ping-interval", 25*time.Second, "server ping interval; two silent intervals close with 4011")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "longest graceful drain on SIGTERM")
+	fs.IntVar(&o.workers, "workers", 128, "worker goroutines that read, process and write for connections")
+	fs.StringVar(&o.node, "node", "", "node name shown to clients (default: random)")
+	fs.BoolVar(&o.dev, "dev", false, "development mode (loopback only): generated secret, token printed, demo page at /")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	fs.BoolVar(&o.portable, "portable", false, "use a goroutine per connection instead of epoll")
+	fs.Usage = func() { usage(fs) }
+	return fs
+}
+
+func usage(fs *flag.FlagSet) {
+	w := fs.Output()
+	fmt.Fprintf(w, "Usage: huddle [flags]\n\nHuddle is a real-time collaboration server. Every flag has an environment twin\n(--api-key <-> HUDDLE_API_KEY); the command line wins.\n\nFlags:\n")
+	var names []string
+	fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
+	sort.Strings(names)
+	for _, n := range names {
+		f := fs.Lookup(n)
+		def := ""
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "[]" {
+			def = " (default " + f.DefValue + ")"
+		}
+		fmt.Fprintf(w, "  --%s  [%s]\n      %s%s\n", n, envName(n), f.Usage, def)
+	}
+}
+
+func parseOptions(args []string) (*options, error) {
+	o := &options{}
+	fs := newFlagSet(o)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (flags start with --)", fs.Arg(0))
+	}
+	if err := applyEnv(fs, os.LookupEnv); err != nil {
+		return nil, err
+	}
+	return o, nil
+}

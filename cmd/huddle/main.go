@@ -1,0 +1,175 @@
+// Command huddle runs a Huddle real-time collaboration server.
+//
+// It only turns flags and environment into configuration, wires the parts
+// together and handles signals; everything else lives in internal/server.
+package main
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/huddle-rt/huddle/internal/auth"
+	"github.com/huddle-rt/huddle/internal/server"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "huddle:", err)
+		os.Exit(2)
+	}
+}
+
+func run(args []string) error {
+	o, err := parseOptions(args)
+	if err != nil {
+		return err
+	}
+	logger, err := newLogger(o)
+	if err != nil {
+		return err
+	}
+	if o.brokerKind != "memory" {
+		return fmt.Errorf("--broker %q is not available in this build; use --broker memory", o.brokerKind)
+	}
+	ln, err := net.Listen("tcp", o.addr)
+	if err != nil {
+		return fmt.Errorf("listen on --addr %s: %w", o.addr, err)
+	}
+	var dev *devMode
+	if o.dev {
+		if dev, err = setupDev(o, ln.Addr()); err != nil {
+			ln.Close()
+			return err
+		}
+	}
+	authn, err := newAuth(o)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	if o.apiKey == "" {
+		logger.Warn("the HTTP API (/api/*) is disabled: set --api-key to enable it")
+	}
+	cfg := server.Config{
+		APIKey:         o.apiKey,
+		Node:           o.node,
+		MaxMessage:     int(o.maxMessage),
+		MaxQueue:       int(o.maxQueue),
+		ConnectTimeout: o.connectTimeout,
+		PingInterval:   o.pingInterval,
+		Workers:        o.workers,
+		ForcePortable:  o.portable,
+		Logger:         logger,
+	}
+	if dev != nil {
+		cfg.Pages = dev.pages()
+	}
+	srv, err := server.New(cfg, server.Deps{Auth: authn})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	mode := "epoll"
+	if srv.Portable() {
+		mode = "portable"
+	}
+	logger.Info("huddle listening", "addr", ln.Addr().String(), "ws", "ws://"+ln.Addr().String()+"/ws", "transport", mode, "broker", o.brokerKind)
+	if dev != nil {
+		dev.announce(os.Stdout)
+	}
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	select {
+	case err := <-serveErr:
+		return err
+	case sig := <-sigs:
+		logger.Info("draining", "signal", sig.String(), "timeout", o.shutdownTimeout)
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+	defer cancel()
+	go func() {
+		// A second signal stops waiting.
+		<-sigs
+		cancel()
+	}()
+	if err := srv.Shutdown(ctx); err != nil {
+		logger.Warn("drain cut short; remaining connections closed", "err", err, "took", time.Since(start))
+		return nil
+	}
+	logger.Info("drained", "took", time.Since(start))
+	return nil
+}
+
+func newLogger(o *options) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", o.logLevel)
+	}
+	hopts := &slog.HandlerOptions{Level: level}
+	switch o.logFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, hopts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, hopts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", o.logFormat)
+}
+
+func newAuth(o *options) (*auth.Authenticator, error) {
+	cfg := auth.Config{
+		Secret:             []byte(o.secret),
+		AllowAnonymous:     o.allowAnonymous,
+		DefaultHistorySize: o.historySize,
+		DefaultHistoryTTL:  o.historyTTL,
+	}
+	if o.historySize == 0 {
+		cfg.DefaultHistorySize = auth.HistoryDisabled
+	}
+	if o.jwtPublicKey != "" {
+		pem, err := os.ReadFile(o.jwtPublicKey)
+		if err != nil {
+			return nil, fmt.Errorf("--jwt-public-key: %w", err)
+		}
+		keys, err := auth.ParsePublicKeysPEM(pem)
+		if err != nil {
+			return nil, fmt.Errorf("--jwt-public-key %s: %w", o.jwtPublicKey, err)
+		}
+		cfg.PublicKeys = append([]crypto.PublicKey(nil), keys...)
+	}
+	for _, r := range o.rules {
+		rule, err := auth.ParseRule(r)
+		if err != nil {
+			return nil, fmt.Errorf("--rule: %w", err)
+		}
+		cfg.Rules = append(cfg.Rules, rule)
+	}
+	a, err := auth.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("refusing to start: %w (for a local trial run: huddle --dev)", err)
+	}
+	return a, nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,113 @@
+//go:build linux
+
+package netpoll
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// Poller is an epoll instance with one goroutine reporting its events.
+type Poller struct {
+	epfd    int
+	handler Handler
+	done    chan struct{}
+
+	mu     sync.Mutex // guards closed
+	closed bool
+}
+
+// New starts a poller that reports events to h.
+func New(h Handler) (*Poller, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("netpoll: epoll_create: %w", err)
+	}
+	p := &Poller{epfd: epfd, handler: h, done: make(chan struct{})}
+	go p.run()
+	return p, nil
+}
+
+const baseEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT
+
+// Add starts watching fd for readability; events report key.
+func (p *Poller) Add(fd int, key int32) error {
+	ev := unix.EpollEvent{Events: baseEvents, Fd: key}
+	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		return fmt.Errorf("netpoll: add fd %d: %w", fd, err)
+	}
+	return nil
+}
+
+// Arm re-enables fd after an event: for readability, and for writability
+// too when write is set.
+func (p *Poller) Arm(fd int, key int32, write bool) error {
+	events := uint32(baseEvents)
+	if write {
+		events |= unix.EPOLLOUT
+	}
+	ev := unix.EpollEvent{Events: events, Fd: key}
+	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, fd, &ev); err != nil {
+		return fmt.Errorf("netpoll: arm fd %d: %w", fd, err)
+	}
+	return nil
+}
+
+// Remove stops watching fd. Call it before closing fd.
+func (p *Poller) Remove(fd int) error {
+	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, fd, nil); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("netpoll: remove fd %d: %w", fd, err)
+	}
+	return nil
+}
+
+// Close stops the poller's goroutine and releases the epoll instance.
+func (p *Poller) Close() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	p.mu.Unlock()
+	<-p.done
+	return unix.Close(p.epfd)
+}
+
+func (p *Poller) isClosed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closed
+}
+
+func (p *Poller) run() {
+	defer close(p.done)
+	events := make([]unix.EpollEvent, 256)
+	for {
+		// A bounded wait lets Close stop the loop without a wake-up fd.
+		n, err := unix.EpollWait(p.epfd, events, 100)
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			return
+		}
+		for i := 0; i < n; i++ {
+			var ev Event
+			e := events[i].Events
+			if e&(unix.EPOLLIN|unix.EPOLLPRI) != 0 {
+				ev |= Readable
+			}
+			if e&unix.EPOLLOUT != 0 {
+				ev |= Writable
+			}
+			if e&(unix.EPOLLHUP|unix.EPOLLRDHUP|unix.EPOLLERR) != 0 {
+				ev |= Hangup | Readable
+			}
+			p.handler(events[i].Fd, ev)
+		}
+		if p.isClosed() {
+			return
+		}
+	}
+}

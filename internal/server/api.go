@@ -1,0 +1,223 @@
+package server
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/huddle-rt/huddle/internal/auth"
+	"github.com/huddle-rt/huddle/protocol"
+	"github.com/huddle-rt/huddle/storage"
+)
+
+const maxAPIBody = 8 << 20
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if s.draining.Load() {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "draining"})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	})
+	mux.Handle("GET /metrics", s.metrics.handler)
+	mux.HandleFunc("POST /api/publish", s.apiKeyed(s.apiPublish))
+	mux.HandleFunc("GET /api/history/{stream}", s.apiKeyed(s.apiHistory))
+	mux.HandleFunc("GET /api/presence/{stream}", s.apiKeyed(s.apiPresence))
+	mux.HandleFunc("POST /api/disconnect", s.apiKeyed(s.apiDisconnect))
+	mux.HandleFunc("GET /api/stats", s.apiKeyed(s.apiStats))
+	mux.HandleFunc("/api/", s.apiKeyed(func(w http.ResponseWriter, r *http.Request) {
+		apiError(w, http.StatusNotFound, "not_found", "no API endpoint "+r.Method+" "+r.URL.Path)
+	}))
+	mux.HandleFunc("GET /ws", func(w http.ResponseWriter, r *http.Request) {
+		apiError(w, http.StatusBadRequest, "not_websocket", "GET /ws expects a WebSocket upgrade")
+	})
+	if s.cfg.Pages != nil {
+		mux.Handle("/", s.cfg.Pages)
+	}
+	return mux
+}
+
+// apiKeyed guards an endpoint with the API key.
+func (s *Server) apiKeyed(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if s.cfg.APIKey == "" {
+			apiError(w, http.StatusUnauthorized, "unauthorized", "the HTTP API is disabled: start the server with --api-key")
+			return
+		}
+		if !ok || subtle.ConstantTimeCompare([]byte(key), []byte(s.cfg.APIKey)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="huddle"`)
+			apiError(w, http.StatusUnauthorized, "unauthorized", "missing or wrong API key (Authorization: Bearer <api key>)")
+			return
+		}
+		h(w, r)
+	}
+}
+
+type apiPub struct {
+	Stream string          `json:"stream"`
+	Data   json.RawMessage `json:"data"`
+}
+
+type apiPubResult struct {
+	Offset uint64 `json:"offset"`
+	Epoch  string `json:"epoch"`
+}
+
+func (s *Server) apiPublish(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxAPIBody))
+	if err != nil {
+		apiError(w, http.StatusRequestEntityTooLarge, "too_large", "request body over "+strconv.Itoa(maxAPIBody)+" bytes")
+		return
+	}
+	var batch []apiPub
+	trimmed := strings.TrimSpace(string(body))
+	if strings.HasPrefix(trimmed, "[") {
+		err = json.Unmarshal(body, &batch)
+	} else {
+		var one apiPub
+		err = json.Unmarshal(body, &one)
+		batch = []apiPub{one}
+	}
+	if err != nil {
+		apiError(w, http.StatusBadRequest, "bad_request", "body must be {\"stream\", \"data\"} or an array of them: "+err.Error())
+		return
+	}
+	if len(batch) == 0 {
+		apiError(w, http.StatusBadRequest, "bad_request", "empty batch")
+		return
+	}
+	// Validate everything first so a bad item publishes nothing.
+	datas := make([]protocol.Raw, len(batch))
+	for i, p := range batch {
+		if !auth.ValidStream(p.Stream) {
+			apiError(w, http.StatusBadRequest, "bad_stream", "item "+strconv.Itoa(i)+": invalid stream name")
+			return
+		}
+		if len(p.Data) == 0 {
+			datas[i] = protocol.RawNil
+			continue
+		}
+		if datas[i], err = protocol.RawFromJSON(p.Data); err != nil {
+			apiError(w, http.StatusBadRequest, "bad_data", "item "+strconv.Itoa(i)+": "+err.Error())
+			return
+		}
+	}
+	results := make([]apiPubResult, 0, len(batch))
+	for i, p := range batch {
+		pub, pos, err := s.publish(r.Context(), p.Stream, storage.Publication{Data: datas[i]})
+		if err != nil {
+			status := http.StatusInternalServerError
+			if errors.Is(err, storage.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
+				status = http.StatusServiceUnavailable
+			}
+			writeJSON(w, status, map[string]any{
+				"error":   apiErr{Code: "publish_failed", Message: "item " + strconv.Itoa(i) + ": " + err.Error()},
+				"results": results,
+			})
+			return
+		}
+		results = append(results, apiPubResult{Offset: pub.Offset, Epoch: pos.Epoch})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"results": results})
+}
+
+func (s *Server) apiHistory(w http.ResponseWriter, r *http.Request) {
+	stream := r.PathValue("stream")
+	if !auth.ValidStream(stream) {
+		apiError(w, http.StatusBadRequest, "bad_stream", "invalid stream name")
+		return
+	}
+	q := storage.Query{Limit: defaultHistoryLimit}
+	qs := r.URL.Query()
+	if v := qs.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			apiError(w, http.StatusBadRequest, "bad_request", "limit must be a positive integer")
+			return
+		}
+		q.Limit = min(n, maxHistoryLimit)
+	}
+	if v := qs.Get("since_offset"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			apiError(w, http.StatusBadRequest, "bad_request", "since_offset must be a non-negative integer")
+			return
+		}
+		q.After.Offset = n
+	}
+	q.After.Epoch = qs.Get("epoch")
+	q.Reverse = qs.Get("reverse") == "true"
+	res, err := s.history.Read(r.Context(), stream, q)
+	if errors.Is(err, storage.ErrEpochMismatch) {
+		apiError(w, http.StatusConflict, "epoch_mismatch", "epoch "+q.After.Epoch+" is gone; the stream is now at epoch "+res.Top.Epoch)
+		return
+	}
+	if err != nil {
+		apiError(w, http.StatusServiceUnavailable, "history_failed", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"stream": stream, "epoch": res.Top.Epoch, "offset": res.Top.Offset,
+		"pubs": wirePubs(stream, res.Top.Epoch, res.Pubs), "more": res.More,
+	})
+}
+
+func (s *Server) apiPresence(w http.ResponseWriter, r *http.Request) {
+	apiError(w, http.StatusNotImplemented, "not_implemented", "presence is not supported by this server version")
+}
+
+func (s *Server) apiDisconnect(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		User string `json:"user"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req); err != nil || req.User == "" {
+		apiError(w, http.StatusBadRequest, "bad_request", `body must be {"user": "..."}`)
+		return
+	}
+	n := 0
+	for _, c := range s.reg.all() {
+		if id := c.ident.Load(); id != nil && id.User == req.User {
+			c.closeWith(protocol.CodeNormal, "disconnected by the server", false)
+			n++
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]int{"disconnected": n})
+}
+
+func (s *Server) apiStats(w http.ResponseWriter, r *http.Request) {
+	streams, subs := s.hub.Stats()
+	writeJSON(w, http.StatusOK, map[string]any{
+		"node":          s.cfg.Node,
+		"connections":   s.reg.count(),
+		"clients":       s.metrics.connected.Load(),
+		"streams":       streams,
+		"subscriptions": subs,
+		"draining":      s.draining.Load(),
+	})
+}
+
+type apiErr struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func apiError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, map[string]apiErr{"error": {Code: code, Message: msg}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

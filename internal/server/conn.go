@@ -1,0 +1,360 @@
+package server
+
+import (
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/huddle-rt/huddle/internal/auth"
+	"github.com/huddle-rt/huddle/internal/netpoll"
+	"github.com/huddle-rt/huddle/protocol"
+)
+
+// Connection states.
+const (
+	stateOpen    = iota // handshaken, maybe not yet connected
+	stateClosing        // disconnect queued; waiting for the flush
+	stateClosed         // socket closed, subscriptions gone
+)
+
+// Work a connection's worker has to do.
+const (
+	evRead  = 1 << iota // socket readable (or bytes left from the handshake)
+	evWrite             // socket writable again after a short write
+	evFlush             // new outbound messages queued
+	evPolled            // the poller reported; it must be re-armed
+)
+
+// How long a closing connection may take to flush before it is cut.
+const closeGrace = 2 * time.Second
+
+// Kinds of queued outbound items.
+const (
+	itemMsg   = iota // a protocol message, batched into a data frame
+	itemClose        // a close frame; b holds its body
+	itemPong         // a WebSocket pong; b holds the ping's payload
+)
+
+type outItem struct {
+	b    []byte
+	kind uint8
+}
+
+// conn is one WebSocket connection and its protocol session.
+type conn struct {
+	srv   *Server
+	nc    net.Conn
+	rc    syscall.RawConn
+	fd    int
+	slot  int32
+	codec protocol.Codec
+
+	// Set once at start; read-only after.
+	created      time.Time
+	upgradeToken string
+
+	// Owned by whichever goroutine runs the connection's work (at most
+	// one at a time): the read-side state and the unsent tail of a write.
+	partial    []byte // bytes of an incomplete frame
+	need       int    // total size of the incomplete frame, when known
+	frag       []byte // data of a fragmented message so far
+	fragOpen   bool
+	pendingOut []byte // bytes a short write left unsent
+	armedWrite bool   // poller armed for writability
+
+	ident    atomic.Pointer[auth.Identity] // nil until connect succeeds
+	clientID string                        // set with ident
+	lastSeen atomic.Int64                  // unix nanos of the last inbound bytes
+	lastPing atomic.Int64
+
+	mu         sync.Mutex // guards the following
+	state      int
+	running    bool
+	events     uint8
+	queue      []outItem
+	spare      []outItem
+	queued     int // bytes in queue
+	pendingLen int // len(pendingOut), for the queue bound
+	subs       map[string]*subscription
+	closeBy    time.Time // when stateClosing must give way to closing the socket
+	cleanClose bool      // the peer started a close handshake
+	wake       chan struct{}
+}
+
+func (s *Server) startConn(nc net.Conn, codec protocol.Codec, token string, extra []byte) {
+	c := &conn{
+		srv:          s,
+		nc:           nc,
+		codec:        codec,
+		created:      time.Now(),
+		upgradeToken: token,
+		partial:      extra,
+	}
+	c.lastSeen.Store(c.created.UnixNano())
+	if sc, ok := nc.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			c.rc = rc
+			_ = rc.Control(func(fd uintptr) { c.fd = int(fd) })
+		}
+	}
+	s.reg.add(c)
+	s.metrics.connectionsTotal.Add(1)
+	if s.poller == nil || c.rc == nil {
+		c.startPortable()
+		return
+	}
+	if err := s.poller.Add(c.fd, c.slot); err != nil {
+		s.log.Error("cannot watch connection", "err", err)
+		c.destroy(true)
+		return
+	}
+	if len(extra) > 0 {
+		c.schedule(evRead)
+	}
+}
+
+// onReady is the poller's handler.
+func (s *Server) onReady(key int32, ev netpoll.Event) {
+	c := s.reg.get(key)
+	if c == nil {
+		return
+	}
+	var want uint8
+	if ev&netpoll.Readable != 0 {
+		want |= evRead
+	}
+	if ev&netpoll.Writable != 0 {
+		want |= evWrite
+	}
+	c.schedule(want | evPolled)
+}
+
+// schedule records work for the connection and starts a worker on it unless
+// one is running already.
+func (c *conn) schedule(ev uint8) {
+	c.mu.Lock()
+	if c.state == stateClosed {
+		c.mu.Unlock()
+		return
+	}
+	c.events |= ev
+	if c.running {
+		c.mu.Unlock()
+		return
+	}
+	c.running = true
+	c.mu.Unlock()
+	c.kick()
+}
+
+// run does the connection's pending work until there is none. Only one
+// goroutine runs it at a time.
+func (c *conn) run() {
+	for {
+		c.mu.Lock()
+		ev := c.events
+		c.events = 0
+		if ev == 0 || c.state == stateClosed {
+			c.running = false
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+		if ev&evRead != 0 {
+			c.readAvailable()
+		}
+		if ev&(evWrite|evFlush|evRead) != 0 {
+			c.flush()
+		}
+		if ev&evPolled != 0 || c.armedWrite != (len(c.pendingOut) > 0) {
+			c.rearm()
+		}
+	}
+}
+
+func (c *conn) rearm() {
+	want := len(c.pendingOut) > 0
+	c.armedWrite = want
+	if c.srv.poller != nil && c.isOpen() {
+		_ = c.srv.poller.Arm(c.fd, c.slot, want)
+	}
+}
+
+func (c *conn) isOpen() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state != stateClosed
+}
+
+// enqueueLocked queues b for sending and makes sure a flush is scheduled.
+// It closes the connection with 4008 when the queue would exceed its bound.
+// Lock c.mu must be held.
+func (c *conn) enqueueLocked(it outItem) (scheduled bool) {
+	if c.state != stateOpen {
+		return false
+	}
+	if c.queued+c.pendingLen+len(it.b) > c.srv.cfg.MaxQueue {
+		c.srv.metrics.drops[dropSlowConsumer].Add(1)
+		c.closeLocked(protocol.CodeSlowConsumer, "outbound queue over its bound", true, true)
+		return true
+	}
+	c.queue = append(c.queue, it)
+	c.queued += len(it.b)
+	return c.wantFlushLocked()
+}
+
+// wantFlushLocked marks a flush pending; it reports whether the caller must
+// start one with kick once c.mu is released. Lock c.mu must be held.
+func (c *conn) wantFlushLocked() bool {
+	c.events |= evFlush
+	if c.running {
+		return false
+	}
+	c.running = true
+	return true
+}
+
+// kick starts the worker that wantFlushLocked asked for, after c.mu is
+// released.
+func (c *conn) kick() {
+	if c.wake != nil {
+		select {
+		case c.wake <- struct{}{}:
+		default:
+		}
+		return
+	}
+	c.srv.pool.push(c)
+}
+
+// send encodes m and queues it.
+func (c *conn) send(m protocol.Message) {
+	b, err := protocol.AppendMessage(c.codec, nil, m)
+	if err != nil {
+		c.srv.log.Error("encode failed", "type", m.Type(), "err", err)
+		return
+	}
+	c.srv.metrics.countOut(m.Type(), 1)
+	c.mu.Lock()
+	start := c.enqueueLocked(outItem{b: b})
+	c.mu.Unlock()
+	if start {
+		c.kick()
+	}
+}
+
+// sendError answers a request with an error reply.
+func (c *conn) sendError(id uint64, stream string, code protocol.Code, reason string) {
+	c.send(&protocol.ErrorReply{ID: id, S: stream, Code: code, Reason: reason, Retry: code.Reconnect()})
+}
+
+// closeWith sends disconnect with code and a close frame, then closes the
+// socket once they are flushed (or after closeGrace).
+func (c *conn) closeWith(code protocol.Code, reason string, reconnect bool) {
+	c.mu.Lock()
+	start := c.closeLocked(code, reason, reconnect, false)
+	c.mu.Unlock()
+	if start {
+		c.kick()
+	}
+}
+
+// closeLocked implements closeWith; dropQueue discards what is queued (for
+// a slow consumer, whose queue is the problem). Lock c.mu must be held.
+func (c *conn) closeLocked(code protocol.Code, reason string, reconnect, dropQueue bool) bool {
+	if c.state != stateOpen {
+		return false
+	}
+	if dropQueue {
+		clear(c.queue)
+		c.queue = c.queue[:0]
+		c.queued = 0
+	}
+	msg, _ := protocol.AppendMessage(c.codec, nil, &protocol.Disconnect{Code: code, Reason: reason, Reconnect: reconnect})
+	c.queue = append(c.queue, outItem{b: msg}, outItem{b: closeBody(code, reason), kind: itemClose})
+	c.state = stateClosing
+	grace := closeGrace
+	if dropQueue {
+		grace = 200 * time.Millisecond
+	}
+	c.closeBy = time.Now().Add(grace)
+	c.srv.metrics.countOut(protocol.TypeDisconnect, 1)
+	c.srv.metrics.countDisconnect(code)
+	return c.wantFlushLocked()
+}
+
+// destroy closes the socket and forgets the connection. abrupt tells
+// whether the peer vanished without a close handshake.
+func (c *conn) destroy(abrupt bool) {
+	c.mu.Lock()
+	if c.state == stateClosed {
+		c.mu.Unlock()
+		return
+	}
+	c.state = stateClosed
+	subs := c.subs
+	c.subs = nil
+	clear(c.queue)
+	c.queue, c.spare, c.queued = nil, nil, 0
+	wake := c.wake
+	c.mu.Unlock()
+
+	s := c.srv
+	s.reg.remove(c.slot, c)
+	if s.poller != nil && c.rc != nil {
+		_ = s.poller.Remove(c.fd)
+	}
+	_ = c.nc.Close()
+	if wake != nil {
+		select { // let the portable writer see the close
+		case wake <- struct{}{}:
+		default:
+		}
+	}
+	for _, sub := range subs {
+		s.unsubscribe(sub)
+	}
+	if c.ident.Load() != nil {
+		s.metrics.connected.Add(-1)
+	}
+	_ = abrupt // presence grace uses it (issue: presence)
+}
+
+// check runs the connection's timed duties; the sweeper calls it about once
+// a second.
+func (c *conn) check(now time.Time) {
+	c.mu.Lock()
+	state, closeBy := c.state, c.closeBy
+	c.mu.Unlock()
+	switch state {
+	case stateClosed:
+		return
+	case stateClosing:
+		if now.After(closeBy) {
+			c.destroy(true)
+		}
+		return
+	}
+	id := c.ident.Load()
+	if id == nil {
+		if now.Sub(c.created) > c.srv.cfg.ConnectTimeout {
+			c.closeWith(protocol.CodeUnauthorized, "no connect message in time", false)
+		}
+		return
+	}
+	if !id.Expires.IsZero() && now.After(id.Expires) {
+		c.closeWith(protocol.CodeTokenExpired, "token expired", true)
+		return
+	}
+	interval := c.srv.cfg.PingInterval
+	if now.Sub(time.Unix(0, c.lastSeen.Load())) > 2*interval {
+		c.closeWith(protocol.CodeNoPong, "no pong within two ping intervals", true)
+		return
+	}
+	if now.Sub(time.Unix(0, c.lastPing.Load())) >= interval {
+		c.lastPing.Store(now.UnixNano())
+		c.send(&protocol.Ping{})
+	}
+}

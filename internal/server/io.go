@@ -1,0 +1,366 @@
+package server
+
+import (
+	"encoding/binary"
+	"errors"
+	"io"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/huddle-rt/huddle/protocol"
+)
+
+const (
+	readBufSize  = 16 << 10
+	writeBufSize = 32 << 10
+	maxBatch     = 64 << 10 // bytes of messages batched into one frame
+)
+
+var (
+	readBufs  = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}
+	writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, writeBufSize); return &b }}
+)
+
+var errWouldBlock = errors.New("would block")
+
+// readRaw reads what the socket has without waiting.
+func (c *conn) readRaw(b []byte) (int, error) {
+	if c.wake != nil {
+		return c.nc.Read(b)
+	}
+	var n int
+	var err error
+	cerr := c.rc.Read(func(fd uintptr) bool {
+		for {
+			n, err = syscall.Read(int(fd), b)
+			if err != syscall.EINTR {
+				return true
+			}
+		}
+	})
+	switch {
+	case cerr != nil:
+		return 0, cerr
+	case err == syscall.EAGAIN:
+		return 0, errWouldBlock
+	case err != nil:
+		return 0, err
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// writeRaw writes as much of b as the socket takes without waiting (or, in
+// portable mode, all of it within a deadline).
+func (c *conn) writeRaw(b []byte) (int, error) {
+	if c.wake != nil {
+		_ = c.nc.SetWriteDeadline(time.Now().Add(closeGrace))
+		return c.nc.Write(b)
+	}
+	total := 0
+	var err error
+	cerr := c.rc.Write(func(fd uintptr) bool {
+		for total < len(b) {
+			var n int
+			n, err = syscall.Write(int(fd), b[total:])
+			if n > 0 {
+				total += n
+			}
+			if err == syscall.EINTR {
+				continue
+			}
+			if err != nil {
+				break
+			}
+		}
+		return true
+	})
+	if cerr != nil {
+		return total, cerr
+	}
+	if err == syscall.EAGAIN {
+		err = nil
+	}
+	return total, err
+}
+
+// readAvailable reads what the socket holds and processes every complete
+// frame. An incomplete frame's bytes are kept in c.partial, so a peer that
+// sends half a frame and stalls holds no worker.
+func (c *conn) readAvailable() {
+	var buf []byte
+	var pooled *[]byte
+	n0 := len(c.partial)
+	if c.need > readBufSize {
+		// A large frame is arriving: read straight into its buffer.
+		if cap(c.partial) < c.need {
+			grown := make([]byte, n0, c.need)
+			copy(grown, c.partial)
+			c.partial = grown
+		}
+		buf = c.partial[:cap(c.partial)]
+	} else {
+		pooled = readBufs.Get().(*[]byte)
+		buf = *pooled
+		copy(buf, c.partial)
+	}
+	n, err := c.readRaw(buf[n0:])
+	if err != nil && err != errWouldBlock {
+		if pooled != nil {
+			readBufs.Put(pooled)
+		}
+		c.destroy(true)
+		return
+	}
+	if n > 0 {
+		c.lastSeen.Store(time.Now().UnixNano())
+		c.srv.metrics.bytesIn.Add(int64(n))
+	}
+	rest := c.processFrames(buf[:n0+n])
+	switch {
+	case len(rest) == 0:
+		c.partial, c.need = nil, 0
+	case pooled == nil:
+		m := copy(buf, rest)
+		c.partial = buf[:m]
+	default:
+		if cap(c.partial) < len(rest) || cap(c.partial) > 4*readBufSize {
+			c.partial = make([]byte, 0, max(len(rest), 256))
+		}
+		c.partial = append(c.partial[:0], rest...)
+	}
+	if pooled != nil {
+		readBufs.Put(pooled)
+	}
+}
+
+// processFrames handles every complete frame in data and returns the bytes
+// of an incomplete last frame.
+func (c *conn) processFrames(data []byte) []byte {
+	maxMsg := c.srv.cfg.MaxMessage
+	for len(data) > 0 {
+		if !c.acceptingInput() {
+			return nil
+		}
+		h, hl, err := parseHeader(data)
+		if err != nil {
+			c.closeWith(protocol.CodeBadRequest, "bad WebSocket frame: "+err.Error(), false)
+			return nil
+		}
+		if hl == 0 {
+			c.need = 0
+			return data
+		}
+		if h.length > int64(maxMsg) || (h.op == opContinuation && int64(len(c.frag))+h.length > int64(maxMsg)) {
+			c.closeWith(protocol.CodeTooLarge, "message over the limit of "+itoa(maxMsg)+" bytes", false)
+			return nil
+		}
+		total := hl + int(h.length)
+		if len(data) < total {
+			c.need = total
+			return data
+		}
+		c.need = 0
+		payload := data[hl:total]
+		data = data[total:]
+		unmask(payload, h.mask)
+		switch h.op {
+		case opText, opBinary:
+			if c.fragOpen {
+				c.closeWith(protocol.CodeBadRequest, "new message inside a fragmented one", false)
+				return nil
+			}
+			if !h.fin {
+				c.frag = append(c.frag[:0], payload...)
+				c.fragOpen = true
+				continue
+			}
+			c.handle(payload)
+		case opContinuation:
+			if !c.fragOpen {
+				c.closeWith(protocol.CodeBadRequest, "continuation frame without a message", false)
+				return nil
+			}
+			c.frag = append(c.frag, payload...)
+			if h.fin {
+				msg := c.frag
+				c.frag, c.fragOpen = nil, false
+				c.handle(msg)
+			}
+		case opPing:
+			c.queueControl(itemPong, append([]byte(nil), payload...))
+		case opPong:
+		case opClose:
+			code := uint16(1000)
+			if len(payload) >= 2 {
+				code = binary.BigEndian.Uint16(payload)
+			}
+			c.closeByPeer(code)
+			return nil
+		}
+	}
+	return nil
+}
+
+func (c *conn) acceptingInput() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state == stateOpen
+}
+
+func (c *conn) queueControl(kind uint8, body []byte) {
+	c.mu.Lock()
+	start := c.enqueueLocked(outItem{b: body, kind: kind})
+	c.mu.Unlock()
+	if start {
+		c.kick()
+	}
+}
+
+// closeByPeer answers the peer's close frame with one of its own; the socket
+// closes once it is written.
+func (c *conn) closeByPeer(code uint16) {
+	c.mu.Lock()
+	if c.state != stateOpen {
+		c.mu.Unlock()
+		return
+	}
+	body := make([]byte, 2)
+	binary.BigEndian.PutUint16(body, code)
+	c.queue = append(c.queue, outItem{b: body, kind: itemClose})
+	c.state = stateClosing
+	c.cleanClose = true
+	c.closeBy = time.Now().Add(closeGrace)
+	start := c.wantFlushLocked()
+	c.mu.Unlock()
+	if start {
+		c.kick()
+	}
+}
+
+// flush writes what a short write left, then everything queued, as few
+// frames as possible in one write.
+func (c *conn) flush() {
+	if len(c.pendingOut) > 0 {
+		n, err := c.writeRaw(c.pendingOut)
+		c.srv.metrics.bytesOut.Add(int64(n))
+		if err != nil {
+			c.destroy(true)
+			return
+		}
+		if n < len(c.pendingOut) {
+			c.pendingOut = c.pendingOut[n:]
+			c.setPendingLen(len(c.pendingOut))
+			return // the poller says when to go on
+		}
+		c.pendingOut = nil
+		c.setPendingLen(0)
+	}
+	c.mu.Lock()
+	items := c.queue
+	c.queue, c.spare, c.queued = c.spare, nil, 0
+	state := c.state
+	c.mu.Unlock()
+	if len(items) == 0 {
+		if state == stateClosing {
+			c.destroy(false)
+		}
+		return
+	}
+	bp := writeBufs.Get().(*[]byte)
+	buf, sawClose := c.appendFrames((*bp)[:0], items)
+	n, err := c.writeRaw(buf)
+	c.srv.metrics.bytesOut.Add(int64(n))
+	if err == nil && n < len(buf) {
+		c.pendingOut = append([]byte(nil), buf[n:]...)
+	}
+	if cap(buf) <= 4*writeBufSize {
+		*bp = buf[:0]
+		writeBufs.Put(bp)
+	}
+	clear(items)
+	c.mu.Lock()
+	c.pendingLen = len(c.pendingOut)
+	if c.spare == nil && cap(items) <= 64 {
+		c.spare = items[:0]
+	}
+	c.mu.Unlock()
+	if err != nil {
+		c.destroy(true)
+		return
+	}
+	if sawClose && len(c.pendingOut) == 0 {
+		c.destroy(!c.cleanClose)
+	}
+}
+
+func (c *conn) setPendingLen(n int) {
+	c.mu.Lock()
+	c.pendingLen = n
+	c.mu.Unlock()
+}
+
+// appendFrames encodes queued items as WebSocket frames: runs of messages
+// become one data frame each (up to maxBatch bytes), control items their
+// own frames.
+func (c *conn) appendFrames(buf []byte, items []outItem) ([]byte, bool) {
+	op := byte(opText)
+	if c.codec.Binary() {
+		op = opBinary
+	}
+	sep := c.codec.Separator()
+	sawClose := false
+	for i := 0; i < len(items); {
+		switch items[i].kind {
+		case itemClose, itemPong:
+			cop := byte(opPong)
+			if items[i].kind == itemClose {
+				cop, sawClose = opClose, true
+			}
+			buf = appendFrameHeader(buf, cop, len(items[i].b))
+			buf = append(buf, items[i].b...)
+			i++
+			if sawClose {
+				return buf, true // nothing may follow a close frame
+			}
+			continue
+		}
+		j, size := i, 0
+		for j < len(items) && items[j].kind == itemMsg {
+			add := len(items[j].b)
+			if j > i {
+				add += len(sep)
+			}
+			if j > i && size+add > maxBatch {
+				break
+			}
+			size += add
+			j++
+		}
+		buf = appendFrameHeader(buf, op, size)
+		for k := i; k < j; k++ {
+			if k > i {
+				buf = append(buf, sep...)
+			}
+			buf = append(buf, items[k].b...)
+		}
+		c.srv.metrics.framesOut.Add(1)
+		i = j
+	}
+	return buf, sawClose
+}
+
+func itoa(n int) string {
+	var b [20]byte
+	i := len(b)
+	for {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+		if n == 0 {
+			return string(b[i:])
+		}
+	}
+}

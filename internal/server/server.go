@@ -1,0 +1,347 @@
+// Package server composes Huddle: it accepts TCP connections, routes them to
+// the WebSocket endpoint or the HTTP API, runs the protocol session of every
+// WebSocket connection, and drains on shutdown.
+//
+// It owns connections and their queues. It must not hold a lock across I/O,
+// a broker or storage call (see LOCKING.md), and it never starts a goroutine
+// per idle connection on Linux: readiness comes from internal/netpoll and
+// work runs on a bounded worker pool.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/huddle-rt/huddle/internal/auth"
+	"github.com/huddle-rt/huddle/internal/broker"
+	"github.com/huddle-rt/huddle/internal/hub"
+	"github.com/huddle-rt/huddle/internal/netpoll"
+	"github.com/huddle-rt/huddle/protocol"
+	"github.com/huddle-rt/huddle/storage"
+)
+
+// Config tunes a Server. Zero fields take the documented defaults.
+type Config struct {
+	// APIKey guards /api/*. Empty disables the HTTP API (every call 401s).
+	APIKey string
+	// Node names this node in connected messages. Default: a random id.
+	Node string
+	// MaxMessage is the largest WebSocket message accepted; beyond it the
+	// connection closes with 4005. Default 1 MiB.
+	MaxMessage int
+	// MaxQueue bounds a connection's unsent bytes; beyond it the connection
+	// closes with 4008. Default 4 MiB.
+	MaxQueue int
+	// ConnectTimeout is how long a connection may take to send connect.
+	// Default 10s.
+	ConnectTimeout time.Duration
+	// PingInterval is how often the server pings; a connection silent for
+	// two intervals closes with 4011. Default 25s.
+	PingInterval time.Duration
+	// Workers bounds the goroutines that read, process and write for
+	// connections. Default 128.
+	Workers int
+	// ForcePortable uses a goroutine per connection even where epoll exists.
+	ForcePortable bool
+	// Pages serves non-API paths such as "/" (the demo). Nil serves 404.
+	Pages http.Handler
+	// Logger receives the server's logs. Default slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.Node == "" {
+		c.Node = uuid.NewString()[:8]
+	}
+	if c.MaxMessage <= 0 {
+		c.MaxMessage = 1 << 20
+	}
+	if c.MaxQueue <= 0 {
+		c.MaxQueue = 4 << 20
+	}
+	if c.ConnectTimeout <= 0 {
+		c.ConnectTimeout = 10 * time.Second
+	}
+	if c.PingInterval <= 0 {
+		c.PingInterval = 25 * time.Second
+	}
+	if c.Workers <= 0 {
+		c.Workers = 128
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Deps are the parts a Server is built on.
+type Deps struct {
+	// Auth verifies tokens and grants. Required.
+	Auth *auth.Authenticator
+	// Log is the history. Default: a new storage.MemoryLog.
+	Log storage.Log
+	// NewBroker builds the broker that delivers to the server's handler.
+	// Default: the memory broker over Log.
+	NewBroker func(h broker.Handler) (broker.Broker, error)
+}
+
+// Server is one Huddle node.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	auth    *auth.Authenticator
+	history storage.Log
+	broker  broker.Broker
+	hub     *hub.Hub
+	metrics *metrics
+	poller  *netpoll.Poller // nil in portable mode
+	pool    *workerPool
+	reg     registry
+	api     http.Handler
+	http    *http.Server
+	httpLn  *chanListener
+
+	draining atomic.Bool
+	stop     chan struct{}
+	stopOnce sync.Once
+	wg       sync.WaitGroup // accept loop and sweeper
+
+	mu        sync.Mutex // guards listeners
+	listeners []net.Listener
+}
+
+// New builds a server. Call Serve to accept connections and Shutdown to
+// drain.
+func New(cfg Config, deps Deps) (*Server, error) {
+	cfg.setDefaults()
+	if deps.Auth == nil {
+		return nil, errors.New("server: Deps.Auth is required")
+	}
+	s := &Server{
+		cfg:  cfg,
+		log:  cfg.Logger,
+		auth: deps.Auth,
+		hub:  hub.New(),
+		stop: make(chan struct{}),
+	}
+	s.history = deps.Log
+	if s.history == nil {
+		s.history = storage.NewMemoryLog()
+	}
+	newBroker := deps.NewBroker
+	if newBroker == nil {
+		newBroker = func(h broker.Handler) (broker.Broker, error) { return broker.NewMemory(s.history, h), nil }
+	}
+	var err error
+	if s.broker, err = newBroker(s); err != nil {
+		return nil, fmt.Errorf("server: broker: %w", err)
+	}
+	if s.metrics, err = newMetrics(s); err != nil {
+		return nil, fmt.Errorf("server: metrics: %w", err)
+	}
+	if !cfg.ForcePortable {
+		s.poller, err = netpoll.New(s.onReady)
+		if err != nil && !errors.Is(err, netpoll.ErrUnsupported) {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+	}
+	s.pool = newWorkerPool(cfg.Workers)
+	s.api = s.routes()
+	s.httpLn = newChanListener()
+	s.http = &http.Server{
+		Handler:           s.api,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	go func() { _ = s.http.Serve(s.httpLn) }()
+	s.wg.Add(1)
+	go s.sweep()
+	return s, nil
+}
+
+// Portable reports whether the server runs a goroutine per connection
+// instead of epoll.
+func (s *Server) Portable() bool { return s.poller == nil }
+
+// Handler returns the HTTP handler of the API and pages, for tests and for
+// embedding behind another listener (WebSocket upgrades need Serve).
+func (s *Server) Handler() http.Handler { return s.api }
+
+// Serve accepts connections on ln until Shutdown. It returns nil after a
+// Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	s.listeners = append(s.listeners, ln)
+	s.mu.Unlock()
+	s.wg.Add(1)
+	defer s.wg.Done()
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			select {
+			case <-s.stop:
+				return nil
+			default:
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept failed; retrying", "err", err, "delay", delay)
+				time.Sleep(delay)
+				continue
+			}
+			return fmt.Errorf("server: accept: %w", err)
+		}
+		delay = 0
+		go s.handshake(nc)
+	}
+}
+
+// Draining reports whether Shutdown has begun.
+func (s *Server) Draining() bool { return s.draining.Load() }
+
+// Shutdown drains the node: /readyz fails and new WebSocket upgrades get
+// 503, every client gets disconnect 4009 with reconnect, queues are flushed,
+// and it waits until every connection is closed or ctx ends, when it closes
+// the rest. Then it stops accepting and releases everything.
+func (s *Server) Shutdown(ctx context.Context) error {
+	// Keep listening while draining: /readyz must answer 503 to the load
+	// balancer, and new WebSocket upgrades get 503 so clients go elsewhere.
+	s.draining.Store(true)
+	for _, c := range s.reg.all() {
+		c.closeWith(protocol.CodeShutdown, "server shutting down", true)
+	}
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	var err error
+wait:
+	for s.reg.count() > 0 {
+		select {
+		case <-ctx.Done():
+			err = ctx.Err()
+			break wait
+		case <-tick.C:
+		}
+	}
+	for _, c := range s.reg.all() {
+		c.destroy(false)
+	}
+	s.mu.Lock()
+	for _, ln := range s.listeners {
+		_ = ln.Close()
+	}
+	s.mu.Unlock()
+	s.stopOnce.Do(func() { close(s.stop) })
+	hctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	_ = s.http.Shutdown(hctx)
+	cancel()
+	_ = s.httpLn.Close()
+	s.wg.Wait()
+	s.pool.close()
+	if s.poller != nil {
+		_ = s.poller.Close()
+	}
+	if c, ok := s.history.(interface{ Close() error }); ok {
+		_ = c.Close()
+	}
+	return err
+}
+
+// sweep runs the per-second checks of every connection: connect timeout,
+// token expiry, pings, silent peers and closes that did not finish.
+func (s *Server) sweep() {
+	defer s.wg.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	var batch []*conn
+	for {
+		select {
+		case <-s.stop:
+			return
+		case now := <-t.C:
+			batch = s.reg.appendAll(batch[:0])
+			for _, c := range batch {
+				c.check(now)
+			}
+			clear(batch)
+		}
+	}
+}
+
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
+// registry holds every live connection in slots; a slot's index is the
+// connection's key in the poller.
+type registry struct {
+	mu    sync.Mutex // guards the following
+	slots []*conn
+	free  []int32
+	n     int
+}
+
+// add assigns c a slot (c.slot is set under the registry lock, which is what
+// orders it before the poller's lookups).
+func (r *registry) add(c *conn) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.n++
+	if k := len(r.free); k > 0 {
+		c.slot = r.free[k-1]
+		r.free = r.free[:k-1]
+		r.slots[c.slot] = c
+		return
+	}
+	r.slots = append(r.slots, c)
+	c.slot = int32(len(r.slots) - 1)
+}
+
+func (r *registry) remove(slot int32, c *conn) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if int(slot) < len(r.slots) && r.slots[slot] == c {
+		r.slots[slot] = nil
+		r.free = append(r.free, slot)
+		r.n--
+	}
+}
+
+func (r *registry) get(slot int32) *conn {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if slot >= 0 && int(slot) < len(r.slots) {
+		return r.slots[slot]
+	}
+	return nil
+}
+
+func (r *registry) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.n
+}
+
+func (r *registry) appendAll(dst []*conn) []*conn {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range r.slots {
+		if c != nil {
+			dst = append(dst, c)
+		}
+	}
+	return dst
+}
+
+func (r *registry) all() []*conn { return r.appendAll(nil) }

@@ -1,0 +1,257 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/huddle-rt/huddle/internal/auth"
+	"github.com/huddle-rt/huddle/protocol"
+	"github.com/huddle-rt/huddle/storage"
+)
+
+// Bounds of a history request.
+const (
+	defaultHistoryLimit = 100
+	maxHistoryLimit     = 1000
+	requestTimeout      = 5 * time.Second
+)
+
+// handle decodes one WebSocket message and runs every protocol message in
+// it, in order.
+func (c *conn) handle(payload []byte) {
+	var arr [4]protocol.Decoded
+	msgs, err := protocol.DecodeClient(c.codec, payload, arr[:0])
+	if err != nil {
+		if c.ident.Load() == nil {
+			c.closeWith(protocol.CodeUnauthorized, "the first message must be connect", false)
+			return
+		}
+		c.closeWith(protocol.CodeBadRequest, err.Error(), false)
+		return
+	}
+	for _, d := range msgs {
+		if !c.acceptingInput() {
+			return
+		}
+		if d.Err != nil {
+			c.srv.metrics.countIn("invalid")
+			if c.ident.Load() == nil {
+				c.closeWith(protocol.CodeUnauthorized, "the first message must be a valid connect: "+d.Err.Reason, false)
+				return
+			}
+			c.sendError(d.Err.ID, "", protocol.CodeBadRequest, d.Err.Error())
+			continue
+		}
+		c.srv.metrics.countIn(d.Msg.Type())
+		c.dispatch(d.Msg)
+	}
+}
+
+func (c *conn) dispatch(m protocol.Message) {
+	id := c.ident.Load()
+	if id == nil {
+		if cm, ok := m.(*protocol.Connect); ok {
+			c.onConnect(cm)
+			return
+		}
+		c.closeWith(protocol.CodeUnauthorized, "the first message must be connect", false)
+		return
+	}
+	switch m := m.(type) {
+	case *protocol.Connect:
+		c.sendError(m.ID, "", protocol.CodeBadRequest, "already connected")
+	case *protocol.Subscribe:
+		c.onSubscribe(id, m)
+	case *protocol.Unsubscribe:
+		c.onUnsubscribe(m)
+	case *protocol.Publish:
+		c.onPublish(id, m)
+	case *protocol.HistoryRequest:
+		c.onHistory(id, m)
+	case *protocol.Refresh:
+		c.onRefresh(id, m)
+	case *protocol.Ping:
+		c.send(&protocol.Pong{})
+	case *protocol.Pong:
+	case *protocol.SendWhisper:
+		c.sendError(0, m.S, protocol.CodeBadRequest, "whispers are not supported by this server version")
+	case *protocol.Join:
+		c.sendError(m.ID, m.S, protocol.CodeBadRequest, "presence is not supported by this server version")
+	case *protocol.Update:
+		c.sendError(0, m.S, protocol.CodeBadRequest, "presence is not supported by this server version")
+	case *protocol.Leave:
+		c.sendError(m.ID, m.S, protocol.CodeBadRequest, "presence is not supported by this server version")
+	case *protocol.WhoRequest:
+		c.sendError(m.ID, m.S, protocol.CodeBadRequest, "presence is not supported by this server version")
+	case *protocol.Unknown:
+		c.sendError(m.ID, "", protocol.CodeBadRequest, "unknown message type "+quote(m.T))
+	}
+}
+
+func quote(s string) string {
+	if len(s) > 64 {
+		s = s[:64]
+	}
+	return `"` + s + `"`
+}
+
+func (c *conn) onConnect(m *protocol.Connect) {
+	token := m.Token
+	if token == "" {
+		token = c.upgradeToken
+	}
+	id, err := c.srv.auth.Verify(token)
+	if err != nil {
+		if errors.Is(err, auth.ErrExpired) {
+			c.closeWith(protocol.CodeTokenExpired, "token expired", true)
+			return
+		}
+		c.closeWith(protocol.CodeUnauthorized, err.Error(), false)
+		return
+	}
+	c.clientID = uuid.NewString()
+	c.ident.Store(id)
+	c.upgradeToken = ""
+	c.lastPing.Store(time.Now().UnixNano())
+	c.srv.metrics.connected.Add(1)
+	reply := &protocol.Connected{
+		ID:     m.ID,
+		Client: c.clientID,
+		User:   id.User,
+		Ping:   int(c.srv.cfg.PingInterval / time.Second),
+		Node:   c.srv.cfg.Node,
+	}
+	if !id.Expires.IsZero() {
+		reply.Exp = id.Expires.Unix()
+	}
+	c.send(reply)
+}
+
+// streamCheck validates a stream name and the op on it, answering the
+// request with an error when either fails.
+func (c *conn) streamCheck(id *auth.Identity, reqID uint64, stream string, op auth.Op) bool {
+	if !auth.ValidStream(stream) {
+		c.sendError(reqID, stream, protocol.CodeBadRequest, "invalid stream name (1-256 bytes of UTF-8, no control characters)")
+		return false
+	}
+	if !c.srv.auth.Allowed(id, op, stream) {
+		c.sendError(reqID, stream, protocol.CodeForbidden, "op "+op.String()+" is not allowed on this stream")
+		return false
+	}
+	return true
+}
+
+func (c *conn) onSubscribe(id *auth.Identity, m *protocol.Subscribe) {
+	if !c.streamCheck(id, m.ID, m.S, auth.OpSub) {
+		return
+	}
+	if m.Presence || !m.Join.IsNil() {
+		c.sendError(m.ID, m.S, protocol.CodeBadRequest, "presence is not supported by this server version")
+		return
+	}
+	sub := c.srv.subscribe(c, m.S)
+	if sub == nil {
+		c.sendError(m.ID, m.S, protocol.CodeBadRequest, "already subscribed")
+		return
+	}
+	c.srv.recover(sub, m)
+}
+
+func (c *conn) onUnsubscribe(m *protocol.Unsubscribe) {
+	c.mu.Lock()
+	sub := c.subs[m.S]
+	delete(c.subs, m.S)
+	c.mu.Unlock()
+	if sub != nil {
+		c.srv.unsubscribe(sub)
+	}
+	if m.ID != 0 {
+		c.send(&protocol.Unsubscribed{ID: m.ID, S: m.S})
+	}
+}
+
+func (c *conn) onPublish(id *auth.Identity, m *protocol.Publish) {
+	if !c.streamCheck(id, m.ID, m.S, auth.OpPub) {
+		return
+	}
+	data := m.Data
+	if len(data) == 0 {
+		data = protocol.RawNil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	pub, pos, err := c.srv.publish(ctx, m.S, storage.Publication{Data: data, User: id.User, Client: c.clientID})
+	if err != nil {
+		c.sendError(m.ID, m.S, protocol.CodeInternal, "publish failed: "+err.Error())
+		return
+	}
+	c.send(&protocol.Ack{ID: m.ID, S: m.S, Offset: pub.Offset, Epoch: pos.Epoch})
+}
+
+func (c *conn) onHistory(id *auth.Identity, m *protocol.HistoryRequest) {
+	if !c.streamCheck(id, m.ID, m.S, auth.OpHistory) {
+		return
+	}
+	limit := m.Limit
+	if limit <= 0 {
+		limit = defaultHistoryLimit
+	}
+	limit = min(limit, maxHistoryLimit)
+	q := storage.Query{Limit: limit, Reverse: m.Reverse}
+	if m.Since != nil {
+		q.After = storage.Position{Epoch: m.Since.Epoch, Offset: m.Since.Offset}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	res, err := c.srv.history.Read(ctx, m.S, q)
+	if errors.Is(err, storage.ErrEpochMismatch) {
+		c.sendError(m.ID, m.S, protocol.CodeInsufficientState, "epoch "+quote(m.Since.Epoch)+" is gone; the stream is now at epoch "+quote(res.Top.Epoch))
+		return
+	}
+	if err != nil {
+		c.sendError(m.ID, m.S, protocol.CodeInternal, "history failed: "+err.Error())
+		return
+	}
+	c.send(&protocol.History{
+		ID: m.ID, S: m.S, Epoch: res.Top.Epoch, Offset: res.Top.Offset,
+		Pubs: wirePubs(m.S, res.Top.Epoch, res.Pubs), More: res.More,
+	})
+}
+
+func (c *conn) onRefresh(id *auth.Identity, m *protocol.Refresh) {
+	nid, err := c.srv.auth.Refresh(id, m.Token)
+	if err != nil {
+		code := protocol.CodeUnauthorized
+		if errors.Is(err, auth.ErrExpired) {
+			code = protocol.CodeTokenExpired
+		}
+		c.sendError(m.ID, "", code, err.Error())
+		return
+	}
+	c.ident.Store(nid)
+	reply := &protocol.Refreshed{ID: m.ID}
+	if !nid.Expires.IsZero() {
+		reply.Exp = nid.Expires.Unix()
+	}
+	c.send(reply)
+}
+
+// wirePub turns a stored publication into its wire message.
+func wirePub(stream, epoch string, p *storage.Publication) protocol.Pub {
+	w := protocol.Pub{S: stream, Offset: p.Offset, Epoch: epoch, Data: p.Data, TS: p.Time}
+	if p.User != "" || p.Client != "" {
+		w.From = &protocol.ClientInfo{User: p.User, Client: p.Client}
+	}
+	return w
+}
+
+func wirePubs(stream, epoch string, pubs []storage.Publication) []protocol.Pub {
+	out := make([]protocol.Pub, len(pubs))
+	for i := range pubs {
+		out[i] = wirePub(stream, epoch, &pubs[i])
+	}
+	return out
+}

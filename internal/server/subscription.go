@@ -1,0 +1,210 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/huddle-rt/huddle/internal/hub"
+	"github.com/huddle-rt/huddle/protocol"
+	"github.com/huddle-rt/huddle/storage"
+)
+
+// maxRecoverBuffer bounds the live publications a subscribe buffers while it
+// reads history; beyond it the subscribe fails with 4010.
+const maxRecoverBuffer = 10000
+
+// subscription is one connection's subscription to one stream. Until its
+// subscribe completes it buffers live publications, so the reply, the
+// recovered history and the live stream join with no gap or duplicate.
+type subscription struct {
+	c      *conn
+	stream string
+
+	// Guarded by c.mu.
+	buffering bool
+	overflow  bool
+	buf       []buffered
+}
+
+type buffered struct {
+	offset uint64
+	frame  []byte
+}
+
+var _ hub.Subscriber = (*subscription)(nil)
+
+func (s *subscription) Format() int { return int(s.c.codec) }
+
+// Deliver queues a frame for the connection, or buffers it while the
+// subscribe is still reading history.
+func (s *subscription) Deliver(offset uint64, frame []byte) {
+	c := s.c
+	c.mu.Lock()
+	if s.buffering {
+		if offset > 0 {
+			if len(s.buf) < maxRecoverBuffer {
+				s.buf = append(s.buf, buffered{offset, frame})
+			} else {
+				s.overflow = true
+			}
+		}
+		c.mu.Unlock()
+		return
+	}
+	start := c.enqueueLocked(outItem{b: frame})
+	c.mu.Unlock()
+	if start {
+		c.kick()
+	}
+}
+
+// subscribe registers a buffering subscription, or returns nil when the
+// connection is already subscribed to stream.
+func (srv *Server) subscribe(c *conn, stream string) *subscription {
+	sub := &subscription{c: c, stream: stream, buffering: true}
+	c.mu.Lock()
+	if c.state != stateOpen || c.subs[stream] != nil {
+		c.mu.Unlock()
+		return nil
+	}
+	if c.subs == nil {
+		c.subs = make(map[string]*subscription, 1)
+	}
+	c.subs[stream] = sub
+	c.mu.Unlock()
+	if srv.hub.Subscribe(stream, sub) {
+		ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+		if err := srv.broker.Subscribe(ctx, stream); err != nil {
+			srv.log.Warn("broker subscribe failed", "stream", stream, "err", err)
+		}
+		cancel()
+	}
+	srv.metrics.subscriptions.Add(1)
+	return sub
+}
+
+// unsubscribe removes sub from the hub (the caller removed it from its
+// connection).
+func (srv *Server) unsubscribe(sub *subscription) {
+	if srv.hub.Unsubscribe(sub.stream, sub) {
+		ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+		if err := srv.broker.Unsubscribe(ctx, sub.stream); err != nil {
+			srv.log.Warn("broker unsubscribe failed", "stream", sub.stream, "err", err)
+		}
+		cancel()
+	}
+	srv.metrics.subscriptions.Add(-1)
+}
+
+// recover completes a subscribe: it reads the stream's position (and the
+// missed publications when the client asked to recover), answers with
+// subscribed, then releases the buffered live publications that follow,
+// dropping duplicates. A gap it cannot fill fails the subscribe with 4010.
+func (srv *Server) recover(sub *subscription, m *protocol.Subscribe) {
+	c := sub.c
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+
+	reply := &protocol.Subscribed{ID: m.ID, S: m.S}
+	var history []storage.Publication
+	var after uint64
+	var err error
+	if m.Recover != nil {
+		var res storage.Result
+		res, err = srv.history.Read(ctx, m.S, storage.Query{After: storage.Position{Epoch: m.Recover.Epoch, Offset: m.Recover.Offset}})
+		recovered := err == nil && res.Complete && !res.More && m.Recover.Offset <= res.Top.Offset
+		if errors.Is(err, storage.ErrEpochMismatch) {
+			err = nil
+		}
+		reply.Epoch, reply.Offset = res.Top.Epoch, res.Top.Offset
+		reply.Recovered = &recovered
+		if recovered {
+			history, after = res.Pubs, m.Recover.Offset
+			reply.Pubs = wirePubs(m.S, res.Top.Epoch, history)
+		} else {
+			after = res.Top.Offset
+		}
+	} else {
+		var top storage.Position
+		top, err = srv.history.Top(ctx, m.S)
+		reply.Epoch, reply.Offset, after = top.Epoch, top.Offset, top.Offset
+	}
+	if err != nil {
+		srv.dropSubscription(sub)
+		c.sendError(m.ID, m.S, protocol.CodeInternal, "subscribe failed: "+err.Error())
+		return
+	}
+	frame, err := protocol.AppendMessage(c.codec, nil, reply)
+	if err != nil {
+		srv.dropSubscription(sub)
+		c.sendError(m.ID, m.S, protocol.CodeInternal, "subscribe failed: "+err.Error())
+		return
+	}
+
+	c.mu.Lock()
+	live := make([]uint64, len(sub.buf))
+	for i, b := range sub.buf {
+		live[i] = b.offset
+	}
+	start, gapErr := storage.Merge(after, history, live)
+	if sub.overflow {
+		gapErr = errors.New("too many publications arrived during the subscribe")
+	}
+	if gapErr != nil {
+		sub.buf = nil
+		c.mu.Unlock()
+		srv.dropSubscription(sub)
+		srv.metrics.drops[dropRecoveryGap].Add(1)
+		c.sendError(m.ID, m.S, protocol.CodeInsufficientState, "could not guarantee order: "+gapErr.Error())
+		return
+	}
+	kick := c.enqueueLocked(outItem{b: frame})
+	for _, b := range sub.buf[start:] {
+		kick = c.enqueueLocked(outItem{b: b.frame}) || kick
+	}
+	sub.buf, sub.buffering = nil, false
+	c.mu.Unlock()
+	srv.metrics.countOut(protocol.TypeSubscribed, 1)
+	if kick {
+		c.kick()
+	}
+}
+
+// dropSubscription undoes subscribe after a failure.
+func (srv *Server) dropSubscription(sub *subscription) {
+	c := sub.c
+	c.mu.Lock()
+	owned := c.subs[sub.stream] == sub
+	if owned {
+		delete(c.subs, sub.stream)
+	}
+	c.mu.Unlock()
+	if owned {
+		srv.unsubscribe(sub)
+	}
+}
+
+// publish stores and delivers a publication, with the stream's history
+// bounds from the rules.
+func (srv *Server) publish(ctx context.Context, stream string, pub storage.Publication) (storage.Publication, storage.Position, error) {
+	opts := srv.auth.StreamOptions(stream)
+	return srv.broker.Publish(ctx, stream, pub, storage.Options{Size: opts.HistorySize, TTL: opts.HistoryTTL})
+}
+
+// HandlePublication delivers a stored publication to this node's
+// subscribers, encoding it once per wire format in use.
+func (srv *Server) HandlePublication(stream, epoch string, pub storage.Publication) {
+	start := time.Now()
+	frames := hub.NewFrames(func(format int) []byte {
+		w := wirePub(stream, epoch, &pub)
+		b, err := protocol.AppendMessage(protocol.Codec(format), nil, &w)
+		if err != nil {
+			srv.log.Error("encode publication failed", "stream", stream, "err", err)
+		}
+		return b
+	})
+	n := srv.hub.Broadcast(stream, pub.Offset, frames, nil)
+	srv.metrics.countOut(protocol.TypePub, n)
+	srv.metrics.observePublish(time.Since(start))
+}

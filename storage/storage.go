@@ -1,0 +1,99 @@
+// Package storage owns ordered stream history: it assigns every publication of
+// a stream its offset within the stream's epoch, keeps a bounded window of
+// recent publications, and answers "what came after position P".
+//
+// It must not deliver anything to connections, encode wire messages, or know
+// about subscribers: the broker decides when a stored publication is sent.
+package storage
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Errors returned by Log implementations.
+var (
+	// ErrEpochMismatch means the caller's position belongs to an older epoch:
+	// history was lost since, so the caller cannot recover.
+	ErrEpochMismatch = errors.New("storage: epoch mismatch")
+	// ErrUnavailable means the backend cannot be reached; nothing was stored.
+	ErrUnavailable = errors.New("storage: backend unavailable")
+)
+
+// Publication is one stored message of a stream.
+type Publication struct {
+	// Offset is assigned by Append: previous offset + 1 within the epoch.
+	Offset uint64
+	// Data is the payload, msgpack-encoded (the codec-neutral form).
+	Data []byte
+	// User and Client identify the publishing connection; both empty for
+	// server-side publishes.
+	User, Client string
+	// Time is when the publication was appended, unix milliseconds.
+	Time int64
+}
+
+// Position is a point in a stream: everything up to and including Offset
+// within Epoch.
+type Position struct {
+	Epoch  string
+	Offset uint64
+}
+
+// Options bound a stream's history. The zero value keeps nothing but still
+// numbers publications.
+type Options struct {
+	// Size is the most publications kept; 0 keeps none.
+	Size int
+	// TTL is how long a publication is kept; 0 means no age bound.
+	TTL time.Duration
+	// MetaTTL is how long an idle stream's epoch and offset are remembered
+	// after its last publication; 0 means the implementation default
+	// (24 hours). When it lapses the stream restarts with a new epoch.
+	MetaTTL time.Duration
+}
+
+// Query selects publications of one stream.
+type Query struct {
+	// After returns only publications with offset > After.Offset. If
+	// After.Epoch is set and differs from the stream's epoch, Read returns
+	// ErrEpochMismatch together with the current top.
+	After Position
+	// Limit caps the result; 0 means no cap.
+	Limit int
+	// Reverse returns the newest publications first (the newest Limit of
+	// those after After.Offset).
+	Reverse bool
+}
+
+// Result is what Read found.
+type Result struct {
+	// Pubs are the matching publications, ascending by offset unless the
+	// query asked for Reverse.
+	Pubs []Publication
+	// Top is the stream's current epoch and last assigned offset.
+	Top Position
+	// Complete reports that history still held every publication with
+	// offset in (After.Offset, Top.Offset]: none was evicted by the size or
+	// age bound. A recovery may only succeed when Complete is true.
+	Complete bool
+	// More reports that Limit cut the result short.
+	More bool
+}
+
+// Log is ordered, bounded stream history. Implementations are safe for
+// concurrent use; offsets of one stream are contiguous within an epoch.
+type Log interface {
+	// Append stores pub (its Offset and Time are ignored) and returns it
+	// with the assigned offset, the append time, and the stream's epoch.
+	// opts become the stream's bounds from then on.
+	Append(ctx context.Context, stream string, pub Publication, opts Options) (Publication, Position, error)
+	// Read returns publications selected by q. On a stream never published
+	// to it finds nothing, reports Complete, and returns in Top the same
+	// fresh epoch that Top would.
+	Read(ctx context.Context, stream string, q Query) (Result, error)
+	// Top returns the stream's current position. A stream never published
+	// to has offset 0 and a fresh epoch, which later Appends keep.
+	Top(ctx context.Context, stream string) (Position, error)
+}

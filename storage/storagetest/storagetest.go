@@ -1,0 +1,515 @@
+// Package storagetest is the conformance suite every storage.Log backend
+// runs, so the memory and Redis logs promise the same things.
+//
+// It relies only on the storage.Log contract: no fake clock, no backend
+// internals. Bounds in time use short real durations, and every subtest
+// uses stream names of its own, so the suite can run against a shared,
+// long-lived backend.
+package storagetest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/huddle-rt/huddle/storage"
+)
+
+// Run runs the conformance suite. newLog is called once per subtest and
+// must return a ready Log; it should register its own cleanup with
+// t.Cleanup. Subtests run in parallel.
+func Run(t *testing.T, newLog func(t *testing.T) storage.Log) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, l storage.Log)
+	}{
+		{"OffsetsContiguousFromOne", testOffsetsContiguous},
+		{"TopUnknownStream", testTopUnknownStream},
+		{"ReadUnknownStream", testReadUnknownStream},
+		{"Read", testRead},
+		{"EpochMismatch", testEpochMismatch},
+		{"SizeBound", testSizeBound},
+		{"SizeZeroStillNumbers", testSizeZero},
+		{"TTL", testTTL},
+		{"MetaTTL", testMetaTTL},
+		{"ConcurrentAppends", testConcurrentAppends},
+		{"StreamsIndependent", testStreamsIndependent},
+		{"RoundTrip", testRoundTrip},
+		{"ResultNotAliased", testResultNotAliased},
+		{"CanceledContext", testCanceledContext},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.fn(t, newLog(t))
+		})
+	}
+}
+
+// keep is a bound large enough that nothing in a test is evicted.
+var keep = storage.Options{Size: 1000, TTL: time.Minute}
+
+// streamName returns a stream name no other test or earlier run uses.
+func streamName(t *testing.T, suffix string) string {
+	t.Helper()
+	return fmt.Sprintf("storagetest:%s:%s:%s", t.Name(), rand.Text()[:10], suffix)
+}
+
+// appendN appends n publications with data "0", "1", ... and returns the
+// positions Append reported.
+func appendN(t *testing.T, l storage.Log, stream string, n int, opts storage.Options) []storage.Position {
+	t.Helper()
+	positions := make([]storage.Position, n)
+	for i := range n {
+		_, pos, err := l.Append(t.Context(), stream, storage.Publication{Data: fmt.Appendf(nil, "%d", i)}, opts)
+		if err != nil {
+			t.Fatalf("Append #%d: %v", i, err)
+		}
+		positions[i] = pos
+	}
+	return positions
+}
+
+func read(t *testing.T, l storage.Log, stream string, q storage.Query) storage.Result {
+	t.Helper()
+	res, err := l.Read(t.Context(), stream, q)
+	if err != nil {
+		t.Fatalf("Read(%+v): %v", q, err)
+	}
+	return res
+}
+
+func top(t *testing.T, l storage.Log, stream string) storage.Position {
+	t.Helper()
+	pos, err := l.Top(t.Context(), stream)
+	if err != nil {
+		t.Fatalf("Top: %v", err)
+	}
+	return pos
+}
+
+func offsets(pubs []storage.Publication) []uint64 {
+	out := make([]uint64, len(pubs))
+	for i, p := range pubs {
+		out[i] = p.Offset
+	}
+	return out
+}
+
+// span returns the offsets from, from±1, ... to, in either direction.
+func span(from, to uint64) []uint64 {
+	var out []uint64
+	for o := from; ; {
+		out = append(out, o)
+		if o == to {
+			return out
+		}
+		if from < to {
+			o++
+		} else {
+			o--
+		}
+	}
+}
+
+func testOffsetsContiguous(t *testing.T, l storage.Log) {
+	stream := streamName(t, "s")
+	positions := appendN(t, l, stream, 5, keep)
+	epoch := positions[0].Epoch
+	if epoch == "" {
+		t.Fatal("Append returned an empty epoch")
+	}
+	for i, pos := range positions {
+		want := storage.Position{Epoch: epoch, Offset: uint64(i + 1)}
+		if pos != want {
+			t.Errorf("Append #%d position = %+v, want %+v", i, pos, want)
+		}
+	}
+	if got, want := top(t, l, stream), (storage.Position{Epoch: epoch, Offset: 5}); got != want {
+		t.Errorf("Top = %+v, want %+v", got, want)
+	}
+}
+
+func testTopUnknownStream(t *testing.T, l storage.Log) {
+	stream := streamName(t, "s")
+	first := top(t, l, stream)
+	if first.Epoch == "" || first.Offset != 0 {
+		t.Fatalf("Top of unknown stream = %+v, want a fresh epoch and offset 0", first)
+	}
+	if again := top(t, l, stream); again != first {
+		t.Errorf("second Top = %+v, want %+v", again, first)
+	}
+	_, pos, err := l.Append(t.Context(), stream, storage.Publication{Data: []byte("x")}, keep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (storage.Position{Epoch: first.Epoch, Offset: 1}); pos != want {
+		t.Errorf("Append after Top = %+v, want %+v", pos, want)
+	}
+}
+
+func testReadUnknownStream(t *testing.T, l storage.Log) {
+	stream := streamName(t, "s")
+	res := read(t, l, stream, storage.Query{})
+	if len(res.Pubs) != 0 || res.More || !res.Complete {
+		t.Errorf("Read of unknown stream = %+v, want empty and complete", res)
+	}
+	if res.Top.Epoch == "" || res.Top.Offset != 0 {
+		t.Fatalf("Read of unknown stream Top = %+v, want a fresh epoch and offset 0", res.Top)
+	}
+	if got := top(t, l, stream); got != res.Top {
+		t.Errorf("Top after Read = %+v, want %+v", got, res.Top)
+	}
+}
+
+func testRead(t *testing.T, l storage.Log) {
+	stream := streamName(t, "s")
+	positions := appendN(t, l, stream, 10, keep)
+	tp := positions[len(positions)-1]
+
+	tests := []struct {
+		name string
+		q    storage.Query
+		want []uint64
+		more bool
+	}{
+		{name: "all", q: storage.Query{}, want: span(1, 10)},
+		{name: "after", q: storage.Query{After: storage.Position{Offset: 3}}, want: span(4, 10)},
+		{name: "after with epoch", q: storage.Query{After: tp}, want: nil},
+		{name: "after with epoch behind", q: storage.Query{After: storage.Position{Epoch: tp.Epoch, Offset: 7}}, want: span(8, 10)},
+		{name: "limit", q: storage.Query{After: storage.Position{Offset: 3}, Limit: 2}, want: span(4, 5), more: true},
+		{name: "limit exact", q: storage.Query{After: storage.Position{Offset: 8}, Limit: 2}, want: span(9, 10)},
+		{name: "limit over", q: storage.Query{After: storage.Position{Offset: 8}, Limit: 5}, want: span(9, 10)},
+		{name: "at top", q: storage.Query{After: storage.Position{Offset: 10}}, want: nil},
+		{name: "beyond top", q: storage.Query{After: storage.Position{Offset: 12}}, want: nil},
+		{name: "reverse", q: storage.Query{Reverse: true}, want: span(10, 1)},
+		{name: "reverse limit", q: storage.Query{Reverse: true, Limit: 3}, want: span(10, 8), more: true},
+		{name: "reverse after", q: storage.Query{After: storage.Position{Offset: 7}, Reverse: true}, want: span(10, 8)},
+		{name: "reverse after limit", q: storage.Query{After: storage.Position{Offset: 4}, Reverse: true, Limit: 2}, want: span(10, 9), more: true},
+		{name: "reverse after limit over", q: storage.Query{After: storage.Position{Offset: 7}, Reverse: true, Limit: 5}, want: span(10, 8)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			res := read(t, l, stream, tc.q)
+			if got := offsets(res.Pubs); !slices.Equal(got, tc.want) {
+				t.Errorf("offsets = %v, want %v", got, tc.want)
+			}
+			if res.More != tc.more {
+				t.Errorf("More = %v, want %v", res.More, tc.more)
+			}
+			if !res.Complete {
+				t.Error("Complete = false, want true")
+			}
+			if res.Top != tp {
+				t.Errorf("Top = %+v, want %+v", res.Top, tp)
+			}
+			for _, p := range res.Pubs {
+				if want := fmt.Sprint(p.Offset - 1); string(p.Data) != want {
+					t.Errorf("offset %d data = %q, want %q", p.Offset, p.Data, want)
+				}
+			}
+		})
+	}
+}
+
+func testEpochMismatch(t *testing.T, l storage.Log) {
+	stream := streamName(t, "s")
+	positions := appendN(t, l, stream, 3, keep)
+	tp := positions[len(positions)-1]
+	res, err := l.Read(t.Context(), stream, storage.Query{After: storage.Position{Epoch: "not-" + tp.Epoch, Offset: 1}})
+	if !errors.Is(err, storage.ErrEpochMismatch) {
+		t.Fatalf("Read error = %v, want ErrEpochMismatch", err)
+	}
+	if res.Top != tp {
+		t.Errorf("Top with mismatch = %+v, want %+v", res.Top, tp)
+	}
+	if len(res.Pubs) != 0 {
+		t.Errorf("Pubs with mismatch = %v, want none", offsets(res.Pubs))
+	}
+}
+
+func testSizeBound(t *testing.T, l storage.Log) {
+	stream := streamName(t, "s")
+	opts := storage.Options{Size: 3, TTL: time.Minute}
+	appendN(t, l, stream, 10, opts)
+
+	tests := []struct {
+		name     string
+		q        storage.Query
+		want     []uint64
+		complete bool
+		more     bool
+	}{
+		{name: "behind the window", q: storage.Query{}, want: span(8, 10)},
+		{name: "just behind the window", q: storage.Query{After: storage.Position{Offset: 6}}, want: span(8, 10)},
+		{name: "at the window", q: storage.Query{After: storage.Position{Offset: 7}}, want: span(8, 10), complete: true},
+		{name: "inside the window", q: storage.Query{After: storage.Position{Offset: 8}}, want: span(9, 10), complete: true},
+		{name: "at top", q: storage.Query{After: storage.Position{Offset: 10}}, complete: true},
+		{name: "behind, limit", q: storage.Query{Limit: 2}, want: span(8, 9), more: true},
+		{name: "behind, reverse limit", q: storage.Query{Reverse: true, Limit: 2}, want: span(10, 9), more: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			res := read(t, l, stream, tc.q)
+			if got := offsets(res.Pubs); !slices.Equal(got, tc.want) {
+				t.Errorf("offsets = %v, want %v", got, tc.want)
+			}
+			if res.Complete != tc.complete {
+				t.Errorf("Complete = %v, want %v", res.Complete, tc.complete)
+			}
+			if res.More != tc.more {
+				t.Errorf("More = %v, want %v", res.More, tc.more)
+			}
+			if res.Top.Offset != 10 {
+				t.Errorf("Top.Offset = %d, want 10", res.Top.Offset)
+			}
+		})
+	}
+}
+
+func testSizeZero(t *testing.T, l storage.Log) {
+	stream := streamName(t, "s")
+	positions := appendN(t, l, stream, 3, storage.Options{})
+	for i, pos := range positions {
+		if pos.Offset != uint64(i+1) || pos.Epoch != positions[0].Epoch {
+			t.Errorf("Append #%d position = %+v, want offset %d in epoch %q", i, pos, i+1, positions[0].Epoch)
+		}
+	}
+	res := read(t, l, stream, storage.Query{})
+	if len(res.Pubs) != 0 || res.Complete {
+		t.Errorf("Read after 0 = %d pubs, Complete %v; want none, incomplete", len(res.Pubs), res.Complete)
+	}
+	res = read(t, l, stream, storage.Query{After: storage.Position{Offset: 3}})
+	if len(res.Pubs) != 0 || !res.Complete {
+		t.Errorf("Read at top = %d pubs, Complete %v; want none, complete", len(res.Pubs), res.Complete)
+	}
+}
+
+func testTTL(t *testing.T, l storage.Log) {
+	const ttl = 200 * time.Millisecond
+	stream := streamName(t, "s")
+	opts := storage.Options{Size: 10, TTL: ttl}
+	positions := appendN(t, l, stream, 3, opts)
+	tp := positions[len(positions)-1]
+	if res := read(t, l, stream, storage.Query{}); len(res.Pubs) != 3 || !res.Complete {
+		t.Fatalf("Read before TTL = %v, Complete %v; want 3 publications, complete", offsets(res.Pubs), res.Complete)
+	}
+
+	time.Sleep(ttl + 150*time.Millisecond)
+	res := read(t, l, stream, storage.Query{})
+	if len(res.Pubs) != 0 || res.Complete {
+		t.Errorf("Read after TTL = %v, Complete %v; want none, incomplete", offsets(res.Pubs), res.Complete)
+	}
+	if res.Top != tp {
+		t.Errorf("Top after TTL = %+v, want %+v (meta outlives the TTL)", res.Top, tp)
+	}
+	res = read(t, l, stream, storage.Query{After: tp})
+	if len(res.Pubs) != 0 || !res.Complete {
+		t.Errorf("Read at top after TTL: Complete %v, want true", res.Complete)
+	}
+
+	_, pos, err := l.Append(t.Context(), stream, storage.Publication{Data: []byte("late")}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (storage.Position{Epoch: tp.Epoch, Offset: 4}); pos != want {
+		t.Errorf("Append after TTL = %+v, want %+v", pos, want)
+	}
+	res = read(t, l, stream, storage.Query{After: tp})
+	if got := offsets(res.Pubs); !slices.Equal(got, []uint64{4}) || !res.Complete {
+		t.Errorf("Read after new Append = %v, Complete %v; want [4], complete", got, res.Complete)
+	}
+}
+
+// testMetaTTL checks the restart after the meta is forgotten: a new epoch,
+// offsets from 1 again, and none of the old publications served under the
+// new offsets, even with no age bound on them.
+func testMetaTTL(t *testing.T, l storage.Log) {
+	const metaTTL = 150 * time.Millisecond
+	stream := streamName(t, "s")
+	opts := storage.Options{Size: 10, MetaTTL: metaTTL}
+	positions := appendN(t, l, stream, 3, opts)
+	old := positions[len(positions)-1]
+
+	time.Sleep(metaTTL + 150*time.Millisecond)
+	pub, pos, err := l.Append(t.Context(), stream, storage.Publication{Data: []byte("new")}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pos.Offset != 1 || pos.Epoch == old.Epoch || pos.Epoch == "" {
+		t.Fatalf("Append after MetaTTL = %+v, want offset 1 in a new epoch (old %q)", pos, old.Epoch)
+	}
+	res := read(t, l, stream, storage.Query{})
+	if len(res.Pubs) != 1 || res.Pubs[0].Offset != 1 || string(res.Pubs[0].Data) != "new" {
+		t.Errorf("Read after restart = %+v, want only %+v", res.Pubs, pub)
+	}
+	if _, err := l.Read(t.Context(), stream, storage.Query{After: old}); !errors.Is(err, storage.ErrEpochMismatch) {
+		t.Errorf("Read from the old epoch: error = %v, want ErrEpochMismatch", err)
+	}
+}
+
+func testConcurrentAppends(t *testing.T, l storage.Log) {
+	const (
+		writers = 16
+		each    = 64
+		total   = writers * each
+	)
+	stream := streamName(t, "s")
+	opts := storage.Options{Size: total, TTL: time.Minute}
+	ctx := t.Context()
+	var (
+		mu     sync.Mutex
+		data   = make(map[uint64]string, total) // offset -> data appended
+		epochs = make(map[string]bool)
+		wg     sync.WaitGroup
+	)
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				d := fmt.Sprintf("w%d-%d", w, i)
+				pub, pos, err := l.Append(ctx, stream, storage.Publication{Data: []byte(d)}, opts)
+				if err != nil {
+					t.Errorf("Append: %v", err)
+					return
+				}
+				mu.Lock()
+				if prev, dup := data[pos.Offset]; dup {
+					t.Errorf("offset %d assigned twice: %q and %q", pos.Offset, prev, d)
+				}
+				if pub.Offset != pos.Offset {
+					t.Errorf("publication offset %d, position offset %d", pub.Offset, pos.Offset)
+				}
+				data[pos.Offset] = d
+				epochs[pos.Epoch] = true
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	if len(epochs) != 1 {
+		t.Errorf("appends saw %d epochs, want 1", len(epochs))
+	}
+	for o := uint64(1); o <= total; o++ {
+		if _, ok := data[o]; !ok {
+			t.Fatalf("offset %d never assigned", o)
+		}
+	}
+	res := read(t, l, stream, storage.Query{})
+	if got := offsets(res.Pubs); !slices.Equal(got, span(1, total)) {
+		t.Fatalf("Read offsets = %v..., want 1..%d", got[:min(len(got), 10)], total)
+	}
+	for _, p := range res.Pubs {
+		if string(p.Data) != data[p.Offset] {
+			t.Errorf("offset %d data = %q, want %q", p.Offset, p.Data, data[p.Offset])
+		}
+	}
+}
+
+func testStreamsIndependent(t *testing.T, l storage.Log) {
+	a, b := streamName(t, "a"), streamName(t, "b")
+	appendN(t, l, a, 3, keep)
+	_, pos, err := l.Append(t.Context(), b, storage.Publication{Data: []byte("b")}, keep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pos.Offset != 1 {
+		t.Errorf("first Append to b: offset %d, want 1", pos.Offset)
+	}
+	if got := offsets(read(t, l, a, storage.Query{}).Pubs); !slices.Equal(got, span(1, 3)) {
+		t.Errorf("a offsets = %v, want [1 2 3]", got)
+	}
+	res := read(t, l, b, storage.Query{})
+	if len(res.Pubs) != 1 || string(res.Pubs[0].Data) != "b" {
+		t.Errorf("b = %+v, want only its own publication", res.Pubs)
+	}
+	// Different bounds on one stream leave the other alone.
+	appendN(t, l, b, 5, storage.Options{Size: 1})
+	if got := offsets(read(t, l, a, storage.Query{}).Pubs); !slices.Equal(got, span(1, 3)) {
+		t.Errorf("a offsets after b shrank = %v, want [1 2 3]", got)
+	}
+}
+
+func testRoundTrip(t *testing.T, l storage.Log) {
+	stream := streamName(t, "s")
+	tests := []storage.Publication{
+		{Data: []byte{0x81, 0xa1, 'k', 0x00, 0xff, '\n', 0x00}, User: "user-1", Client: "client-1"},
+		{Data: []byte(strings.Repeat("é", 1000)), User: "ünïcode user", Client: "c:2"},
+		{Data: []byte("server-side")},
+		{Data: []byte{}, User: "u"},
+	}
+	var stored []storage.Publication
+	for i, in := range tests {
+		before := time.Now().Add(-time.Second).UnixMilli()
+		out, pos, err := l.Append(t.Context(), stream, in, keep)
+		after := time.Now().Add(time.Second).UnixMilli()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out.Offset != pos.Offset || out.Offset != uint64(i+1) {
+			t.Errorf("Append #%d offset %d (position %d), want %d", i, out.Offset, pos.Offset, i+1)
+		}
+		if out.Time < before || out.Time > after {
+			t.Errorf("Append #%d Time = %d, want about now (%d..%d)", i, out.Time, before, after)
+		}
+		if !bytes.Equal(out.Data, in.Data) || out.User != in.User || out.Client != in.Client {
+			t.Errorf("Append #%d returned %+v, want the fields of %+v", i, out, in)
+		}
+		stored = append(stored, out)
+	}
+	res := read(t, l, stream, storage.Query{})
+	if len(res.Pubs) != len(stored) {
+		t.Fatalf("Read %d publications, want %d", len(res.Pubs), len(stored))
+	}
+	for i, got := range res.Pubs {
+		want := stored[i]
+		if got.Offset != want.Offset || !bytes.Equal(got.Data, want.Data) ||
+			got.User != want.User || got.Client != want.Client || got.Time != want.Time {
+			t.Errorf("Read #%d = %+v, want %+v", i, got, want)
+		}
+	}
+}
+
+// testResultNotAliased checks that a Read result stays as it was while the
+// stream moves on and evicts what was read.
+func testResultNotAliased(t *testing.T, l storage.Log) {
+	stream := streamName(t, "s")
+	opts := storage.Options{Size: 4, TTL: time.Minute}
+	appendN(t, l, stream, 4, opts)
+	res := read(t, l, stream, storage.Query{})
+	want := slices.Clone(res.Pubs)
+	appendN(t, l, stream, 10, opts)
+	for i := range want {
+		if res.Pubs[i].Offset != want[i].Offset || !bytes.Equal(res.Pubs[i].Data, want[i].Data) {
+			t.Fatalf("earlier Read result changed: #%d = %+v, want %+v", i, res.Pubs[i], want[i])
+		}
+	}
+}
+
+func testCanceledContext(t *testing.T, l storage.Log) {
+	stream := streamName(t, "s")
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, _, err := l.Append(ctx, stream, storage.Publication{Data: []byte("x")}, keep); !errors.Is(err, context.Canceled) {
+		t.Errorf("Append with canceled context: error = %v, want context.Canceled", err)
+	}
+	if _, err := l.Read(ctx, stream, storage.Query{}); !errors.Is(err, context.Canceled) {
+		t.Errorf("Read with canceled context: error = %v, want context.Canceled", err)
+	}
+	if _, err := l.Top(ctx, stream); !errors.Is(err, context.Canceled) {
+		t.Errorf("Top with canceled context: error = %v, want context.Canceled", err)
+	}
+	// Nothing was stored by the canceled Append.
+	if pos := top(t, l, stream); pos.Offset != 0 {
+		t.Errorf("Top after canceled Append = %+v, want offset 0", pos)
+	}
+}
