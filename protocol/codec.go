@@ -17,8 +17,8 @@ type Codec uint8
 
 // The codecs of protocol v1.
 const (
-	Msgpack Codec = iota // huddle.v1.msgpack: binary frames of concatenated maps
-	JSON                 // huddle.v1.json: text frames of objects separated by '\n'
+	Msgpack   Codec = iota // huddle.v1.msgpack: binary frames of concatenated maps
+	JSON                   // huddle.v1.json: text frames of objects separated by '\n'
 	NumCodecs = 2
 )
 

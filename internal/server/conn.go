@@ -21,10 +21,10 @@ const (
 
 // Work a connection's worker has to do.
 const (
-	evRead  = 1 << iota // socket readable (or bytes left from the handshake)
-	evWrite             // socket writable again after a short write
-	evFlush             // new outbound messages queued
-	evPolled            // the poller reported; it must be re-armed
+	evRead   = 1 << iota // socket readable (or bytes left from the handshake)
+	evWrite              // socket writable again after a short write
+	evFlush              // new outbound messages queued
+	evPolled             // the poller reported; it must be re-armed
 )
 
 // How long a closing connection may take to flush before it is cut.

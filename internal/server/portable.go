@@ -1,7 +1,5 @@
 package server
 
-
-
 // startPortable serves a connection with its own reader and writer
 // goroutines; used where epoll is unavailable (or with ForcePortable).
 func (c *conn) startPortable() {
@@ -31,4 +29,3 @@ func (c *conn) writeLoop() {
 		c.flush()
 	}
 }
-
