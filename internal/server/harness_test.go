@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -43,6 +44,8 @@ func start(t *testing.T, opts ...func(*harnessOpts)) *harness {
 		cfg:  server.Config{APIKey: testAPIKey, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
 		auth: auth.Config{Secret: []byte(testSecret)},
 	}
+	// CI runs the suite once more on the goroutine-per-connection transport.
+	o.cfg.ForcePortable = os.Getenv("HUDDLE_TEST_PORTABLE") != ""
 	for _, f := range opts {
 		f(&o)
 	}
