@@ -95,6 +95,7 @@ type options struct {
 	logLevel        string
 	logFormat       string
 	portable        bool
+	pprof           bool
 }
 
 func newFlagSet(o *options) *flag.FlagSet {
@@ -121,6 +122,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.BoolVar(&o.portable, "portable", false, "use a goroutine per connection instead of epoll")
+	fs.BoolVar(&o.pprof, "pprof", false, "serve Go profiles at /debug/pprof/ (needs --api-key)")
 	fs.Usage = func() { usage(fs) }
 	return fs
 }

@@ -73,6 +73,7 @@ func run(args []string) error {
 		PingInterval:   o.pingInterval,
 		Workers:        o.workers,
 		ForcePortable:  o.portable,
+		Profiling:      o.pprof,
 		Logger:         logger,
 	}
 	if dev != nil {

@@ -90,11 +90,24 @@ func isWebSocketPath(head []byte) bool {
 }
 
 func (s *Server) upgrade(nc net.Conn, head, extra []byte) {
+	codec, token, err := s.upgradeHead(head, nc)
+	if err != nil {
+		_ = nc.Close()
+		return
+	}
+	_ = nc.SetDeadline(time.Time{})
+	s.startConn(nc, codec, token, extra)
+}
+
+// upgradeHead answers a WebSocket upgrade request (head is its request line
+// and headers) by writing the response to w. It picks the codec from the
+// offered subprotocols and takes a token from ?token= or Authorization. On
+// error the refusal (HTTP 400, 503...) has been written.
+func (s *Server) upgradeHead(head []byte, w io.Writer) (codec protocol.Codec, token string, err error) {
+	codec = protocol.JSON // no subprotocol offered: JSON, for debugging
 	var (
-		codec       = protocol.JSON // no subprotocol offered: JSON, for debugging
 		offered     bool
 		chosen      bool
-		token       string
 		offeredList string
 	)
 	u := ws.Upgrader{
@@ -141,14 +154,12 @@ func (s *Server) upgrade(nc net.Conn, head, extra []byte) {
 	rw := struct {
 		io.Reader
 		io.Writer
-	}{bytes.NewReader(head), nc}
+	}{bytes.NewReader(head), w}
 	if _, err := u.Upgrade(rw); err != nil {
 		s.metrics.handshakeFailures.Add(1)
-		_ = nc.Close()
-		return
+		return codec, "", err
 	}
-	_ = nc.SetDeadline(time.Time{})
-	s.startConn(nc, codec, token, extra)
+	return codec, token, nil
 }
 
 func strconvQuote(s string) string {

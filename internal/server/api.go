@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"strings"
 
@@ -41,6 +42,11 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /ws", func(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusBadRequest, "not_websocket", "GET /ws expects a WebSocket upgrade")
 	})
+	if s.cfg.Profiling {
+		mux.HandleFunc("GET /debug/pprof/", s.apiKeyed(pprof.Index))
+		mux.HandleFunc("GET /debug/pprof/profile", s.apiKeyed(pprof.Profile))
+		mux.HandleFunc("GET /debug/pprof/trace", s.apiKeyed(pprof.Trace))
+	}
 	if s.cfg.Pages != nil {
 		mux.Handle("/", s.cfg.Pages)
 	}

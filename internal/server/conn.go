@@ -4,7 +4,6 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/huddle-rt/huddle/internal/auth"
@@ -35,6 +34,7 @@ const (
 	itemMsg   = iota // a protocol message, batched into a data frame
 	itemClose        // a close frame; b holds its body
 	itemPong         // a WebSocket pong; b holds the ping's payload
+	itemRaw          // bytes written as they are (the HTTP upgrade response)
 )
 
 type outItem struct {
@@ -45,14 +45,13 @@ type outItem struct {
 // conn is one WebSocket connection and its protocol session.
 type conn struct {
 	srv   *Server
-	nc    net.Conn
-	rc    syscall.RawConn
+	nc    net.Conn // portable mode only; on Linux the socket is fd
 	fd    int
 	slot  int32
 	codec protocol.Codec
 
 	// Set once at start; read-only after.
-	created      time.Time
+	created      int64 // unix nanos
 	upgradeToken string
 
 	// Owned by whichever goroutine runs the connection's work (at most
@@ -64,10 +63,11 @@ type conn struct {
 	pendingOut []byte // bytes a short write left unsent
 	armedWrite bool   // poller armed for writability
 
-	ident    atomic.Pointer[auth.Identity] // nil until connect succeeds
-	clientID string                        // set with ident
-	lastSeen atomic.Int64                  // unix nanos of the last inbound bytes
-	lastPing atomic.Int64
+	handshaking atomic.Bool                   // the HTTP upgrade is still being read
+	ident       atomic.Pointer[auth.Identity] // nil until connect succeeds
+	clientID    string                        // set with ident
+	lastSeen    atomic.Int64                  // unix nanos of the last inbound bytes
+	lastPing    atomic.Int64
 
 	mu         sync.Mutex // guards the following
 	state      int
@@ -75,44 +75,30 @@ type conn struct {
 	events     uint8
 	queue      []outItem
 	spare      []outItem
-	queued     int // bytes in queue
-	pendingLen int // len(pendingOut), for the queue bound
-	subs       map[string]*subscription
-	closeBy    time.Time // when stateClosing must give way to closing the socket
-	cleanClose bool      // the peer started a close handshake
+	queued     int             // bytes in queue
+	pendingLen int             // len(pendingOut), for the queue bound
+	subs       []*subscription // few per connection: a slice beats a map
+	closeBy    int64           // unix nanos when stateClosing gives way to closing the socket
+	cleanClose bool            // the peer started a close handshake
+	closeFd    bool            // destroy ran while a worker was on the socket: the worker closes fd
 	wake       chan struct{}
 }
 
+// startConn serves a connection upgraded by the portable accept path.
 func (s *Server) startConn(nc net.Conn, codec protocol.Codec, token string, extra []byte) {
 	c := &conn{
 		srv:          s,
 		nc:           nc,
+		fd:           -1,
 		codec:        codec,
-		created:      time.Now(),
+		created:      time.Now().UnixNano(),
 		upgradeToken: token,
 		partial:      extra,
 	}
-	c.lastSeen.Store(c.created.UnixNano())
-	if sc, ok := nc.(syscall.Conn); ok {
-		if rc, err := sc.SyscallConn(); err == nil {
-			c.rc = rc
-			_ = rc.Control(func(fd uintptr) { c.fd = int(fd) })
-		}
-	}
+	c.lastSeen.Store(c.created)
 	s.reg.add(c)
 	s.metrics.connectionsTotal.Add(1)
-	if s.poller == nil || c.rc == nil {
-		c.startPortable()
-		return
-	}
-	if err := s.poller.Add(c.fd, c.slot); err != nil {
-		s.log.Error("cannot watch connection", "err", err)
-		c.destroy(true)
-		return
-	}
-	if len(extra) > 0 {
-		c.schedule(evRead)
-	}
+	c.startPortable()
 }
 
 // onReady is the poller's handler.
@@ -158,7 +144,12 @@ func (c *conn) run() {
 		c.events = 0
 		if ev == 0 || c.state == stateClosed {
 			c.running = false
+			mustClose := c.closeFd
+			c.closeFd = false
 			c.mu.Unlock()
+			if mustClose {
+				closeFd(c.fd)
+			}
 			return
 		}
 		c.mu.Unlock()
@@ -177,7 +168,7 @@ func (c *conn) run() {
 func (c *conn) rearm() {
 	want := len(c.pendingOut) > 0
 	c.armedWrite = want
-	if c.srv.poller != nil && c.isOpen() {
+	if c.nc == nil && c.isOpen() {
 		_ = c.srv.poller.Arm(c.fd, c.slot, want)
 	}
 }
@@ -279,7 +270,7 @@ func (c *conn) closeLocked(code protocol.Code, reason string, reconnect, dropQue
 	if dropQueue {
 		grace = 200 * time.Millisecond
 	}
-	c.closeBy = time.Now().Add(grace)
+	c.closeBy = time.Now().Add(grace).UnixNano()
 	c.srv.metrics.countOut(protocol.TypeDisconnect, 1)
 	c.srv.metrics.countDisconnect(code)
 	return c.wantFlushLocked()
@@ -299,14 +290,22 @@ func (c *conn) destroy(abrupt bool) {
 	clear(c.queue)
 	c.queue, c.spare, c.queued = nil, nil, 0
 	wake := c.wake
+	// A raw descriptor is closed only when no worker uses it, or its
+	// number could be reused by a new connection under the worker's feet.
+	closeNow := c.nc == nil && !c.running
+	c.closeFd = c.nc == nil && c.running
 	c.mu.Unlock()
 
 	s := c.srv
 	s.reg.remove(c.slot, c)
-	if s.poller != nil && c.rc != nil {
+	if c.nc != nil {
+		_ = c.nc.Close()
+	} else {
 		_ = s.poller.Remove(c.fd)
+		if closeNow {
+			closeFd(c.fd)
+		}
 	}
-	_ = c.nc.Close()
 	if wake != nil {
 		select { // let the portable writer see the close
 		case wake <- struct{}{}:
@@ -332,14 +331,20 @@ func (c *conn) check(now time.Time) {
 	case stateClosed:
 		return
 	case stateClosing:
-		if now.After(closeBy) {
+		if now.UnixNano() > closeBy {
+			c.destroy(true)
+		}
+		return
+	}
+	if c.handshaking.Load() {
+		if now.Sub(time.Unix(0, c.created)) > handshakeTimeout {
 			c.destroy(true)
 		}
 		return
 	}
 	id := c.ident.Load()
 	if id == nil {
-		if now.Sub(c.created) > c.srv.cfg.ConnectTimeout {
+		if now.Sub(time.Unix(0, c.created)) > c.srv.cfg.ConnectTimeout {
 			c.closeWith(protocol.CodeUnauthorized, "no connect message in time", false)
 		}
 		return

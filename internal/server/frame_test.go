@@ -104,7 +104,7 @@ func FuzzFrames(f *testing.F) {
 		srv := fuzzServer(t)
 		a, b := net.Pipe()
 		defer b.Close()
-		c := &conn{srv: srv, nc: a, codec: protocol.Msgpack, wake: make(chan struct{}, 1), created: time.Now()}
+		c := &conn{srv: srv, nc: a, codec: protocol.Msgpack, wake: make(chan struct{}, 1), created: time.Now().UnixNano()}
 		k := min(int(cut), len(data))
 		rest := c.processFrames(append([]byte(nil), data[:k]...))
 		rest = c.processFrames(append(append([]byte(nil), rest...), data[k:]...))

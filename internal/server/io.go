@@ -1,11 +1,11 @@
 package server
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"io"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/huddle-rt/huddle/protocol"
@@ -24,72 +24,34 @@ var (
 
 var errWouldBlock = errors.New("would block")
 
-// readRaw reads what the socket has without waiting.
+var errEOF = io.EOF
+
+// readRaw reads what the socket has without waiting (portable mode: waits).
 func (c *conn) readRaw(b []byte) (int, error) {
-	if c.wake != nil {
+	if c.nc != nil {
 		return c.nc.Read(b)
 	}
-	var n int
-	var err error
-	cerr := c.rc.Read(func(fd uintptr) bool {
-		for {
-			n, err = syscall.Read(int(fd), b)
-			if err != syscall.EINTR {
-				return true
-			}
-		}
-	})
-	switch {
-	case cerr != nil:
-		return 0, cerr
-	case err == syscall.EAGAIN:
-		return 0, errWouldBlock
-	case err != nil:
-		return 0, err
-	case n == 0:
-		return 0, io.EOF
-	}
-	return n, nil
+	return rawRead(c.fd, b)
 }
 
 // writeRaw writes as much of b as the socket takes without waiting (or, in
 // portable mode, all of it within a deadline).
 func (c *conn) writeRaw(b []byte) (int, error) {
-	if c.wake != nil {
+	if c.nc != nil {
 		_ = c.nc.SetWriteDeadline(time.Now().Add(closeGrace))
 		return c.nc.Write(b)
 	}
-	total := 0
-	var err error
-	cerr := c.rc.Write(func(fd uintptr) bool {
-		for total < len(b) {
-			var n int
-			n, err = syscall.Write(int(fd), b[total:])
-			if n > 0 {
-				total += n
-			}
-			if err == syscall.EINTR {
-				continue
-			}
-			if err != nil {
-				break
-			}
-		}
-		return true
-	})
-	if cerr != nil {
-		return total, cerr
-	}
-	if err == syscall.EAGAIN {
-		err = nil
-	}
-	return total, err
+	return rawWrite(c.fd, b)
 }
 
 // readAvailable reads what the socket holds and processes every complete
 // frame. An incomplete frame's bytes are kept in c.partial, so a peer that
 // sends half a frame and stalls holds no worker.
 func (c *conn) readAvailable() {
+	if c.handshaking.Load() {
+		c.readHandshake()
+		return
+	}
 	var buf []byte
 	var pooled *[]byte
 	n0 := len(c.partial)
@@ -232,7 +194,7 @@ func (c *conn) closeByPeer(code uint16) {
 	c.queue = append(c.queue, outItem{b: body, kind: itemClose})
 	c.state = stateClosing
 	c.cleanClose = true
-	c.closeBy = time.Now().Add(closeGrace)
+	c.closeBy = time.Now().Add(closeGrace).UnixNano()
 	start := c.wantFlushLocked()
 	c.mu.Unlock()
 	if start {
@@ -283,7 +245,7 @@ func (c *conn) flush() {
 	clear(items)
 	c.mu.Lock()
 	c.pendingLen = len(c.pendingOut)
-	if c.spare == nil && cap(items) <= 64 {
+	if c.spare == nil && cap(items) >= 8 && cap(items) <= 64 { // idle connections keep none
 		c.spare = items[:0]
 	}
 	c.mu.Unlock()
@@ -314,6 +276,10 @@ func (c *conn) appendFrames(buf []byte, items []outItem) ([]byte, bool) {
 	sawClose := false
 	for i := 0; i < len(items); {
 		switch items[i].kind {
+		case itemRaw:
+			buf = append(buf, items[i].b...)
+			i++
+			continue
 		case itemClose, itemPong:
 			cop := byte(opPong)
 			if items[i].kind == itemClose {
@@ -362,5 +328,93 @@ func itoa(n int) string {
 		if n == 0 {
 			return string(b[i:])
 		}
+	}
+}
+
+// readHandshake reads a raw connection's HTTP request head. A WebSocket
+// upgrade is answered on the connection itself; any other request moves the
+// socket to net/http, which serves the API.
+func (c *conn) readHandshake() {
+	pooled := readBufs.Get().(*[]byte)
+	defer readBufs.Put(pooled)
+	buf := *pooled
+	n0 := copy(buf, c.partial)
+	n, err := c.readRaw(buf[n0:])
+	if err != nil && err != errWouldBlock {
+		c.destroy(true)
+		return
+	}
+	data := buf[:n0+n]
+	i := bytes.Index(data, []byte("\r\n\r\n"))
+	if i < 0 {
+		if len(data) >= maxHeaderBytes {
+			c.refuse([]byte("HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"))
+			return
+		}
+		c.partial = append(c.partial[:0], data...)
+		return
+	}
+	head, rest := data[:i+4], data[i+4:]
+	if !isWebSocketPath(head) {
+		c.toHTTP(append(append([]byte(nil), head...), rest...))
+		return
+	}
+	var resp bytes.Buffer
+	codec, token, err := c.srv.upgradeHead(head, &resp)
+	if err != nil {
+		c.refuse(resp.Bytes())
+		return
+	}
+	c.codec, c.upgradeToken = codec, token
+	c.partial = nil
+	c.handshaking.Store(false)
+	c.srv.metrics.connectionsTotal.Add(1)
+	c.queueControl(itemRaw, resp.Bytes())
+	if len(rest) > 0 {
+		c.partial = c.processFrames(append([]byte(nil), rest...))
+		if len(c.partial) > 0 {
+			c.partial = append([]byte(nil), c.partial...)
+		}
+	}
+}
+
+// refuse sends an HTTP error response and closes once it is written.
+func (c *conn) refuse(resp []byte) {
+	c.mu.Lock()
+	if c.state != stateOpen {
+		c.mu.Unlock()
+		return
+	}
+	c.queue = append(c.queue, outItem{b: resp, kind: itemRaw})
+	c.state = stateClosing
+	c.closeBy = time.Now().Add(time.Second).UnixNano()
+	start := c.wantFlushLocked()
+	c.mu.Unlock()
+	if start {
+		c.kick()
+	}
+	c.partial = nil
+}
+
+// toHTTP hands the socket to net/http with the bytes already read.
+func (c *conn) toHTTP(replay []byte) {
+	s := c.srv
+	c.mu.Lock()
+	if c.state != stateOpen {
+		c.mu.Unlock()
+		return
+	}
+	c.state = stateClosed // nothing else may touch the descriptor now
+	c.mu.Unlock()
+	s.reg.remove(c.slot, c)
+	_ = s.poller.Remove(c.fd)
+	nc, err := fdConn(c.fd) // closes c.fd, keeps a duplicate
+	if err != nil {
+		s.log.Warn("cannot hand connection to the HTTP server", "err", err)
+		return
+	}
+	c.partial = nil
+	if !s.httpLn.push(&prefixConn{Conn: nc, prefix: replay}) {
+		_ = nc.Close()
 	}
 }

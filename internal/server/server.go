@@ -54,6 +54,8 @@ type Config struct {
 	ForcePortable bool
 	// Pages serves non-API paths such as "/" (the demo). Nil serves 404.
 	Pages http.Handler
+	// Profiling serves net/http/pprof at /debug/pprof/ behind the API key.
+	Profiling bool
 	// Logger receives the server's logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -112,7 +114,8 @@ type Server struct {
 	draining atomic.Bool
 	stop     chan struct{}
 	stopOnce sync.Once
-	wg       sync.WaitGroup // accept loop and sweeper
+	wg       sync.WaitGroup // sweeper
+	acceptWG sync.WaitGroup // accept loops
 
 	mu        sync.Mutex // guards listeners
 	listeners []net.Listener
@@ -182,8 +185,11 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
 	s.listeners = append(s.listeners, ln)
 	s.mu.Unlock()
-	s.wg.Add(1)
-	defer s.wg.Done()
+	s.acceptWG.Add(1)
+	defer s.acceptWG.Done()
+	if s.isRaw(ln) {
+		return s.serveRaw(ln.(*net.TCPListener))
+	}
 	var delay time.Duration
 	for {
 		nc, err := ln.Accept()
@@ -205,6 +211,12 @@ func (s *Server) Serve(ln net.Listener) error {
 		delay = 0
 		go s.handshake(nc)
 	}
+}
+
+// isRaw reports whether Serve accepts on ln with the raw loop.
+func (s *Server) isRaw(ln net.Listener) bool {
+	_, tcp := ln.(*net.TCPListener)
+	return tcp && s.poller != nil
 }
 
 // Draining reports whether Shutdown has begun.
@@ -236,12 +248,22 @@ wait:
 	for _, c := range s.reg.all() {
 		c.destroy(false)
 	}
+	s.stopOnce.Do(func() { close(s.stop) })
+	// Portable accept loops end when their listener closes; raw ones see
+	// stop within 100ms and must end before their descriptor is closed.
+	s.mu.Lock()
+	for _, ln := range s.listeners {
+		if !s.isRaw(ln) {
+			_ = ln.Close()
+		}
+	}
+	s.mu.Unlock()
+	s.acceptWG.Wait()
 	s.mu.Lock()
 	for _, ln := range s.listeners {
 		_ = ln.Close()
 	}
 	s.mu.Unlock()
-	s.stopOnce.Do(func() { close(s.stop) })
 	hctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	_ = s.http.Shutdown(hctx)
 	cancel()

@@ -162,8 +162,7 @@ func (c *conn) onSubscribe(id *auth.Identity, m *protocol.Subscribe) {
 
 func (c *conn) onUnsubscribe(m *protocol.Unsubscribe) {
 	c.mu.Lock()
-	sub := c.subs[m.S]
-	delete(c.subs, m.S)
+	sub := c.takeSubLocked(m.S)
 	c.mu.Unlock()
 	if sub != nil {
 		c.srv.unsubscribe(sub)

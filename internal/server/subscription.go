@@ -64,14 +64,11 @@ func (s *subscription) Deliver(offset uint64, frame []byte) {
 func (srv *Server) subscribe(c *conn, stream string) *subscription {
 	sub := &subscription{c: c, stream: stream, buffering: true}
 	c.mu.Lock()
-	if c.state != stateOpen || c.subs[stream] != nil {
+	if c.state != stateOpen || c.findSubLocked(stream) >= 0 {
 		c.mu.Unlock()
 		return nil
 	}
-	if c.subs == nil {
-		c.subs = make(map[string]*subscription, 1)
-	}
-	c.subs[stream] = sub
+	c.subs = append(c.subs, sub)
 	c.mu.Unlock()
 	if srv.hub.Subscribe(stream, sub) {
 		ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
@@ -175,9 +172,10 @@ func (srv *Server) recover(sub *subscription, m *protocol.Subscribe) {
 func (srv *Server) dropSubscription(sub *subscription) {
 	c := sub.c
 	c.mu.Lock()
-	owned := c.subs[sub.stream] == sub
+	i := c.findSubLocked(sub.stream)
+	owned := i >= 0 && c.subs[i] == sub
 	if owned {
-		delete(c.subs, sub.stream)
+		c.takeSubLocked(sub.stream)
 	}
 	c.mu.Unlock()
 	if owned {
@@ -207,4 +205,33 @@ func (srv *Server) HandlePublication(stream, epoch string, pub storage.Publicati
 	n := srv.hub.Broadcast(stream, pub.Offset, frames, nil)
 	srv.metrics.countOut(protocol.TypePub, n)
 	srv.metrics.observePublish(time.Since(start))
+}
+
+// findSubLocked returns the index of the subscription to stream, or -1.
+// Lock c.mu must be held.
+func (c *conn) findSubLocked(stream string) int {
+	for i, s := range c.subs {
+		if s.stream == stream {
+			return i
+		}
+	}
+	return -1
+}
+
+// takeSubLocked removes and returns the subscription to stream, or nil.
+// Lock c.mu must be held.
+func (c *conn) takeSubLocked(stream string) *subscription {
+	i := c.findSubLocked(stream)
+	if i < 0 {
+		return nil
+	}
+	sub := c.subs[i]
+	last := len(c.subs) - 1
+	c.subs[i] = c.subs[last]
+	c.subs[last] = nil
+	c.subs = c.subs[:last]
+	if len(c.subs) == 0 {
+		c.subs = nil
+	}
+	return sub
 }

@@ -1,0 +1,126 @@
+//go:build linux
+
+package server
+
+import (
+	"errors"
+	"net"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// serveRaw accepts with accept4 on the listener's descriptor and registers
+// each new socket with the poller straight away: no net.Conn, no runtime
+// poller entry and no goroutine per connection, even during the handshake.
+// It waits for the listener with poll(2) in slices of 100ms so that it
+// notices Shutdown; Shutdown closes the listener only after this returns.
+func (s *Server) serveRaw(ln *net.TCPListener) error {
+	rc, err := ln.SyscallConn()
+	if err != nil {
+		return err
+	}
+	lfd := -1
+	_ = rc.Control(func(fd uintptr) { lfd = int(fd) })
+	var delay time.Duration
+	pfd := []unix.PollFd{{Fd: int32(lfd), Events: unix.POLLIN}}
+	for {
+		select {
+		case <-s.stop:
+			return nil
+		default:
+		}
+		pfd[0].Revents = 0
+		if _, err := unix.Poll(pfd, 100); err != nil && err != unix.EINTR {
+			return os.NewSyscallError("poll", err)
+		}
+		if pfd[0].Revents&unix.POLLNVAL != 0 {
+			return nil // the listener was closed
+		}
+		if pfd[0].Revents == 0 {
+			continue
+		}
+		for i := 0; i < 1024; i++ {
+			fd, _, e := unix.Accept4(lfd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+			if e == nil {
+				s.startRaw(fd)
+				delay = 0
+				continue
+			}
+			if e == unix.EINTR || e == unix.ECONNABORTED {
+				continue
+			}
+			if e == unix.EAGAIN {
+				break
+			}
+			if errors.Is(e, unix.EMFILE) || errors.Is(e, unix.ENFILE) || errors.Is(e, unix.ENOBUFS) || errors.Is(e, unix.ENOMEM) {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept failed; retrying", "err", e, "delay", delay)
+				time.Sleep(delay)
+				break
+			}
+			return os.NewSyscallError("accept4", e)
+		}
+	}
+}
+
+// startRaw registers an accepted socket; its HTTP request head is read by
+// workers as it arrives.
+func (s *Server) startRaw(fd int) {
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	c := &conn{srv: s, fd: fd, created: time.Now().UnixNano()}
+	c.handshaking.Store(true)
+	c.lastSeen.Store(c.created)
+	s.reg.add(c)
+	if err := s.poller.Add(fd, c.slot); err != nil {
+		s.log.Error("cannot watch connection", "err", err)
+		c.destroy(true)
+	}
+}
+
+func rawRead(fd int, b []byte) (int, error) {
+	for {
+		n, err := unix.Read(fd, b)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			return 0, errWouldBlock
+		case err != nil:
+			return 0, err
+		case n == 0:
+			return 0, errEOF
+		}
+		return n, nil
+	}
+}
+
+// rawWrite writes as much of b as the socket takes now.
+func rawWrite(fd int, b []byte) (int, error) {
+	total := 0
+	for total < len(b) {
+		n, err := unix.Write(fd, b[total:])
+		if n > 0 {
+			total += n
+		}
+		switch {
+		case err == unix.EINTR:
+		case err == unix.EAGAIN:
+			return total, nil
+		case err != nil:
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+func closeFd(fd int) { _ = unix.Close(fd) }
+
+// fdConn turns an accepted socket into a net.Conn for net/http. The
+// descriptor is duplicated by the runtime and the original closed.
+func fdConn(fd int) (net.Conn, error) {
+	f := os.NewFile(uintptr(fd), "http")
+	defer f.Close()
+	return net.FileConn(f)
+}
