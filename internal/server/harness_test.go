@@ -138,7 +138,7 @@ func (h *harness) apiPublish(body string) (int, string) {
 	h.t.Helper()
 	req, _ := http.NewRequest("POST", h.HTTP+"/api/publish", strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+testAPIKey)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := apiClient.Do(req)
 	if err != nil {
 		h.t.Fatal(err)
 	}

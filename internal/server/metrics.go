@@ -20,10 +20,11 @@ import (
 const (
 	dropSlowConsumer = iota
 	dropRecoveryGap
+	dropLiveGap // a live publication skipped offsets (never expected with one broker)
 	numDropReasons
 )
 
-var dropReasonNames = [numDropReasons]string{"slow_consumer", "recovery_gap"}
+var dropReasonNames = [numDropReasons]string{"slow_consumer", "recovery_gap", "live_gap"}
 
 // Message types counted by metrics; anything else counts as "other".
 var countedTypes = []string{

@@ -25,6 +25,7 @@ type subscription struct {
 	buffering bool
 	overflow  bool
 	buf       []buffered
+	last      uint64 // offset of the last publication queued; later ones must exceed it
 }
 
 type buffered struct {
@@ -51,6 +52,19 @@ func (s *subscription) Deliver(offset uint64, frame []byte) {
 		}
 		c.mu.Unlock()
 		return
+	}
+	if offset > 0 {
+		// A publication stored before the subscribe read the stream's top
+		// may reach the hub after the subscribe completed: it was already
+		// accounted for (in subscribed.offset or .pubs), so drop it.
+		if offset <= s.last {
+			c.mu.Unlock()
+			return
+		}
+		if offset != s.last+1 {
+			c.srv.metrics.drops[dropLiveGap].Add(1)
+		}
+		s.last = offset
 	}
 	start := c.enqueueLocked(outItem{b: frame})
 	c.mu.Unlock()
@@ -157,8 +171,13 @@ func (srv *Server) recover(sub *subscription, m *protocol.Subscribe) {
 		return
 	}
 	kick := c.enqueueLocked(outItem{b: frame})
+	sub.last = after
+	if len(history) > 0 {
+		sub.last = history[len(history)-1].Offset
+	}
 	for _, b := range sub.buf[start:] {
 		kick = c.enqueueLocked(outItem{b: b.frame}) || kick
+		sub.last = b.offset
 	}
 	sub.buf, sub.buffering = nil, false
 	c.mu.Unlock()
