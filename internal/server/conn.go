@@ -94,6 +94,7 @@ func (s *Server) startConn(nc net.Conn, codec protocol.Codec, token string, extr
 		created:      time.Now().UnixNano(),
 		upgradeToken: token,
 		partial:      extra,
+		wake:         make(chan struct{}, 1), // set before the registry publishes c
 	}
 	c.lastSeen.Store(c.created)
 	s.reg.add(c)

@@ -2,8 +2,8 @@ package server
 
 // startPortable serves a connection with its own reader and writer
 // goroutines; used where epoll is unavailable (or with ForcePortable).
+// c.wake must already be set.
 func (c *conn) startPortable() {
-	c.wake = make(chan struct{}, 1)
 	go c.writeLoop()
 	go c.readLoop()
 }
