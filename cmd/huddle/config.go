@@ -96,6 +96,9 @@ type options struct {
 	logFormat       string
 	portable        bool
 	pprof           bool
+	whisperRate     float64
+	whisperBurst    int
+	maxWhisper      sizeFlag
 }
 
 func newFlagSet(o *options) *flag.FlagSet {
@@ -122,6 +125,10 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.BoolVar(&o.portable, "portable", false, "use a goroutine per connection instead of epoll")
+	fs.Float64Var(&o.whisperRate, "whisper-rate", 60, "whispers per second a connection may send (excess dropped, one 4006 error a second)")
+	fs.IntVar(&o.whisperBurst, "whisper-burst", 120, "whispers a connection may send at once")
+	o.maxWhisper = 4096
+	fs.Var(&o.maxWhisper, "max-whisper", "largest whisper data (larger gets error 4005)")
 	fs.BoolVar(&o.pprof, "pprof", false, "serve Go profiles at /debug/pprof/ (needs --api-key)")
 	fs.Usage = func() { usage(fs) }
 	return fs

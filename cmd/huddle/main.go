@@ -21,6 +21,7 @@ import (
 
 	"github.com/huddle-rt/huddle/internal/auth"
 	"github.com/huddle-rt/huddle/internal/server"
+	"github.com/huddle-rt/huddle/whisper"
 )
 
 func main() {
@@ -74,6 +75,7 @@ func run(args []string) error {
 		Workers:        o.workers,
 		ForcePortable:  o.portable,
 		Profiling:      o.pprof,
+		Whisper:        whisper.Config{Rate: o.whisperRate, Burst: o.whisperBurst, MaxData: int(o.maxWhisper)},
 		Logger:         logger,
 	}
 	if dev != nil {

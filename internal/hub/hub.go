@@ -17,14 +17,23 @@ import (
 // MaxFormats bounds the number of wire formats a node serves at once.
 const MaxFormats = 4
 
+// Message describes one fanned-out message besides its bytes.
+type Message struct {
+	// Offset is a publication's offset; 0 for ephemeral messages.
+	Offset uint64
+	// Key lets a subscriber conflate: a newer message with the same non-zero
+	// key may replace one still queued. 0 never conflates.
+	Key uint64
+}
+
 // Subscriber is one subscription of one connection to one stream.
 type Subscriber interface {
 	// Format is the index of the subscriber's wire format (< MaxFormats).
 	Format() int
-	// Deliver queues frame for the subscriber. offset is the publication's
-	// offset, or 0 for messages without one. Deliver must not block; it may
-	// take the subscriber's connection lock.
-	Deliver(offset uint64, frame []byte)
+	// Deliver queues frame for the subscriber. Deliver must not block; it
+	// may take the subscriber's connection lock. frame is shared by every
+	// subscriber of the format and must not be modified.
+	Deliver(m Message, frame []byte)
 }
 
 // Frames holds one message encoded per wire format, encoding lazily: the
@@ -136,7 +145,7 @@ func (h *Hub) Unsubscribe(name string, s Subscriber) (last bool) {
 
 // Broadcast delivers the message in f to every subscriber of stream except
 // skip (which may be nil), and returns how many received it.
-func (h *Hub) Broadcast(name string, offset uint64, f *Frames, skip Subscriber) int {
+func (h *Hub) Broadcast(name string, m Message, f *Frames, skip Subscriber) int {
 	sh := h.shard(name)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -149,7 +158,7 @@ func (h *Hub) Broadcast(name string, offset uint64, f *Frames, skip Subscriber) 
 		if s == skip {
 			continue
 		}
-		s.Deliver(offset, f.For(s.Format()))
+		s.Deliver(m, f.For(s.Format()))
 		n++
 	}
 	return n

@@ -15,7 +15,7 @@ type recorder struct {
 }
 
 func (r *recorder) Format() int { return r.format }
-func (r *recorder) Deliver(offset uint64, frame []byte) {
+func (r *recorder) Deliver(m Message, frame []byte) {
 	r.n.Add(1)
 	r.mu.Lock()
 	r.got = append(r.got, frame)
@@ -35,7 +35,7 @@ func TestBroadcastEncodesOncePerFormat(t *testing.T) {
 		encodes[format]++
 		return []byte(fmt.Sprintf("f%d", format))
 	})
-	if n := h.Broadcast("s", 1, f, subs[0]); n != 9 {
+	if n := h.Broadcast("s", Message{Offset: 1}, f, subs[0]); n != 9 {
 		t.Fatalf("delivered to %d, want 9", n)
 	}
 	if encodes[0] != 1 || encodes[1] != 1 {
@@ -92,7 +92,7 @@ func TestConcurrentChurn(t *testing.T) {
 			for i := 0; i < 1000; i++ {
 				name := fmt.Sprintf("s%d", i%10)
 				h.Subscribe(name, r)
-				h.Broadcast(name, 0, NewFrames(func(int) []byte { return nil }), nil)
+				h.Broadcast(name, Message{}, NewFrames(func(int) []byte { return nil }), nil)
 				h.Unsubscribe(name, r)
 			}
 		}()
@@ -105,8 +105,8 @@ func TestConcurrentChurn(t *testing.T) {
 
 type sink struct{ format int }
 
-func (s *sink) Format() int                         { return s.format }
-func (s *sink) Deliver(offset uint64, frame []byte) {}
+func (s *sink) Format() int                     { return s.format }
+func (s *sink) Deliver(m Message, frame []byte) {}
 
 func BenchmarkHub_Broadcast(b *testing.B) {
 	for _, n := range []int{1, 100, 10000} {
@@ -120,7 +120,7 @@ func BenchmarkHub_Broadcast(b *testing.B) {
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				f := NewFrames(func(int) []byte { return payload })
-				h.Broadcast("s", uint64(i), f, nil)
+				h.Broadcast("s", Message{Offset: uint64(i)}, f, nil)
 			}
 		})
 	}

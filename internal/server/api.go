@@ -203,7 +203,15 @@ func (s *Server) apiDisconnect(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) apiStats(w http.ResponseWriter, r *http.Request) {
 	streams, subs := s.hub.Stats()
+	maxQueued := 0
+	for _, c := range s.reg.all() {
+		c.mu.Lock()
+		maxQueued = max(maxQueued, c.queued+c.pendingLen)
+		c.mu.Unlock()
+	}
 	writeJSON(w, http.StatusOK, map[string]any{
+		"queued_bytes_max": maxQueued,
+		"whispers_cached":  s.whispers.Len(),
 		"node":          s.cfg.Node,
 		"connections":   s.reg.count(),
 		"clients":       s.metrics.connected.Load(),

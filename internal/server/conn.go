@@ -9,6 +9,7 @@ import (
 	"github.com/huddle-rt/huddle/internal/auth"
 	"github.com/huddle-rt/huddle/internal/netpoll"
 	"github.com/huddle-rt/huddle/protocol"
+	"github.com/huddle-rt/huddle/whisper"
 )
 
 // Connection states.
@@ -39,8 +40,13 @@ const (
 
 type outItem struct {
 	b    []byte
+	key  uint64 // conflation key of a whisper; 0 for everything else
 	kind uint8
 }
+
+// conflateScan bounds how far back a whisper looks for a queued one to
+// replace; a queue that long is mostly publications anyway.
+const conflateScan = 1024
 
 // conn is one WebSocket connection and its protocol session.
 type conn struct {
@@ -56,6 +62,7 @@ type conn struct {
 
 	// Owned by whichever goroutine runs the connection's work (at most
 	// one at a time): the read-side state and the unsent tail of a write.
+	limiter    whisper.Limiter
 	partial    []byte // bytes of an incomplete frame
 	need       int    // total size of the incomplete frame, when known
 	frag       []byte // data of a fragmented message so far
@@ -186,6 +193,22 @@ func (c *conn) isOpen() bool {
 func (c *conn) enqueueLocked(it outItem) (scheduled bool) {
 	if c.state != stateOpen {
 		return false
+	}
+	if it.key != 0 {
+		// A whisper replaces the same sender's queued one of the same event
+		// in place: a slow receiver gets fewer, fresher cursors.
+		for i, n := len(c.queue)-1, 0; i >= 0 && n < conflateScan; i, n = i-1, n+1 {
+			if c.queue[i].key == it.key {
+				c.queued += len(it.b) - len(c.queue[i].b)
+				c.queue[i].b = it.b
+				c.srv.metrics.conflated.Add(1)
+				return false // a flush is already pending for the queued one
+			}
+		}
+		if c.queued+c.pendingLen+len(it.b) > c.srv.cfg.MaxQueue {
+			c.srv.metrics.drops[dropWhisperQueueFull].Add(1)
+			return false // ephemeral: dropped, never a reason to disconnect
+		}
 	}
 	if c.queued+c.pendingLen+len(it.b) > c.srv.cfg.MaxQueue {
 		c.srv.metrics.drops[dropSlowConsumer].Add(1)

@@ -20,11 +20,13 @@ import (
 const (
 	dropSlowConsumer = iota
 	dropRecoveryGap
-	dropLiveGap // a live publication skipped offsets (never expected with one broker)
+	dropLiveGap          // a live publication skipped offsets (never expected with one broker)
+	dropWhisperRate      // a whisper over its sender's rate limit
+	dropWhisperQueueFull // a whisper to a receiver whose queue is full
 	numDropReasons
 )
 
-var dropReasonNames = [numDropReasons]string{"slow_consumer", "recovery_gap", "live_gap"}
+var dropReasonNames = [numDropReasons]string{"slow_consumer", "recovery_gap", "live_gap", "whisper_rate", "whisper_queue_full"}
 
 // Message types counted by metrics; anything else counts as "other".
 var countedTypes = []string{
@@ -47,6 +49,7 @@ type metrics struct {
 	subscriptions     atomic.Int64
 	bytesIn, bytesOut atomic.Int64
 	framesOut         atomic.Int64
+	conflated         atomic.Int64 // whispers that replaced a queued one
 	handshakeFailures atomic.Int64
 	msgIn, msgOut     []atomic.Int64 // by countedTypes index
 	drops             [numDropReasons]atomic.Int64
@@ -136,6 +139,7 @@ func newMetrics(s *Server) (*metrics, error) {
 	drops := counter("huddle.queue.drops", "Connections or messages dropped, by reason.", "")
 	disc := counter("huddle.disconnects", "Disconnects sent, by code.", "")
 	hsFail := counter("huddle.handshake.failures", "WebSocket upgrades refused.", "")
+	conflated := counter("huddle.whispers.conflated", "Whispers that replaced an older queued one of the same sender and event.", "")
 	if err != nil {
 		return nil, err
 	}
@@ -154,6 +158,7 @@ func newMetrics(s *Server) (*metrics, error) {
 		o.ObserveInt64(bytesOut, m.bytesOut.Load())
 		o.ObserveInt64(framesOut, m.framesOut.Load())
 		o.ObserveInt64(hsFail, m.handshakeFailures.Load())
+		o.ObserveInt64(conflated, m.conflated.Load())
 		for i := range countedTypes {
 			if v := m.msgIn[i].Load(); v > 0 {
 				o.ObserveInt64(msgIn, v, typeAttrs[i])
@@ -169,7 +174,7 @@ func newMetrics(s *Server) (*metrics, error) {
 			o.ObserveInt64(disc, v.Load(), metric.WithAttributes(attribute.Int("code", int(code))))
 		}
 		return nil
-	}, conns, connected, subs, streams, accepted, bytesIn, bytesOut, framesOut, msgIn, msgOut, drops, disc, hsFail)
+	}, conns, connected, subs, streams, accepted, bytesIn, bytesOut, framesOut, msgIn, msgOut, drops, disc, hsFail, conflated)
 	if err != nil {
 		return nil, err
 	}

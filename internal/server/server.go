@@ -27,6 +27,7 @@ import (
 	"github.com/huddle-rt/huddle/internal/netpoll"
 	"github.com/huddle-rt/huddle/protocol"
 	"github.com/huddle-rt/huddle/storage"
+	"github.com/huddle-rt/huddle/whisper"
 )
 
 // Config tunes a Server. Zero fields take the documented defaults.
@@ -54,6 +55,8 @@ type Config struct {
 	ForcePortable bool
 	// Pages serves non-API paths such as "/" (the demo). Nil serves 404.
 	Pages http.Handler
+	// Whisper tunes whispers: rate limit, size limit, cache bounds.
+	Whisper whisper.Config
 	// Profiling serves net/http/pprof at /debug/pprof/ behind the API key.
 	Profiling bool
 	// Logger receives the server's logs. Default slog.Default().
@@ -82,6 +85,7 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	c.Whisper = c.Whisper.WithDefaults()
 }
 
 // Deps are the parts a Server is built on.
@@ -97,19 +101,20 @@ type Deps struct {
 
 // Server is one Huddle node.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	auth    *auth.Authenticator
-	history storage.Log
-	broker  broker.Broker
-	hub     *hub.Hub
-	metrics *metrics
-	poller  *netpoll.Poller // nil in portable mode
-	pool    *workerPool
-	reg     registry
-	api     http.Handler
-	http    *http.Server
-	httpLn  *chanListener
+	cfg      Config
+	log      *slog.Logger
+	auth     *auth.Authenticator
+	history  storage.Log
+	broker   broker.Broker
+	hub      *hub.Hub
+	whispers *whisper.Cache
+	metrics  *metrics
+	poller   *netpoll.Poller // nil in portable mode
+	pool     *workerPool
+	reg      registry
+	api      http.Handler
+	http     *http.Server
+	httpLn   *chanListener
 
 	draining atomic.Bool
 	stop     chan struct{}
@@ -129,11 +134,12 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		return nil, errors.New("server: Deps.Auth is required")
 	}
 	s := &Server{
-		cfg:  cfg,
-		log:  cfg.Logger,
-		auth: deps.Auth,
-		hub:  hub.New(),
-		stop: make(chan struct{}),
+		cfg:      cfg,
+		log:      cfg.Logger,
+		auth:     deps.Auth,
+		hub:      hub.New(),
+		whispers: whisper.NewCache(cfg.Whisper),
+		stop:     make(chan struct{}),
 	}
 	s.history = deps.Log
 	if s.history == nil {

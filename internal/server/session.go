@@ -8,8 +8,10 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/huddle-rt/huddle/internal/auth"
+	"github.com/huddle-rt/huddle/internal/hub"
 	"github.com/huddle-rt/huddle/protocol"
 	"github.com/huddle-rt/huddle/storage"
+	"github.com/huddle-rt/huddle/whisper"
 )
 
 // Bounds of a history request.
@@ -77,7 +79,7 @@ func (c *conn) dispatch(m protocol.Message) {
 		c.send(&protocol.Pong{})
 	case *protocol.Pong:
 	case *protocol.SendWhisper:
-		c.sendError(0, m.S, protocol.CodeBadRequest, "whispers are not supported by this server version")
+		c.onWhisper(id, m)
 	case *protocol.Join:
 		c.sendError(m.ID, m.S, protocol.CodeBadRequest, "presence is not supported by this server version")
 	case *protocol.Update:
@@ -253,4 +255,57 @@ func wirePubs(stream, epoch string, pubs []storage.Publication) []protocol.Pub {
 		out[i] = wirePub(stream, epoch, &pubs[i])
 	}
 	return out
+}
+
+// onWhisper relays an ephemeral event to the stream's other subscribers on
+// this node: encoded once per wire format, never stored, never echoed.
+func (c *conn) onWhisper(id *auth.Identity, m *protocol.SendWhisper) {
+	cfg := &c.srv.cfg.Whisper
+	if !c.streamCheck(id, 0, m.S, auth.OpWhisper) {
+		return
+	}
+	if m.Ev == "" || len(m.Ev) > protocol.MaxEventName {
+		c.sendError(0, m.S, protocol.CodeBadRequest, "whisper ev must be 1-64 bytes")
+		return
+	}
+	if len(m.Data) > cfg.MaxData {
+		c.sendError(0, m.S, protocol.CodeTooLarge, "whisper data over the limit of "+itoa(cfg.MaxData)+" bytes")
+		return
+	}
+	if ok, warn := c.limiter.Allow(time.Now().UnixNano(), cfg); !ok {
+		c.srv.metrics.drops[dropWhisperRate].Add(1)
+		if warn {
+			c.sendError(0, m.S, protocol.CodeRateLimited, "whisper rate limit ("+itoa(int(cfg.Rate))+"/s, burst "+itoa(cfg.Burst)+"): excess whispers are dropped")
+		}
+		return
+	}
+	data := m.Data
+	if len(data) == 0 {
+		data = protocol.RawNil
+	}
+	w := protocol.Whisper{S: m.S, Ev: m.Ev, Data: data, From: protocol.ClientInfo{User: id.User, Client: c.clientID}}
+	c.mu.Lock()
+	var self *subscription
+	if i := c.findSubLocked(m.S); i >= 0 {
+		self = c.subs[i]
+	}
+	c.mu.Unlock()
+	if self != nil {
+		// Only a subscribed sender's whispers are cached: the cache entry
+		// lives as long as the subscription.
+		c.srv.whispers.Put(w)
+	}
+	frames := hub.NewFrames(func(format int) []byte {
+		b, err := protocol.AppendMessage(protocol.Codec(format), nil, &w)
+		if err != nil {
+			c.srv.log.Error("encode whisper failed", "err", err)
+		}
+		return b
+	})
+	var skip hub.Subscriber
+	if self != nil {
+		skip = self
+	}
+	n := c.srv.hub.Broadcast(m.S, hub.Message{Key: whisper.Key(m.S, c.clientID, m.Ev)}, frames, skip)
+	c.srv.metrics.countOut(protocol.TypeWhisper, n)
 }

@@ -24,12 +24,14 @@ type subscription struct {
 	// Guarded by c.mu.
 	buffering bool
 	overflow  bool
-	buf       []buffered
-	last      uint64 // offset of the last publication queued; later ones must exceed it
+	buf       []buffered // publications
+	bufW      []buffered // whispers, conflated by key
+	last      uint64     // offset of the last publication queued; later ones must exceed it
 }
 
 type buffered struct {
 	offset uint64
+	key    uint64
 	frame  []byte
 }
 
@@ -39,16 +41,18 @@ func (s *subscription) Format() int { return int(s.c.codec) }
 
 // Deliver queues a frame for the connection, or buffers it while the
 // subscribe is still reading history.
-func (s *subscription) Deliver(offset uint64, frame []byte) {
+func (s *subscription) Deliver(m hub.Message, frame []byte) {
 	c := s.c
+	offset := m.Offset
 	c.mu.Lock()
 	if s.buffering {
-		if offset > 0 {
-			if len(s.buf) < maxRecoverBuffer {
-				s.buf = append(s.buf, buffered{offset, frame})
-			} else {
-				s.overflow = true
-			}
+		switch {
+		case offset > 0 && len(s.buf) < maxRecoverBuffer:
+			s.buf = append(s.buf, buffered{offset: offset, frame: frame})
+		case offset > 0:
+			s.overflow = true
+		case m.Key != 0:
+			s.bufferWhisperLocked(m.Key, frame)
 		}
 		c.mu.Unlock()
 		return
@@ -66,10 +70,24 @@ func (s *subscription) Deliver(offset uint64, frame []byte) {
 		}
 		s.last = offset
 	}
-	start := c.enqueueLocked(outItem{b: frame})
+	start := c.enqueueLocked(outItem{b: frame, key: m.Key})
 	c.mu.Unlock()
 	if start {
 		c.kick()
+	}
+}
+
+// bufferWhisperLocked keeps the newest whisper per key while subscribing.
+// Lock c.mu must be held.
+func (s *subscription) bufferWhisperLocked(key uint64, frame []byte) {
+	for i := range s.bufW {
+		if s.bufW[i].key == key {
+			s.bufW[i].frame = frame
+			return
+		}
+	}
+	if len(s.bufW) < maxRecoverBuffer {
+		s.bufW = append(s.bufW, buffered{key: key, frame: frame})
 	}
 }
 
@@ -98,6 +116,9 @@ func (srv *Server) subscribe(c *conn, stream string) *subscription {
 // unsubscribe removes sub from the hub (the caller removed it from its
 // connection).
 func (srv *Server) unsubscribe(sub *subscription) {
+	if sub.c.clientID != "" {
+		srv.whispers.Drop(sub.stream, sub.c.clientID)
+	}
 	if srv.hub.Unsubscribe(sub.stream, sub) {
 		ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 		if err := srv.broker.Unsubscribe(ctx, sub.stream); err != nil {
@@ -146,6 +167,7 @@ func (srv *Server) recover(sub *subscription, m *protocol.Subscribe) {
 		c.sendError(m.ID, m.S, protocol.CodeInternal, "subscribe failed: "+err.Error())
 		return
 	}
+	reply.LV = srv.whispers.Snapshot(m.S, c.clientID)
 	frame, err := protocol.AppendMessage(c.codec, nil, reply)
 	if err != nil {
 		srv.dropSubscription(sub)
@@ -179,7 +201,10 @@ func (srv *Server) recover(sub *subscription, m *protocol.Subscribe) {
 		kick = c.enqueueLocked(outItem{b: b.frame}) || kick
 		sub.last = b.offset
 	}
-	sub.buf, sub.buffering = nil, false
+	for _, b := range sub.bufW {
+		kick = c.enqueueLocked(outItem{b: b.frame, key: b.key}) || kick
+	}
+	sub.buf, sub.bufW, sub.buffering = nil, nil, false
 	c.mu.Unlock()
 	srv.metrics.countOut(protocol.TypeSubscribed, 1)
 	if kick {
@@ -221,7 +246,7 @@ func (srv *Server) HandlePublication(stream, epoch string, pub storage.Publicati
 		}
 		return b
 	})
-	n := srv.hub.Broadcast(stream, pub.Offset, frames, nil)
+	n := srv.hub.Broadcast(stream, hub.Message{Offset: pub.Offset}, frames, nil)
 	srv.metrics.countOut(protocol.TypePub, n)
 	srv.metrics.observePublish(time.Since(start))
 }

@@ -1,0 +1,195 @@
+// Package whisper holds the policy of client-to-client ephemeral messages
+// (cursors, selections, typing): the per-connection rate limit, the
+// latest-value cache that lets late joiners see every cursor at once, and
+// the conflation key that lets a newer whisper replace a queued older one.
+//
+// Whispers are never stored and carry no offset. This package does no I/O
+// and knows nothing of connections or sockets; the server calls it.
+package whisper
+
+import (
+	"hash/maphash"
+	"sync"
+	"time"
+
+	"github.com/huddle-rt/huddle/protocol"
+)
+
+// Config tunes whispers. Zero fields take the defaults.
+type Config struct {
+	// Rate is the sustained whispers per second a connection may send.
+	// Default 60.
+	Rate float64
+	// Burst is how many whispers a connection may send at once. Default 120.
+	Burst int
+	// MaxData bounds a whisper's data in bytes (msgpack). Default 4096.
+	MaxData int
+	// MaxEvents bounds the event names cached per sender and stream; a
+	// sender over it replaces its oldest. Default 16.
+	MaxEvents int
+}
+
+// WithDefaults returns c with zero fields set to the defaults.
+func (c Config) WithDefaults() Config {
+	if c.Rate <= 0 {
+		c.Rate = 60
+	}
+	if c.Burst <= 0 {
+		c.Burst = 120
+	}
+	if c.MaxData <= 0 {
+		c.MaxData = 4096
+	}
+	if c.MaxEvents <= 0 {
+		c.MaxEvents = 16
+	}
+	return c
+}
+
+// Limiter is a token bucket with a once-per-second complaint. The zero value
+// starts full. It is not safe for concurrent use: each connection's worker
+// owns its own.
+type Limiter struct {
+	tokens   float64
+	last     int64 // unix nanos of the last refill; 0 = never used
+	lastWarn int64
+}
+
+// Allow takes a token at now (unix nanos). ok reports whether the whisper
+// may go; warn reports whether the sender should be told it is over the
+// limit (at most once a second).
+func (l *Limiter) Allow(now int64, cfg *Config) (ok, warn bool) {
+	if l.last == 0 {
+		l.tokens, l.last = float64(cfg.Burst), now
+	}
+	l.tokens += float64(now-l.last) / float64(time.Second) * cfg.Rate
+	if l.tokens > float64(cfg.Burst) {
+		l.tokens = float64(cfg.Burst)
+	}
+	l.last = now
+	if l.tokens >= 1 {
+		l.tokens--
+		return true, false
+	}
+	if now-l.lastWarn >= int64(time.Second) {
+		l.lastWarn = now
+		return false, true
+	}
+	return false, false
+}
+
+var keySeed = maphash.MakeSeed()
+
+// Key is the conflation key of a whisper: equal for the same stream, sender
+// connection and event name, and never 0.
+func Key(stream, sender, ev string) uint64 {
+	var h maphash.Hash
+	h.SetSeed(keySeed)
+	h.WriteString(stream)
+	h.WriteByte(0)
+	h.WriteString(sender)
+	h.WriteByte(0)
+	h.WriteString(ev)
+	k := h.Sum64()
+	if k == 0 {
+		k = 1
+	}
+	return k
+}
+
+const cacheShards = 32
+
+// Cache keeps the newest whisper per (stream, sender connection, event).
+type Cache struct {
+	cfg    Config
+	seed   maphash.Seed
+	shards [cacheShards]cacheShard
+}
+
+type cacheShard struct {
+	mu      sync.Mutex // guards streams
+	streams map[string]map[string][]protocol.Whisper // stream -> sender -> newest per ev, oldest first
+}
+
+// NewCache returns an empty cache.
+func NewCache(cfg Config) *Cache {
+	c := &Cache{cfg: cfg.WithDefaults(), seed: maphash.MakeSeed()}
+	for i := range c.shards {
+		c.shards[i].streams = make(map[string]map[string][]protocol.Whisper)
+	}
+	return c
+}
+
+func (c *Cache) shard(stream string) *cacheShard {
+	return &c.shards[maphash.String(c.seed, stream)%cacheShards]
+}
+
+// Put records w as its sender's newest whisper of w.Ev on w.S.
+func (c *Cache) Put(w protocol.Whisper) {
+	sh := c.shard(w.S)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	senders := sh.streams[w.S]
+	if senders == nil {
+		senders = make(map[string][]protocol.Whisper)
+		sh.streams[w.S] = senders
+	}
+	list := senders[w.From.Client]
+	for i := range list {
+		if list[i].Ev == w.Ev {
+			list[i] = w
+			return
+		}
+	}
+	if len(list) >= c.cfg.MaxEvents {
+		copy(list, list[1:])
+		list = list[:len(list)-1]
+	}
+	senders[w.From.Client] = append(list, w)
+}
+
+// Snapshot returns every cached whisper of stream except those of the
+// connection except (which may be "").
+func (c *Cache) Snapshot(stream, except string) []protocol.Whisper {
+	sh := c.shard(stream)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	var out []protocol.Whisper
+	for sender, list := range sh.streams[stream] {
+		if sender != except {
+			out = append(out, list...)
+		}
+	}
+	return out
+}
+
+// Drop forgets the whispers of sender on stream (it unsubscribed or left).
+func (c *Cache) Drop(stream, sender string) {
+	sh := c.shard(stream)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	senders := sh.streams[stream]
+	if senders == nil {
+		return
+	}
+	delete(senders, sender)
+	if len(senders) == 0 {
+		delete(sh.streams, stream)
+	}
+}
+
+// Len counts cached whispers, for tests and stats.
+func (c *Cache) Len() int {
+	n := 0
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.Lock()
+		for _, senders := range sh.streams {
+			for _, list := range senders {
+				n += len(list)
+			}
+		}
+		sh.mu.Unlock()
+	}
+	return n
+}
