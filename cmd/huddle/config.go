@@ -99,6 +99,11 @@ type options struct {
 	whisperRate     float64
 	whisperBurst    int
 	maxWhisper      sizeFlag
+	presenceGrace   time.Duration
+	presenceTTL     time.Duration
+	maxState        sizeFlag
+	maxMembers      int
+	updateRate      float64
 }
 
 func newFlagSet(o *options) *flag.FlagSet {
@@ -129,6 +134,12 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.IntVar(&o.whisperBurst, "whisper-burst", 120, "whispers a connection may send at once")
 	o.maxWhisper = 4096
 	fs.Var(&o.maxWhisper, "max-whisper", "largest whisper data (larger gets error 4005)")
+	fs.DurationVar(&o.presenceGrace, "presence-grace", 5*time.Second, "how long a member whose connection dropped stays before its leave goes out")
+	fs.DurationVar(&o.presenceTTL, "presence-ttl", 30*time.Second, "how long a member lives without its node's heartbeat")
+	o.maxState = 4096
+	fs.Var(&o.maxState, "max-presence-state", "largest presence state (larger gets error 4005)")
+	fs.IntVar(&o.maxMembers, "max-presence-members", 10000, "most presence members per stream (more get error 4003)")
+	fs.Float64Var(&o.updateRate, "presence-update-rate", 30, "presence updates per second a connection may send (burst twice that)")
 	fs.BoolVar(&o.pprof, "pprof", false, "serve Go profiles at /debug/pprof/ (needs --api-key)")
 	fs.Usage = func() { usage(fs) }
 	return fs

@@ -21,6 +21,7 @@ import (
 
 	"github.com/huddle-rt/huddle/internal/auth"
 	"github.com/huddle-rt/huddle/internal/server"
+	"github.com/huddle-rt/huddle/presence"
 	"github.com/huddle-rt/huddle/whisper"
 )
 
@@ -75,8 +76,10 @@ func run(args []string) error {
 		Workers:        o.workers,
 		ForcePortable:  o.portable,
 		Profiling:      o.pprof,
-		Whisper:        whisper.Config{Rate: o.whisperRate, Burst: o.whisperBurst, MaxData: int(o.maxWhisper)},
-		Logger:         logger,
+		Presence: presence.Config{Grace: o.presenceGrace, TTL: o.presenceTTL, MaxState: int(o.maxState),
+			MaxMembers: o.maxMembers, UpdateRate: o.updateRate, UpdateBurst: int(2 * o.updateRate)},
+		Whisper: whisper.Config{Rate: o.whisperRate, Burst: o.whisperBurst, MaxData: int(o.maxWhisper)},
+		Logger:  logger,
 	}
 	if dev != nil {
 		cfg.Pages = dev.pages()

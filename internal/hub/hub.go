@@ -24,6 +24,9 @@ type Message struct {
 	// Key lets a subscriber conflate: a newer message with the same non-zero
 	// key may replace one still queued. 0 never conflates.
 	Key uint64
+	// Kind tells subscribers that filter what the message is; the hub does
+	// not look at it.
+	Kind uint8
 }
 
 // Subscriber is one subscription of one connection to one stream.

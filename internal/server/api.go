@@ -179,10 +179,6 @@ func (s *Server) apiHistory(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-func (s *Server) apiPresence(w http.ResponseWriter, r *http.Request) {
-	apiError(w, http.StatusNotImplemented, "not_implemented", "presence is not supported by this server version")
-}
-
 func (s *Server) apiDisconnect(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		User string `json:"user"`
@@ -212,12 +208,12 @@ func (s *Server) apiStats(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{
 		"queued_bytes_max": maxQueued,
 		"whispers_cached":  s.whispers.Len(),
-		"node":          s.cfg.Node,
-		"connections":   s.reg.count(),
-		"clients":       s.metrics.connected.Load(),
-		"streams":       streams,
-		"subscriptions": subs,
-		"draining":      s.draining.Load(),
+		"node":             s.cfg.Node,
+		"connections":      s.reg.count(),
+		"clients":          s.metrics.connected.Load(),
+		"streams":          streams,
+		"subscriptions":    subs,
+		"draining":         s.draining.Load(),
 	})
 }
 

@@ -63,6 +63,7 @@ type conn struct {
 	// Owned by whichever goroutine runs the connection's work (at most
 	// one at a time): the read-side state and the unsent tail of a write.
 	limiter    whisper.Limiter
+	updLimiter whisper.Limiter
 	partial    []byte // bytes of an incomplete frame
 	need       int    // total size of the incomplete frame, when known
 	frag       []byte // data of a fragmented message so far
@@ -73,6 +74,7 @@ type conn struct {
 	handshaking atomic.Bool                   // the HTTP upgrade is still being read
 	ident       atomic.Pointer[auth.Identity] // nil until connect succeeds
 	clientID    string                        // set with ident
+	info        protocol.Raw                  // the token's info claim, for presence
 	lastSeen    atomic.Int64                  // unix nanos of the last inbound bytes
 	lastPing    atomic.Int64
 
@@ -85,6 +87,7 @@ type conn struct {
 	queued     int             // bytes in queue
 	pendingLen int             // len(pendingOut), for the queue bound
 	subs       []*subscription // few per connection: a slice beats a map
+	joined     []string        // streams whose presence this connection is in
 	closeBy    int64           // unix nanos when stateClosing gives way to closing the socket
 	cleanClose bool            // the peer started a close handshake
 	closeFd    bool            // destroy ran while a worker was on the socket: the worker closes fd
@@ -336,13 +339,13 @@ func (c *conn) destroy(abrupt bool) {
 		default:
 		}
 	}
+	c.leaveAll(abrupt || !c.cleanClose)
 	for _, sub := range subs {
 		s.unsubscribe(sub)
 	}
 	if c.ident.Load() != nil {
 		s.metrics.connected.Add(-1)
 	}
-	_ = abrupt // presence grace uses it (issue: presence)
 }
 
 // check runs the connection's timed duties; the sweeper calls it about once

@@ -23,10 +23,11 @@ const (
 	dropLiveGap          // a live publication skipped offsets (never expected with one broker)
 	dropWhisperRate      // a whisper over its sender's rate limit
 	dropWhisperQueueFull // a whisper to a receiver whose queue is full
+	dropPresenceRate     // a presence update over its sender's rate limit
 	numDropReasons
 )
 
-var dropReasonNames = [numDropReasons]string{"slow_consumer", "recovery_gap", "live_gap", "whisper_rate", "whisper_queue_full"}
+var dropReasonNames = [numDropReasons]string{"slow_consumer", "recovery_gap", "live_gap", "whisper_rate", "whisper_queue_full", "presence_rate"}
 
 // Message types counted by metrics; anything else counts as "other".
 var countedTypes = []string{

@@ -25,6 +25,7 @@ import (
 	"github.com/huddle-rt/huddle/internal/broker"
 	"github.com/huddle-rt/huddle/internal/hub"
 	"github.com/huddle-rt/huddle/internal/netpoll"
+	"github.com/huddle-rt/huddle/presence"
 	"github.com/huddle-rt/huddle/protocol"
 	"github.com/huddle-rt/huddle/storage"
 	"github.com/huddle-rt/huddle/whisper"
@@ -57,6 +58,8 @@ type Config struct {
 	Pages http.Handler
 	// Whisper tunes whispers: rate limit, size limit, cache bounds.
 	Whisper whisper.Config
+	// Presence tunes presence: grace, TTL, tick, limits.
+	Presence presence.Config
 	// Profiling serves net/http/pprof at /debug/pprof/ behind the API key.
 	Profiling bool
 	// Logger receives the server's logs. Default slog.Default().
@@ -86,6 +89,7 @@ func (c *Config) setDefaults() {
 		c.Logger = slog.Default()
 	}
 	c.Whisper = c.Whisper.WithDefaults()
+	c.Presence = c.Presence.WithDefaults()
 }
 
 // Deps are the parts a Server is built on.
@@ -94,6 +98,8 @@ type Deps struct {
 	Auth *auth.Authenticator
 	// Log is the history. Default: a new storage.MemoryLog.
 	Log storage.Log
+	// Presence stores members. Default: a new presence.MemoryStore.
+	Presence presence.Store
 	// NewBroker builds the broker that delivers to the server's handler.
 	// Default: the memory broker over Log.
 	NewBroker func(h broker.Handler) (broker.Broker, error)
@@ -108,13 +114,16 @@ type Server struct {
 	broker   broker.Broker
 	hub      *hub.Hub
 	whispers *whisper.Cache
-	metrics  *metrics
-	poller   *netpoll.Poller // nil in portable mode
-	pool     *workerPool
-	reg      registry
-	api      http.Handler
-	http     *http.Server
-	httpLn   *chanListener
+	// updateLimit is the presence update rate limit, as a token bucket.
+	updateLimit whisper.Config
+	presence    *presence.Tracker
+	metrics     *metrics
+	poller      *netpoll.Poller // nil in portable mode
+	pool        *workerPool
+	reg         registry
+	api         http.Handler
+	http        *http.Server
+	httpLn      *chanListener
 
 	draining atomic.Bool
 	stop     chan struct{}
@@ -162,6 +171,12 @@ func New(cfg Config, deps Deps) (*Server, error) {
 			return nil, fmt.Errorf("server: %w", err)
 		}
 	}
+	store := deps.Presence
+	if store == nil {
+		store = presence.NewMemoryStore()
+	}
+	s.presence = presence.NewTracker(cfg.Presence, store, s.emitPresence)
+	s.updateLimit = whisper.Config{Rate: cfg.Presence.UpdateRate, Burst: cfg.Presence.UpdateBurst}.WithDefaults()
 	s.pool = newWorkerPool(cfg.Workers)
 	s.api = s.routes()
 	s.httpLn = newChanListener()
@@ -275,6 +290,7 @@ wait:
 	cancel()
 	_ = s.httpLn.Close()
 	s.wg.Wait()
+	s.presence.Close()
 	s.pool.close()
 	if s.poller != nil {
 		_ = s.poller.Close()

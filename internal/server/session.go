@@ -81,13 +81,13 @@ func (c *conn) dispatch(m protocol.Message) {
 	case *protocol.SendWhisper:
 		c.onWhisper(id, m)
 	case *protocol.Join:
-		c.sendError(m.ID, m.S, protocol.CodeBadRequest, "presence is not supported by this server version")
+		c.onJoin(id, m)
 	case *protocol.Update:
-		c.sendError(0, m.S, protocol.CodeBadRequest, "presence is not supported by this server version")
+		c.onUpdate(id, m)
 	case *protocol.Leave:
-		c.sendError(m.ID, m.S, protocol.CodeBadRequest, "presence is not supported by this server version")
+		c.onLeave(m)
 	case *protocol.WhoRequest:
-		c.sendError(m.ID, m.S, protocol.CodeBadRequest, "presence is not supported by this server version")
+		c.onWho(id, m)
 	case *protocol.Unknown:
 		c.sendError(m.ID, "", protocol.CodeBadRequest, "unknown message type "+quote(m.T))
 	}
@@ -115,6 +115,9 @@ func (c *conn) onConnect(m *protocol.Connect) {
 		return
 	}
 	c.clientID = uuid.NewString()
+	if len(id.Info) > 0 {
+		c.info, _ = protocol.RawFromJSON(id.Info)
+	}
 	c.ident.Store(id)
 	c.upgradeToken = ""
 	c.lastPing.Store(time.Now().UnixNano())
@@ -150,16 +153,21 @@ func (c *conn) onSubscribe(id *auth.Identity, m *protocol.Subscribe) {
 	if !c.streamCheck(id, m.ID, m.S, auth.OpSub) {
 		return
 	}
-	if m.Presence || !m.Join.IsNil() {
-		c.sendError(m.ID, m.S, protocol.CodeBadRequest, "presence is not supported by this server version")
+	if m.Presence && !c.srv.auth.StreamOptions(m.S).Presence {
+		c.sendError(m.ID, m.S, protocol.CodeForbidden, "presence is off on this stream")
 		return
 	}
-	sub := c.srv.subscribe(c, m.S)
+	if len(m.Join) > 0 && (!c.streamCheck(id, m.ID, m.S, auth.OpPresence) || !c.checkState(m.ID, m.S, m.Join)) {
+		return
+	}
+	sub := c.srv.subscribe(c, m.S, m.Presence)
 	if sub == nil {
 		c.sendError(m.ID, m.S, protocol.CodeBadRequest, "already subscribed")
 		return
 	}
-	c.srv.recover(sub, m)
+	if c.srv.recover(sub, m) && len(m.Join) > 0 {
+		c.join(id, 0, m.S, m.Join)
+	}
 }
 
 func (c *conn) onUnsubscribe(m *protocol.Unsubscribe) {
@@ -169,6 +177,7 @@ func (c *conn) onUnsubscribe(m *protocol.Unsubscribe) {
 	if sub != nil {
 		c.srv.unsubscribe(sub)
 	}
+	c.leave(m.S)
 	if m.ID != 0 {
 		c.send(&protocol.Unsubscribed{ID: m.ID, S: m.S})
 	}

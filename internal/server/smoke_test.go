@@ -36,3 +36,41 @@ func TestSmokePubSub(t *testing.T) {
 		t.Fatalf("api pub %+v %v", p, err)
 	}
 }
+
+func TestSmokePresence(t *testing.T) {
+	h := start(t)
+	a := h.dial("alice")
+	b := h.dial("bob")
+	if err := a.Send(&protocol.Subscribe{ID: 2, S: "doc", Presence: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := wsclient.Wait[*protocol.Subscribed](a, wait); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Send(&protocol.Subscribe{ID: 2, S: "doc", Presence: true, Join: protocol.MustRaw(map[string]any{"x": 1})}); err != nil {
+		t.Fatal(err)
+	}
+	sb, err := wsclient.Wait[*protocol.Subscribed](b, wait)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = sb
+	p, err := wsclient.Wait[*protocol.Presence](a, wait)
+	if err != nil || len(p.Joins) != 1 || p.Joins[0].User != "bob" {
+		t.Fatalf("presence %+v %v", p, err)
+	}
+	if err := b.Send(&protocol.Update{S: "doc", State: protocol.MustRaw(map[string]any{"x": 2})}); err != nil {
+		t.Fatal(err)
+	}
+	p, err = wsclient.Wait[*protocol.Presence](a, wait)
+	if err != nil || len(p.Updates) != 1 {
+		t.Fatalf("update %+v %v", p, err)
+	}
+	if err := b.Send(&protocol.Leave{ID: 9, S: "doc"}); err != nil {
+		t.Fatal(err)
+	}
+	p, err = wsclient.Wait[*protocol.Presence](a, wait)
+	if err != nil || len(p.Leaves) != 1 || p.Leaves[0].User != "bob" {
+		t.Fatalf("leave %+v %v", p, err)
+	}
+}

@@ -18,8 +18,9 @@ const maxRecoverBuffer = 10000
 // subscribe completes it buffers live publications, so the reply, the
 // recovered history and the live stream join with no gap or duplicate.
 type subscription struct {
-	c      *conn
-	stream string
+	c        *conn
+	stream   string
+	presence bool // wants presence diffs
 
 	// Guarded by c.mu.
 	buffering bool
@@ -44,6 +45,9 @@ func (s *subscription) Format() int { return int(s.c.codec) }
 func (s *subscription) Deliver(m hub.Message, frame []byte) {
 	c := s.c
 	offset := m.Offset
+	if m.Kind == kindPresence && !s.presence {
+		return
+	}
 	c.mu.Lock()
 	if s.buffering {
 		switch {
@@ -53,6 +57,8 @@ func (s *subscription) Deliver(m hub.Message, frame []byte) {
 			s.overflow = true
 		case m.Key != 0:
 			s.bufferWhisperLocked(m.Key, frame)
+		case len(s.bufW) < maxRecoverBuffer:
+			s.bufW = append(s.bufW, buffered{frame: frame}) // a presence diff
 		}
 		c.mu.Unlock()
 		return
@@ -81,7 +87,7 @@ func (s *subscription) Deliver(m hub.Message, frame []byte) {
 // Lock c.mu must be held.
 func (s *subscription) bufferWhisperLocked(key uint64, frame []byte) {
 	for i := range s.bufW {
-		if s.bufW[i].key == key {
+		if s.bufW[i].key == key && key != 0 {
 			s.bufW[i].frame = frame
 			return
 		}
@@ -93,8 +99,8 @@ func (s *subscription) bufferWhisperLocked(key uint64, frame []byte) {
 
 // subscribe registers a buffering subscription, or returns nil when the
 // connection is already subscribed to stream.
-func (srv *Server) subscribe(c *conn, stream string) *subscription {
-	sub := &subscription{c: c, stream: stream, buffering: true}
+func (srv *Server) subscribe(c *conn, stream string, wantPresence bool) *subscription {
+	sub := &subscription{c: c, stream: stream, presence: wantPresence, buffering: true}
 	c.mu.Lock()
 	if c.state != stateOpen || c.findSubLocked(stream) >= 0 {
 		c.mu.Unlock()
@@ -133,7 +139,7 @@ func (srv *Server) unsubscribe(sub *subscription) {
 // missed publications when the client asked to recover), answers with
 // subscribed, then releases the buffered live publications that follow,
 // dropping duplicates. A gap it cannot fill fails the subscribe with 4010.
-func (srv *Server) recover(sub *subscription, m *protocol.Subscribe) {
+func (srv *Server) recover(sub *subscription, m *protocol.Subscribe) (ok bool) {
 	c := sub.c
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
@@ -165,14 +171,23 @@ func (srv *Server) recover(sub *subscription, m *protocol.Subscribe) {
 	if err != nil {
 		srv.dropSubscription(sub)
 		c.sendError(m.ID, m.S, protocol.CodeInternal, "subscribe failed: "+err.Error())
-		return
+		return false
 	}
 	reply.LV = srv.whispers.Snapshot(m.S, c.clientID)
+	if sub.presence {
+		members, err := srv.presence.Members(ctx, m.S)
+		if err != nil {
+			srv.dropSubscription(sub)
+			c.sendError(m.ID, m.S, protocol.CodeInternal, "subscribe failed: "+err.Error())
+			return false
+		}
+		reply.Members = members // omitted when empty: nobody is here
+	}
 	frame, err := protocol.AppendMessage(c.codec, nil, reply)
 	if err != nil {
 		srv.dropSubscription(sub)
 		c.sendError(m.ID, m.S, protocol.CodeInternal, "subscribe failed: "+err.Error())
-		return
+		return false
 	}
 
 	c.mu.Lock()
@@ -190,7 +205,7 @@ func (srv *Server) recover(sub *subscription, m *protocol.Subscribe) {
 		srv.dropSubscription(sub)
 		srv.metrics.drops[dropRecoveryGap].Add(1)
 		c.sendError(m.ID, m.S, protocol.CodeInsufficientState, "could not guarantee order: "+gapErr.Error())
-		return
+		return false
 	}
 	kick := c.enqueueLocked(outItem{b: frame})
 	sub.last = after
@@ -210,6 +225,7 @@ func (srv *Server) recover(sub *subscription, m *protocol.Subscribe) {
 	if kick {
 		c.kick()
 	}
+	return true
 }
 
 // dropSubscription undoes subscribe after a failure.

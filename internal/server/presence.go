@@ -1,0 +1,193 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/huddle-rt/huddle/internal/auth"
+	"github.com/huddle-rt/huddle/internal/hub"
+	"github.com/huddle-rt/huddle/presence"
+	"github.com/huddle-rt/huddle/protocol"
+)
+
+// kindPresence marks presence diffs in the hub; only subscriptions that
+// asked for presence keep them.
+const kindPresence = 1
+
+// emitPresence fans a stream's batched diff out, encoded once per format.
+func (srv *Server) emitPresence(stream string, diff *protocol.Presence) {
+	frames := hub.NewFrames(func(format int) []byte {
+		b, err := protocol.AppendMessage(protocol.Codec(format), nil, diff)
+		if err != nil {
+			srv.log.Error("encode presence failed", "stream", stream, "err", err)
+		}
+		return b
+	})
+	n := srv.hub.Broadcast(stream, hub.Message{Kind: kindPresence}, frames, nil)
+	srv.metrics.countOut(protocol.TypePresence, n)
+}
+
+// checkState validates a join state or an update patch.
+func (c *conn) checkState(reqID uint64, stream string, state protocol.Raw) bool {
+	if len(state) > c.srv.cfg.Presence.MaxState {
+		c.sendError(reqID, stream, protocol.CodeTooLarge, "presence state over the limit of "+itoa(c.srv.cfg.Presence.MaxState)+" bytes")
+		return false
+	}
+	if !state.IsNil() && !state.IsMap() {
+		c.sendError(reqID, stream, protocol.CodeBadRequest, "presence state must be a map")
+		return false
+	}
+	return true
+}
+
+// join enters the connection into stream's presence with state.
+func (c *conn) join(id *auth.Identity, reqID uint64, stream string, state protocol.Raw) bool {
+	if !c.streamCheck(id, reqID, stream, auth.OpPresence) || !c.checkState(reqID, stream, state) {
+		return false
+	}
+	if state.IsNil() {
+		state = nil
+	}
+	m := protocol.Member{User: id.User, Client: c.clientID, Info: c.info, State: state}
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	if err := c.srv.presence.Join(ctx, stream, m); err != nil {
+		if errors.Is(err, presence.ErrFull) {
+			c.sendError(reqID, stream, protocol.CodeForbidden, "presence of this stream is full ("+itoa(c.srv.cfg.Presence.MaxMembers)+" members)")
+			return false
+		}
+		c.sendError(reqID, stream, protocol.CodeInternal, "join failed: "+err.Error())
+		return false
+	}
+	c.mu.Lock()
+	if !contains(c.joined, stream) {
+		c.joined = append(c.joined, stream)
+	}
+	c.mu.Unlock()
+	return true
+}
+
+func (c *conn) onJoin(id *auth.Identity, m *protocol.Join) {
+	if c.join(id, m.ID, m.S, m.State) {
+		c.send(&protocol.Ack{ID: m.ID})
+	}
+}
+
+func (c *conn) onUpdate(id *auth.Identity, m *protocol.Update) {
+	if !c.checkState(0, m.S, m.State) {
+		return
+	}
+	if ok, warn := c.updLimiter.Allow(time.Now().UnixNano(), &c.srv.updateLimit); !ok {
+		c.srv.metrics.drops[dropPresenceRate].Add(1)
+		if warn {
+			c.sendError(0, m.S, protocol.CodeRateLimited, "presence update rate limit: excess updates are dropped")
+		}
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	err := c.srv.presence.Update(ctx, m.S, protocol.ClientInfo{User: id.User, Client: c.clientID}, m.State)
+	switch {
+	case errors.Is(err, presence.ErrNotMember):
+		c.sendError(0, m.S, protocol.CodeBadRequest, "update before join")
+	case err != nil:
+		c.sendError(0, m.S, protocol.CodeInternal, "update failed: "+err.Error())
+	}
+}
+
+func (c *conn) onLeave(m *protocol.Leave) {
+	c.leave(m.S)
+	if m.ID != 0 {
+		c.send(&protocol.Ack{ID: m.ID})
+	}
+}
+
+// leave removes the connection from stream's presence at once.
+func (c *conn) leave(stream string) {
+	c.mu.Lock()
+	i := indexOf(c.joined, stream)
+	if i >= 0 {
+		c.joined = append(c.joined[:i], c.joined[i+1:]...)
+	}
+	c.mu.Unlock()
+	if i < 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	_ = c.srv.presence.Leave(ctx, stream, c.clientID)
+}
+
+func (c *conn) onWho(id *auth.Identity, m *protocol.WhoRequest) {
+	if !auth.ValidStream(m.S) {
+		c.sendError(m.ID, m.S, protocol.CodeBadRequest, "invalid stream name")
+		return
+	}
+	if !c.srv.auth.Allowed(id, auth.OpSub, m.S) && !c.srv.auth.Allowed(id, auth.OpPresence, m.S) {
+		c.sendError(m.ID, m.S, protocol.CodeForbidden, "who needs op sub or presence on this stream")
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	members, err := c.srv.presence.Members(ctx, m.S)
+	if err != nil {
+		c.sendError(m.ID, m.S, protocol.CodeInternal, "who failed: "+err.Error())
+		return
+	}
+	if members == nil {
+		members = []protocol.Member{}
+	}
+	c.send(&protocol.Who{ID: m.ID, S: m.S, Members: members})
+}
+
+// leaveAll removes the connection from every stream's presence: at once
+// after a clean close, after the grace period when the peer vanished.
+func (c *conn) leaveAll(abrupt bool) {
+	c.mu.Lock()
+	joined := c.joined
+	c.joined = nil
+	c.mu.Unlock()
+	for _, stream := range joined {
+		if abrupt {
+			c.srv.presence.LeaveAfterGrace(stream, c.clientID)
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+		_ = c.srv.presence.Leave(ctx, stream, c.clientID)
+		cancel()
+	}
+}
+
+func (s *Server) apiPresence(w http.ResponseWriter, r *http.Request) {
+	stream := r.PathValue("stream")
+	if !auth.ValidStream(stream) {
+		apiError(w, http.StatusBadRequest, "bad_stream", "invalid stream name")
+		return
+	}
+	members, err := s.presence.Members(r.Context(), stream)
+	if err != nil {
+		apiError(w, http.StatusServiceUnavailable, "presence_failed", err.Error())
+		return
+	}
+	if members == nil {
+		members = []protocol.Member{}
+	}
+	users := make(map[string]struct{}, len(members))
+	for _, m := range members {
+		users[m.User] = struct{}{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"stream": stream, "members": members, "users": len(users), "clients": len(members)})
+}
+
+func contains(list []string, s string) bool { return indexOf(list, s) >= 0 }
+
+func indexOf(list []string, s string) int {
+	for i, x := range list {
+		if x == s {
+			return i
+		}
+	}
+	return -1
+}

@@ -1,0 +1,304 @@
+package presence
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/huddle-rt/huddle/protocol"
+)
+
+// Emit receives a stream's batched diff. The tracker calls it from its own
+// goroutine, holding no lock.
+type Emit func(stream string, diff *protocol.Presence)
+
+// Tracker is a node's presence: it writes members to the Store, heartbeats
+// the ones whose connections it owns, and batches changes per tick.
+type Tracker struct {
+	cfg   Config
+	store Store
+	emit  Emit
+	stop  chan struct{}
+	done  chan struct{}
+
+	mu      sync.Mutex // guards the following
+	pending map[string]*diff
+	local   map[string]map[string]struct{} // stream -> clients owned by this node
+	graces  map[graceKey]*time.Timer
+}
+
+type graceKey struct{ stream, client string }
+
+// diff accumulates one stream's changes within a tick.
+type diff struct {
+	joins   map[string]protocol.Member
+	fresh   map[string]bool // joined this tick and unknown before
+	leaves  map[string]protocol.ClientInfo
+	updates map[string]protocol.MemberUpdate
+	order   []string // clients in first-change order, for stable output
+}
+
+// NewTracker starts a tracker over store; diffs go to emit.
+func NewTracker(cfg Config, store Store, emit Emit) *Tracker {
+	t := &Tracker{
+		cfg:     cfg.WithDefaults(),
+		store:   store,
+		emit:    emit,
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+		pending: make(map[string]*diff),
+		local:   make(map[string]map[string]struct{}),
+		graces:  make(map[graceKey]*time.Timer),
+	}
+	go t.run()
+	return t
+}
+
+// Config returns the tracker's configuration with defaults applied.
+func (t *Tracker) Config() Config { return t.cfg }
+
+// Close stops the ticker and the heartbeat.
+func (t *Tracker) Close() {
+	select {
+	case <-t.stop:
+	default:
+		close(t.stop)
+	}
+	<-t.done
+	t.mu.Lock()
+	for k, tm := range t.graces {
+		tm.Stop()
+		delete(t.graces, k)
+	}
+	t.mu.Unlock()
+}
+
+// Join enters m into stream's presence, or replaces its state.
+func (t *Tracker) Join(ctx context.Context, stream string, m protocol.Member) error {
+	created, err := t.store.Join(ctx, stream, m, t.cfg.TTL, t.cfg.MaxMembers)
+	if err != nil {
+		return err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.cancelGraceLocked(stream, m.Client)
+	clients := t.local[stream]
+	if clients == nil {
+		clients = make(map[string]struct{})
+		t.local[stream] = clients
+	}
+	clients[m.Client] = struct{}{}
+	d := t.diffLocked(stream, m.Client)
+	delete(d.updates, m.Client)
+	if _, left := d.leaves[m.Client]; left {
+		delete(d.leaves, m.Client)
+	} else if created {
+		d.fresh[m.Client] = true
+	}
+	d.joins[m.Client] = m
+	return nil
+}
+
+// Update patches a member's state.
+func (t *Tracker) Update(ctx context.Context, stream string, who protocol.ClientInfo, patch protocol.Raw) error {
+	state, err := t.store.Update(ctx, stream, who.Client, patch, t.cfg.TTL)
+	if err != nil {
+		return err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	d := t.diffLocked(stream, who.Client)
+	if j, ok := d.joins[who.Client]; ok {
+		j.State = state // the join goes out with the latest state
+		d.joins[who.Client] = j
+		return nil
+	}
+	u, ok := d.updates[who.Client]
+	if ok {
+		merged, err := MergePatches(u.State, patch)
+		if err != nil {
+			return err
+		}
+		u.State = merged
+	} else {
+		u = protocol.MemberUpdate{User: who.User, Client: who.Client, State: patch}
+	}
+	d.updates[who.Client] = u
+	return nil
+}
+
+// Leave removes a member now.
+func (t *Tracker) Leave(ctx context.Context, stream, client string) error {
+	m, ok, err := t.store.Leave(ctx, stream, client)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.cancelGraceLocked(stream, client)
+	if clients := t.local[stream]; clients != nil {
+		delete(clients, client)
+		if len(clients) == 0 {
+			delete(t.local, stream)
+		}
+	}
+	if err != nil || !ok {
+		return err
+	}
+	t.leftLocked(stream, protocol.ClientInfo{User: m.User, Client: client})
+	return nil
+}
+
+// LeaveAfterGrace removes a member after the grace period, unless it joins
+// again first. For connections that dropped without a close.
+func (t *Tracker) LeaveAfterGrace(stream, client string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	k := graceKey{stream, client}
+	if t.graces[k] != nil {
+		return
+	}
+	t.graces[k] = time.AfterFunc(t.cfg.Grace, func() {
+		t.mu.Lock()
+		_, still := t.graces[k]
+		delete(t.graces, k)
+		t.mu.Unlock()
+		if still {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = t.Leave(ctx, stream, client)
+		}
+	})
+}
+
+func (t *Tracker) cancelGraceLocked(stream, client string) {
+	k := graceKey{stream, client}
+	if tm := t.graces[k]; tm != nil {
+		tm.Stop()
+		delete(t.graces, k)
+	}
+}
+
+func (t *Tracker) leftLocked(stream string, who protocol.ClientInfo) {
+	d := t.diffLocked(stream, who.Client)
+	delete(d.updates, who.Client)
+	if d.fresh[who.Client] {
+		// Joined and left within one tick: nobody needs to hear of it.
+		delete(d.fresh, who.Client)
+		delete(d.joins, who.Client)
+		return
+	}
+	delete(d.joins, who.Client)
+	d.leaves[who.Client] = who
+}
+
+func (t *Tracker) diffLocked(stream, client string) *diff {
+	d := t.pending[stream]
+	if d == nil {
+		d = &diff{
+			joins:   make(map[string]protocol.Member),
+			fresh:   make(map[string]bool),
+			leaves:  make(map[string]protocol.ClientInfo),
+			updates: make(map[string]protocol.MemberUpdate),
+		}
+		t.pending[stream] = d
+	}
+	if _, j := d.joins[client]; !j {
+		if _, l := d.leaves[client]; !l {
+			if _, u := d.updates[client]; !u {
+				d.order = append(d.order, client)
+			}
+		}
+	}
+	return d
+}
+
+// Members returns stream's members from the store.
+func (t *Tracker) Members(ctx context.Context, stream string) ([]protocol.Member, error) {
+	return t.store.Members(ctx, stream)
+}
+
+func (t *Tracker) run() {
+	defer close(t.done)
+	tick := time.NewTicker(t.cfg.Tick)
+	defer tick.Stop()
+	beat := time.NewTicker(t.cfg.TTL / 3)
+	defer beat.Stop()
+	expire := time.NewTicker(time.Second)
+	defer expire.Stop()
+	for {
+		select {
+		case <-t.stop:
+			return
+		case <-tick.C:
+			t.flush()
+		case <-beat.C:
+			t.heartbeat()
+		case now := <-expire.C:
+			t.expire(now)
+		}
+	}
+}
+
+// flush emits every stream's pending diff.
+func (t *Tracker) flush() {
+	t.mu.Lock()
+	pending := t.pending
+	if len(pending) == 0 {
+		t.mu.Unlock()
+		return
+	}
+	t.pending = make(map[string]*diff, len(pending))
+	t.mu.Unlock()
+	for stream, d := range pending {
+		msg := &protocol.Presence{S: stream}
+		for _, c := range d.order {
+			if m, ok := d.joins[c]; ok {
+				msg.Joins = append(msg.Joins, m)
+			}
+			if l, ok := d.leaves[c]; ok {
+				msg.Leaves = append(msg.Leaves, l)
+			}
+			if u, ok := d.updates[c]; ok {
+				msg.Updates = append(msg.Updates, u)
+			}
+		}
+		if len(msg.Joins)+len(msg.Leaves)+len(msg.Updates) > 0 {
+			t.emit(stream, msg)
+		}
+	}
+}
+
+// heartbeat keeps this node's members alive in the store.
+func (t *Tracker) heartbeat() {
+	t.mu.Lock()
+	work := make(map[string][]string, len(t.local))
+	for stream, clients := range t.local {
+		list := make([]string, 0, len(clients))
+		for c := range clients {
+			list = append(list, c)
+		}
+		work[stream] = list
+	}
+	t.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), t.cfg.TTL/3)
+	defer cancel()
+	for stream, clients := range work {
+		_ = t.store.Touch(ctx, stream, clients, t.cfg.TTL)
+	}
+}
+
+// expire turns members whose node stopped heartbeating into leaves.
+func (t *Tracker) expire(now time.Time) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	gone, err := t.store.Expire(ctx, now)
+	if err != nil || len(gone) == 0 {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, g := range gone {
+		if clients := t.local[g.Stream]; clients != nil {
+			delete(clients, g.Client)
+		}
+		t.leftLocked(g.Stream, g.ClientInfo)
+	}
+}
