@@ -1,9 +1,14 @@
-// Command huddle-bench measures a Huddle server. This version runs the idle
-// scenario: N connections, each subscribed to a stream, and reports the
-// server's resident memory per connection.
+// Command huddle-bench measures a Huddle server. Scenarios so far:
 //
-//	huddle-bench idle -n 10000            # builds and starts ./cmd/huddle itself
-//	huddle-bench idle -n 10000 -url ws://127.0.0.1:8080/ws -pid 1234 -secret S
+//	idle       N connections, each subscribed to a stream: server RSS per connection
+//	broadcast  N subscribers of one stream, messages at a rate: time from publish
+//	           to the LAST subscriber (p50/p99/max) and missing deliveries
+//
+// Without -url it builds ./cmd/huddle and runs it pinned to core 0 with
+// GOMAXPROCS=1; client processes run on core 1.
+//
+//	huddle-bench idle -n 10000
+//	huddle-bench broadcast -n 1000 -rate 10 -duration 10s -size 100
 package main
 
 import (
@@ -18,6 +23,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,11 +32,13 @@ import (
 
 	"github.com/huddle-rt/huddle/bench"
 	"github.com/huddle-rt/huddle/internal/auth"
+	"github.com/huddle-rt/huddle/internal/wsclient"
+	"github.com/huddle-rt/huddle/protocol"
 )
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: huddle-bench idle [flags] | huddle-bench idle -h")
+		fmt.Fprintln(os.Stderr, "usage: huddle-bench idle|broadcast [flags]   (-h for the flags of one)")
 		os.Exit(2)
 	}
 	var err error
@@ -39,8 +47,12 @@ func main() {
 		err = runIdle(os.Args[2:])
 	case "worker":
 		err = runWorker(os.Args[2:])
+	case "broadcast":
+		err = runBroadcast(os.Args[2:])
+	case "bsub":
+		err = runBroadcastWorker(os.Args[2:])
 	default:
-		err = fmt.Errorf("unknown scenario %q (have: idle)", os.Args[1])
+		err = fmt.Errorf("unknown scenario %q (have: idle, broadcast)", os.Args[1])
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "huddle-bench:", err)
@@ -100,7 +112,7 @@ func runIdle(args []string) error {
 		if count <= 0 {
 			break
 		}
-		cmd := exec.Command(self, "worker", "-url", *url, "-n", strconv.Itoa(count), "-first", strconv.Itoa(w*per),
+		cmd := clientCommand(self, "worker", "-url", *url, "-n", strconv.Itoa(count), "-first", strconv.Itoa(w*per),
 			"-local", fmt.Sprintf("127.0.0.%d", 2+w), "-secret", *secret, "-streams", strconv.Itoa(*streams))
 		cmd.Stderr = os.Stderr
 		stdin, _ := cmd.StdinPipe()
@@ -255,4 +267,200 @@ func (s *server) stop() {
 		_ = s.cmd.Process.Kill()
 	}
 	os.RemoveAll(s.dir)
+}
+
+// clientCommand runs a client worker process, pinned to core 1 when taskset
+// is there (the server has core 0).
+func clientCommand(self string, args ...string) *exec.Cmd {
+	if _, err := exec.LookPath("taskset"); err == nil && os.Getenv("HUDDLE_BENCH_NOPIN") == "" {
+		return exec.Command("taskset", append([]string{"-c", "1", self}, args...)...)
+	}
+	return exec.Command(self, args...)
+}
+
+type broadcastResult struct {
+	Scenario      string  `json:"scenario"`
+	Subscribers   int     `json:"subscribers"`
+	Rate          float64 `json:"rate_per_second"`
+	Size          int     `json:"size_bytes"`
+	Messages      int     `json:"messages"`
+	Missing       int64   `json:"missing_deliveries"`
+	P50ms         float64 `json:"time_to_last_p50_ms"`
+	P99ms         float64 `json:"time_to_last_p99_ms"`
+	Maxms         float64 `json:"time_to_last_max_ms"`
+	ServerCPU     float64 `json:"server_cpu_percent"`
+	ServerRSS     int64   `json:"server_rss_bytes"`
+	ClientWorkers int     `json:"client_workers"`
+}
+
+func runBroadcast(args []string) error {
+	fs := flag.NewFlagSet("broadcast", flag.ExitOnError)
+	n := fs.Int("n", 1000, "subscribers")
+	rate := fs.Float64("rate", 10, "messages per second")
+	duration := fs.Duration("duration", 10*time.Second, "how long to publish")
+	size := fs.Int("size", 100, "payload bytes")
+	workers := fs.Int("workers", 0, "client processes (default: one per 2,500 subscribers, at least 2)")
+	url := fs.String("url", "", "server WebSocket URL; empty builds and starts ./cmd/huddle")
+	pid := fs.Int("pid", 0, "server pid for /proc readings (with -url)")
+	secret := fs.String("secret", "bench-secret", "HS256 secret of the server")
+	jsonOut := fs.String("json", "", "also write the result as JSON to this file")
+	_ = fs.Parse(args)
+	if *workers <= 0 {
+		*workers = max(2, (*n+2499)/2500)
+	}
+	if *url == "" {
+		srv, err := startServer(*secret)
+		if err != nil {
+			return err
+		}
+		defer srv.stop()
+		*url, *pid = srv.url, srv.cmd.Process.Pid
+	}
+	stream := "bench:broadcast"
+	self, _ := os.Executable()
+	type proc struct {
+		cmd   *exec.Cmd
+		stdin io.WriteCloser
+		out   *bufio.Scanner
+	}
+	var procs []proc
+	per := (*n + *workers - 1) / *workers
+	for w := 0; w < *workers; w++ {
+		count := min(per, *n-w*per)
+		if count <= 0 {
+			break
+		}
+		cmd := clientCommand(self, "bsub", "-url", *url, "-n", strconv.Itoa(count),
+			"-local", fmt.Sprintf("127.0.0.%d", 2+w), "-secret", *secret, "-stream", stream)
+		cmd.Stderr = os.Stderr
+		stdin, _ := cmd.StdinPipe()
+		stdout, _ := cmd.StdoutPipe()
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 1<<20), 64<<20)
+		procs = append(procs, proc{cmd, stdin, sc})
+	}
+	for _, p := range procs {
+		for p.out.Scan() {
+			if strings.HasPrefix(p.out.Text(), "ready") {
+				break
+			}
+		}
+	}
+	tok, _ := auth.SignHS256([]byte(*secret), "publisher", time.Now().Add(time.Hour), nil, map[string][]string{"bench:*": {"pub"}})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	pub, _, err := wsclient.DialConnected(ctx, *url, tok, wsclient.Options{})
+	cancel()
+	if err != nil {
+		return fmt.Errorf("publisher: %w", err)
+	}
+	defer pub.Close()
+	var before bench.ProcStats
+	if *pid > 0 {
+		before, _ = bench.ReadProc(*pid)
+	}
+	start := time.Now()
+	interval := time.Duration(float64(time.Second) / *rate)
+	total := int(duration.Seconds() * *rate)
+	next := start
+	for i := 0; i < total; i++ {
+		if d := time.Until(next); d > 0 {
+			time.Sleep(d)
+		}
+		next = next.Add(interval)
+		if err := pub.Send(&protocol.Publish{ID: uint64(i + 1), S: stream, Data: bench.Payload(uint64(i), time.Now(), *size)}); err != nil {
+			return fmt.Errorf("publish: %w", err)
+		}
+		if i%int(max(1, *rate)) == 0 {
+			fmt.Fprintf(os.Stderr, "\rpublished %d/%d", i+1, total)
+		}
+	}
+	elapsed := time.Since(start)
+	fmt.Fprintf(os.Stderr, "\rpublished %d in %v; waiting for deliveries\n", total, elapsed.Round(time.Millisecond))
+	time.Sleep(2 * time.Second)
+	res := broadcastResult{Scenario: "broadcast", Subscribers: *n, Rate: *rate, Size: *size, Messages: total, ClientWorkers: len(procs)}
+	if *pid > 0 {
+		after, _ := bench.ReadProc(*pid)
+		res.ServerCPU = 100 * (after.CPUTime - before.CPUTime).Seconds() / (elapsed + 2*time.Second).Seconds()
+		res.ServerRSS = after.RSS
+	}
+	worst := make(map[uint64]int64)
+	counts := make(map[uint64]int)
+	for _, p := range procs {
+		p.stdin.Close()
+		for p.out.Scan() {
+			var st []bench.SeqStat
+			if err := json.Unmarshal(p.out.Bytes(), &st); err != nil {
+				continue
+			}
+			for _, s := range st {
+				worst[s.Seq] = max(worst[s.Seq], s.Worst)
+				counts[s.Seq] += s.Count
+			}
+		}
+		_ = p.cmd.Wait()
+	}
+	var lats []int64
+	for i := 0; i < total; i++ {
+		res.Missing += int64(*n - counts[uint64(i)])
+		if counts[uint64(i)] > 0 {
+			lats = append(lats, worst[uint64(i)])
+		}
+	}
+	sort.Slice(lats, func(i, j int) bool { return lats[i] < lats[j] })
+	res.P50ms = float64(bench.Percentile(lats, 50)) / 1e6
+	res.P99ms = float64(bench.Percentile(lats, 99)) / 1e6
+	if len(lats) > 0 {
+		res.Maxms = float64(lats[len(lats)-1]) / 1e6
+	}
+	fmt.Printf("%-10s %8s %8s %6s %9s %8s %10s %10s %10s %10s\n", "scenario", "subs", "rate/s", "bytes", "messages", "missing", "p50 ms", "p99 ms", "max ms", "server CPU")
+	fmt.Printf("%-10s %8d %8.0f %6d %9d %8d %10.2f %10.2f %10.2f %9.0f%%\n", res.Scenario, res.Subscribers, res.Rate, res.Size, res.Messages, res.Missing, res.P50ms, res.P99ms, res.Maxms, res.ServerCPU)
+	b, _ := json.Marshal(res)
+	fmt.Println(string(b))
+	if *jsonOut != "" {
+		return os.WriteFile(*jsonOut, append(b, '\n'), 0o644)
+	}
+	return nil
+}
+
+// runBroadcastWorker holds subscribers until stdin closes, then prints the
+// per-message worst latency and count as JSON.
+func runBroadcastWorker(args []string) error {
+	fs := flag.NewFlagSet("bsub", flag.ExitOnError)
+	url := fs.String("url", "", "")
+	n := fs.Int("n", 0, "")
+	local := fs.String("local", "", "")
+	secret := fs.String("secret", "", "")
+	stream := fs.String("stream", "", "")
+	_ = fs.Parse(args)
+	ip := net.ParseIP(*local)
+	rec := bench.NewRecorder()
+	ctx, cancel := context.WithCancel(context.Background())
+	var ready sync.WaitGroup
+	var failed atomic.Int64
+	sem := make(chan struct{}, 200)
+	for i := 0; i < *n; i++ {
+		ready.Add(1)
+		sem <- struct{}{}
+		tok, _ := auth.SignHS256([]byte(*secret), "s"+strconv.Itoa(i), time.Now().Add(time.Hour), nil, map[string][]string{"bench:*": {"sub"}})
+		var once sync.Once
+		go bench.Subscriber(ctx, *url, ip, tok, *stream, rec, func(err error) {
+			once.Do(func() {
+				if err != nil && failed.Add(1) <= 3 {
+					fmt.Fprintln(os.Stderr, "subscriber:", err)
+				}
+				<-sem
+				ready.Done()
+			})
+		})
+	}
+	ready.Wait()
+	fmt.Printf("ready %d\n", failed.Load())
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	cancel()
+	b, _ := json.Marshal(rec.Stats())
+	fmt.Println(string(b))
+	return nil
 }
