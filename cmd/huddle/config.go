@@ -104,6 +104,8 @@ type options struct {
 	maxState        sizeFlag
 	maxMembers      int
 	updateRate      float64
+	maxSubs         int
+	messageRate     float64
 }
 
 func newFlagSet(o *options) *flag.FlagSet {
@@ -140,6 +142,8 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.Var(&o.maxState, "max-presence-state", "largest presence state (larger gets error 4005)")
 	fs.IntVar(&o.maxMembers, "max-presence-members", 10000, "most presence members per stream (more get error 4003)")
 	fs.Float64Var(&o.updateRate, "presence-update-rate", 30, "presence updates per second a connection may send (burst twice that)")
+	fs.IntVar(&o.maxSubs, "max-subscriptions", 1000, "subscriptions per connection (more get error 4006)")
+	fs.Float64Var(&o.messageRate, "message-rate", 1000, "messages per second a connection may send (burst twice that); excess dropped with error 4006, a sustained flood closes with 4006")
 	fs.BoolVar(&o.pprof, "pprof", false, "serve Go profiles at /debug/pprof/ (needs --api-key)")
 	fs.Usage = func() { usage(fs) }
 	return fs

@@ -64,6 +64,8 @@ type conn struct {
 	// one at a time): the read-side state and the unsent tail of a write.
 	limiter    whisper.Limiter
 	updLimiter whisper.Limiter
+	msgLimiter whisper.Limiter
+	flooded    int    // messages dropped by msgLimiter
 	partial    []byte // bytes of an incomplete frame
 	need       int    // total size of the incomplete frame, when known
 	frag       []byte // data of a fragmented message so far

@@ -56,6 +56,14 @@ type Config struct {
 	ForcePortable bool
 	// Pages serves non-API paths such as "/" (the demo). Nil serves 404.
 	Pages http.Handler
+	// MaxSubscriptions bounds a connection's subscriptions. Default 1000.
+	MaxSubscriptions int
+	// MessageRate and MessageBurst bound the messages a connection may send
+	// per second; excess messages are dropped with one error 4006 a second,
+	// and a connection that keeps flooding (over 10 bursts dropped) is
+	// closed with 4006. Defaults 1000 and 2000.
+	MessageRate  float64
+	MessageBurst int
 	// Whisper tunes whispers: rate limit, size limit, cache bounds.
 	Whisper whisper.Config
 	// Presence tunes presence: grace, TTL, tick, limits.
@@ -89,6 +97,15 @@ func (c *Config) setDefaults() {
 		c.Logger = slog.Default()
 	}
 	c.Whisper = c.Whisper.WithDefaults()
+	if c.MaxSubscriptions <= 0 {
+		c.MaxSubscriptions = 1000
+	}
+	if c.MessageRate <= 0 {
+		c.MessageRate = 1000
+	}
+	if c.MessageBurst <= 0 {
+		c.MessageBurst = 2000
+	}
 	c.Presence = c.Presence.WithDefaults()
 }
 
@@ -116,14 +133,16 @@ type Server struct {
 	whispers *whisper.Cache
 	// updateLimit is the presence update rate limit, as a token bucket.
 	updateLimit whisper.Config
-	presence    *presence.Tracker
-	metrics     *metrics
-	poller      *netpoll.Poller // nil in portable mode
-	pool        *workerPool
-	reg         registry
-	api         http.Handler
-	http        *http.Server
-	httpLn      *chanListener
+	// msgLimit is the inbound message rate limit.
+	msgLimit whisper.Config
+	presence *presence.Tracker
+	metrics  *metrics
+	poller   *netpoll.Poller // nil in portable mode
+	pool     *workerPool
+	reg      registry
+	api      http.Handler
+	http     *http.Server
+	httpLn   *chanListener
 
 	draining atomic.Bool
 	stop     chan struct{}
@@ -177,6 +196,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	s.presence = presence.NewTracker(cfg.Presence, store, s.emitPresence)
 	s.updateLimit = whisper.Config{Rate: cfg.Presence.UpdateRate, Burst: cfg.Presence.UpdateBurst}.WithDefaults()
+	s.msgLimit = whisper.Config{Rate: cfg.MessageRate, Burst: cfg.MessageBurst}.WithDefaults()
 	s.pool = newWorkerPool(cfg.Workers)
 	s.api = s.routes()
 	s.httpLn = newChanListener()

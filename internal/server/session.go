@@ -34,9 +34,21 @@ func (c *conn) handle(payload []byte) {
 		c.closeWith(protocol.CodeBadRequest, err.Error(), false)
 		return
 	}
+	now := time.Now().UnixNano()
 	for _, d := range msgs {
 		if !c.acceptingInput() {
 			return
+		}
+		if ok, warn := c.msgLimiter.Allow(now, &c.srv.msgLimit); !ok {
+			c.flooded++
+			if c.flooded > 10*c.srv.cfg.MessageBurst {
+				c.closeWith(protocol.CodeRateLimited, "message flood", true)
+				return
+			}
+			if warn {
+				c.sendError(0, "", protocol.CodeRateLimited, "over "+itoa(int(c.srv.cfg.MessageRate))+" messages a second: excess messages are dropped")
+			}
+			continue
 		}
 		if d.Err != nil {
 			c.srv.metrics.countIn("invalid")
@@ -160,9 +172,9 @@ func (c *conn) onSubscribe(id *auth.Identity, m *protocol.Subscribe) {
 	if len(m.Join) > 0 && (!c.streamCheck(id, m.ID, m.S, auth.OpPresence) || !c.checkState(m.ID, m.S, m.Join)) {
 		return
 	}
-	sub := c.srv.subscribe(c, m.S, m.Presence)
-	if sub == nil {
-		c.sendError(m.ID, m.S, protocol.CodeBadRequest, "already subscribed")
+	sub, werr := c.srv.subscribe(c, m.S, m.Presence)
+	if werr != nil {
+		c.sendError(m.ID, m.S, werr.Code, werr.Reason)
 		return
 	}
 	if c.srv.recover(sub, m) && len(m.Join) > 0 {

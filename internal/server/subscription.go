@@ -97,14 +97,18 @@ func (s *subscription) bufferWhisperLocked(key uint64, frame []byte) {
 	}
 }
 
-// subscribe registers a buffering subscription, or returns nil when the
-// connection is already subscribed to stream.
-func (srv *Server) subscribe(c *conn, stream string, wantPresence bool) *subscription {
+// subscribe registers a buffering subscription; the error is a wire error
+// to answer the sub with.
+func (srv *Server) subscribe(c *conn, stream string, wantPresence bool) (*subscription, *protocol.Error) {
 	sub := &subscription{c: c, stream: stream, presence: wantPresence, buffering: true}
 	c.mu.Lock()
 	if c.state != stateOpen || c.findSubLocked(stream) >= 0 {
 		c.mu.Unlock()
-		return nil
+		return nil, protocol.NewError(protocol.CodeBadRequest, "already subscribed")
+	}
+	if len(c.subs) >= srv.cfg.MaxSubscriptions {
+		c.mu.Unlock()
+		return nil, protocol.NewError(protocol.CodeRateLimited, "too many subscriptions on one connection (limit "+itoa(srv.cfg.MaxSubscriptions)+")")
 	}
 	c.subs = append(c.subs, sub)
 	c.mu.Unlock()
@@ -116,7 +120,7 @@ func (srv *Server) subscribe(c *conn, stream string, wantPresence bool) *subscri
 		cancel()
 	}
 	srv.metrics.subscriptions.Add(1)
-	return sub
+	return sub, nil
 }
 
 // unsubscribe removes sub from the hub (the caller removed it from its
