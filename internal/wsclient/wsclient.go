@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -34,6 +35,10 @@ type Options struct {
 	Buffer int
 	// LocalAddr binds the client side, e.g. 127.0.0.2:0.
 	LocalAddr *net.TCPAddr
+	// Control, when set, is called on the client socket after it is created
+	// and before it connects, as net.Dialer.Control is: the place to set
+	// socket options such as a small SO_RCVBUF. Nil sets none.
+	Control func(network, address string, c syscall.RawConn) error
 }
 
 // Client is one connection.
@@ -62,8 +67,11 @@ func Dial(ctx context.Context, url string, o Options) (*Client, error) {
 		protos = []string{protocol.SubprotocolMsgpack}
 	}
 	d := ws.Dialer{Protocols: protos, Header: ws.HandshakeHeaderHTTP(o.Header)}
-	if o.LocalAddr != nil {
-		nd := net.Dialer{LocalAddr: o.LocalAddr}
+	if o.LocalAddr != nil || o.Control != nil {
+		nd := net.Dialer{Control: o.Control}
+		if o.LocalAddr != nil { // a nil *TCPAddr in the interface would not be nil
+			nd.LocalAddr = o.LocalAddr
+		}
 		d.NetDial = nd.DialContext
 	}
 	conn, br, hs, err := d.Dial(ctx, url)
