@@ -69,7 +69,7 @@ func (s *MemoryStore) Join(ctx context.Context, stream string, m protocol.Member
 }
 
 // Update implements Store.
-func (s *MemoryStore) Update(ctx context.Context, stream, client string, patch protocol.Raw, ttl time.Duration) (protocol.Raw, error) {
+func (s *MemoryStore) Update(ctx context.Context, stream, client string, patch protocol.Raw, ttl time.Duration, maxState int) (protocol.Raw, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -83,6 +83,9 @@ func (s *MemoryStore) Update(ctx context.Context, stream, client string, patch p
 	state, err := ApplyPatch(e.m.State, patch)
 	if err != nil {
 		return nil, err
+	}
+	if maxState > 0 && len(state) > maxState {
+		return nil, ErrTooLarge
 	}
 	e.m.State = state
 	e.expires = s.now().Add(ttl).UnixNano()

@@ -22,6 +22,7 @@ import (
 var (
 	ErrFull      = errors.New("presence: stream is full")
 	ErrNotMember = errors.New("presence: not a member")
+	ErrTooLarge  = errors.New("presence: state too large")
 )
 
 // Config tunes presence. Zero fields take the defaults.
@@ -83,8 +84,9 @@ type Store interface {
 	// a new member. It fails with ErrFull when the stream has max members.
 	Join(ctx context.Context, stream string, m protocol.Member, ttl time.Duration, max int) (created bool, err error)
 	// Update applies a state patch and returns the new state; ErrNotMember
-	// when the client is not a member.
-	Update(ctx context.Context, stream, client string, patch protocol.Raw, ttl time.Duration) (protocol.Raw, error)
+	// when the client is not a member, ErrTooLarge (and no change) when the
+	// new state would exceed maxState bytes (0: no bound).
+	Update(ctx context.Context, stream, client string, patch protocol.Raw, ttl time.Duration, maxState int) (protocol.Raw, error)
 	// Leave removes a member and returns it; ok is false if it was absent.
 	Leave(ctx context.Context, stream, client string) (m protocol.Member, ok bool, err error)
 	// Members returns the stream's members.

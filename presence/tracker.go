@@ -32,10 +32,10 @@ type graceKey struct{ stream, client string }
 // diff accumulates one stream's changes within a tick.
 type diff struct {
 	joins   map[string]protocol.Member
-	fresh   map[string]bool // joined this tick and unknown before
 	leaves  map[string]protocol.ClientInfo
 	updates map[string]protocol.MemberUpdate
-	order   []string // clients in first-change order, for stable output
+	order   []string            // clients in first-change order, for stable output
+	ordered map[string]struct{} // clients already in order
 }
 
 // NewTracker starts a tracker over store; diffs go to emit.
@@ -75,8 +75,7 @@ func (t *Tracker) Close() {
 
 // Join enters m into stream's presence, or replaces its state.
 func (t *Tracker) Join(ctx context.Context, stream string, m protocol.Member) error {
-	created, err := t.store.Join(ctx, stream, m, t.cfg.TTL, t.cfg.MaxMembers)
-	if err != nil {
+	if _, err := t.store.Join(ctx, stream, m, t.cfg.TTL, t.cfg.MaxMembers); err != nil {
 		return err
 	}
 	t.mu.Lock()
@@ -90,18 +89,14 @@ func (t *Tracker) Join(ctx context.Context, stream string, m protocol.Member) er
 	clients[m.Client] = struct{}{}
 	d := t.diffLocked(stream, m.Client)
 	delete(d.updates, m.Client)
-	if _, left := d.leaves[m.Client]; left {
-		delete(d.leaves, m.Client)
-	} else if created {
-		d.fresh[m.Client] = true
-	}
+	delete(d.leaves, m.Client) // a leave and a rejoin in one tick: the join replaces
 	d.joins[m.Client] = m
 	return nil
 }
 
 // Update patches a member's state.
 func (t *Tracker) Update(ctx context.Context, stream string, who protocol.ClientInfo, patch protocol.Raw) error {
-	state, err := t.store.Update(ctx, stream, who.Client, patch, t.cfg.TTL)
+	state, err := t.store.Update(ctx, stream, who.Client, patch, t.cfg.TTL, t.cfg.MaxState)
 	if err != nil {
 		return err
 	}
@@ -179,12 +174,9 @@ func (t *Tracker) cancelGraceLocked(stream, client string) {
 func (t *Tracker) leftLocked(stream string, who protocol.ClientInfo) {
 	d := t.diffLocked(stream, who.Client)
 	delete(d.updates, who.Client)
-	if d.fresh[who.Client] {
-		// Joined and left within one tick: nobody needs to hear of it.
-		delete(d.fresh, who.Client)
-		delete(d.joins, who.Client)
-		return
-	}
+	// A member that joined within this tick still gets its leave: a
+	// subscriber may have taken a snapshot that holds it. Subscribers that
+	// never saw it ignore the leave of an unknown member.
 	delete(d.joins, who.Client)
 	d.leaves[who.Client] = who
 }
@@ -194,18 +186,15 @@ func (t *Tracker) diffLocked(stream, client string) *diff {
 	if d == nil {
 		d = &diff{
 			joins:   make(map[string]protocol.Member),
-			fresh:   make(map[string]bool),
 			leaves:  make(map[string]protocol.ClientInfo),
 			updates: make(map[string]protocol.MemberUpdate),
+			ordered: make(map[string]struct{}),
 		}
 		t.pending[stream] = d
 	}
-	if _, j := d.joins[client]; !j {
-		if _, l := d.leaves[client]; !l {
-			if _, u := d.updates[client]; !u {
-				d.order = append(d.order, client)
-			}
-		}
+	if _, ok := d.ordered[client]; !ok {
+		d.ordered[client] = struct{}{}
+		d.order = append(d.order, client)
 	}
 	return d
 }

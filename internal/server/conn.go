@@ -57,19 +57,15 @@ type conn struct {
 	codec protocol.Codec
 
 	// Set once at start; read-only after.
-	created      int64 // unix nanos
-	upgradeToken string
+	created int64 // unix nanos
 
 	// Owned by whichever goroutine runs the connection's work (at most
 	// one at a time): the read-side state and the unsent tail of a write.
-	limiter    whisper.Limiter
-	updLimiter whisper.Limiter
+	rare       *connRare // state few connections need, allocated on first use
 	msgLimiter whisper.Limiter
-	flooded    int    // messages dropped by msgLimiter
+	flooded    int32  // messages dropped by msgLimiter
+	need       int32  // total size of the incomplete frame, when known
 	partial    []byte // bytes of an incomplete frame
-	need       int    // total size of the incomplete frame, when known
-	frag       []byte // data of a fragmented message so far
-	fragOpen   bool
 	pendingOut []byte // bytes a short write left unsent
 	armedWrite bool   // poller armed for writability
 
@@ -81,7 +77,7 @@ type conn struct {
 	lastPing    atomic.Int64
 
 	mu         sync.Mutex // guards the following
-	state      int
+	state      uint8
 	running    bool
 	events     uint8
 	queue      []outItem
@@ -96,6 +92,25 @@ type conn struct {
 	wake       chan struct{}
 }
 
+// connRare holds worker-owned state that most connections never use, so an
+// idle connection does not carry it.
+type connRare struct {
+	upgradeToken string          // token from the upgrade request, until connect
+	frag         []byte          // data of a fragmented message so far
+	fragOpen     bool            // a fragmented message is open
+	whispers     whisper.Limiter // whisper rate
+	updates      whisper.Limiter // presence update rate
+}
+
+// r returns the connection's rare state, allocating it on first use. Only
+// the goroutine running the connection's work may call it.
+func (c *conn) r() *connRare {
+	if c.rare == nil {
+		c.rare = new(connRare)
+	}
+	return c.rare
+}
+
 // startConn serves a connection upgraded by the portable accept path.
 func (s *Server) startConn(nc net.Conn, codec protocol.Codec, token string, extra []byte) {
 	c := &conn{
@@ -104,9 +119,11 @@ func (s *Server) startConn(nc net.Conn, codec protocol.Codec, token string, extr
 		fd:           -1,
 		codec:        codec,
 		created:      time.Now().UnixNano(),
-		upgradeToken: token,
 		partial:      extra,
 		wake:         make(chan struct{}, 1), // set before the registry publishes c
+	}
+	if token != "" {
+		c.r().upgradeToken = token
 	}
 	c.lastSeen.Store(c.created)
 	s.reg.add(c)
@@ -306,7 +323,8 @@ func (c *conn) closeLocked(code protocol.Code, reason string, reconnect, dropQue
 }
 
 // destroy closes the socket and forgets the connection. abrupt tells
-// whether the peer vanished without a close handshake.
+// whether the peer vanished (counted in metrics; presence looks at whether
+// the peer sent a close frame).
 func (c *conn) destroy(abrupt bool) {
 	c.mu.Lock()
 	if c.state == stateClosed {
@@ -319,6 +337,7 @@ func (c *conn) destroy(abrupt bool) {
 	clear(c.queue)
 	c.queue, c.spare, c.queued = nil, nil, 0
 	wake := c.wake
+	clean := c.cleanClose
 	// A raw descriptor is closed only when no worker uses it, or its
 	// number could be reused by a new connection under the worker's feet.
 	closeNow := c.nc == nil && !c.running
@@ -341,7 +360,12 @@ func (c *conn) destroy(abrupt bool) {
 		default:
 		}
 	}
-	c.leaveAll(abrupt || !c.cleanClose)
+	// Presence: a peer that sent a close frame left; any other end (a
+	// dropped socket, a server-side close such as a drain) gets the grace.
+	c.leaveAll(!clean)
+	if abrupt {
+		s.metrics.dropped.Add(1)
+	}
 	for _, sub := range subs {
 		s.unsubscribe(sub)
 	}

@@ -57,8 +57,8 @@ func (c *conn) readAvailable() {
 	n0 := len(c.partial)
 	if c.need > readBufSize {
 		// A large frame is arriving: read straight into its buffer.
-		if cap(c.partial) < c.need {
-			grown := make([]byte, n0, c.need)
+		if cap(c.partial) < int(c.need) {
+			grown := make([]byte, n0, int(c.need))
 			copy(grown, c.partial)
 			c.partial = grown
 		}
@@ -115,13 +115,13 @@ func (c *conn) processFrames(data []byte) []byte {
 			c.need = 0
 			return data
 		}
-		if h.length > int64(maxMsg) || (h.op == opContinuation && int64(len(c.frag))+h.length > int64(maxMsg)) {
+		if h.length > int64(maxMsg) || (h.op == opContinuation && c.rare != nil && int64(len(c.rare.frag))+h.length > int64(maxMsg)) {
 			c.closeWith(protocol.CodeTooLarge, "message over the limit of "+itoa(maxMsg)+" bytes", false)
 			return nil
 		}
 		total := hl + int(h.length)
 		if len(data) < total {
-			c.need = total
+			c.need = int32(total)
 			return data
 		}
 		c.need = 0
@@ -130,25 +130,27 @@ func (c *conn) processFrames(data []byte) []byte {
 		unmask(payload, h.mask)
 		switch h.op {
 		case opText, opBinary:
-			if c.fragOpen {
+			if c.rare != nil && c.rare.fragOpen {
 				c.closeWith(protocol.CodeBadRequest, "new message inside a fragmented one", false)
 				return nil
 			}
 			if !h.fin {
-				c.frag = append(c.frag[:0], payload...)
-				c.fragOpen = true
+				r := c.r()
+				r.frag = append(r.frag[:0], payload...)
+				r.fragOpen = true
 				continue
 			}
 			c.handle(payload)
 		case opContinuation:
-			if !c.fragOpen {
+			if c.rare == nil || !c.rare.fragOpen {
 				c.closeWith(protocol.CodeBadRequest, "continuation frame without a message", false)
 				return nil
 			}
-			c.frag = append(c.frag, payload...)
+			r := c.rare
+			r.frag = append(r.frag, payload...)
 			if h.fin {
-				msg := c.frag
-				c.frag, c.fragOpen = nil, false
+				msg := r.frag
+				r.frag, r.fragOpen = nil, false
 				c.handle(msg)
 			}
 		case opPing:
@@ -365,7 +367,10 @@ func (c *conn) readHandshake() {
 		c.refuse(resp.Bytes())
 		return
 	}
-	c.codec, c.upgradeToken = codec, token
+	c.codec = codec
+	if token != "" {
+		c.r().upgradeToken = token
+	}
 	c.partial = nil
 	c.handshaking.Store(false)
 	c.srv.metrics.connectionsTotal.Add(1)

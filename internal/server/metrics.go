@@ -51,6 +51,7 @@ type metrics struct {
 	bytesIn, bytesOut atomic.Int64
 	framesOut         atomic.Int64
 	conflated         atomic.Int64 // whispers that replaced a queued one
+	dropped           atomic.Int64 // connections whose peer vanished without a close
 	handshakeFailures atomic.Int64
 	msgIn, msgOut     []atomic.Int64 // by countedTypes index
 	drops             [numDropReasons]atomic.Int64
@@ -140,6 +141,7 @@ func newMetrics(s *Server) (*metrics, error) {
 	drops := counter("huddle.queue.drops", "Connections or messages dropped, by reason.", "")
 	disc := counter("huddle.disconnects", "Disconnects sent, by code.", "")
 	hsFail := counter("huddle.handshake.failures", "WebSocket upgrades refused.", "")
+	droppedConns := counter("huddle.connections.dropped", "Connections that ended without a close handshake or a server close.", "")
 	conflated := counter("huddle.whispers.conflated", "Whispers that replaced an older queued one of the same sender and event.", "")
 	if err != nil {
 		return nil, err
@@ -160,6 +162,7 @@ func newMetrics(s *Server) (*metrics, error) {
 		o.ObserveInt64(framesOut, m.framesOut.Load())
 		o.ObserveInt64(hsFail, m.handshakeFailures.Load())
 		o.ObserveInt64(conflated, m.conflated.Load())
+		o.ObserveInt64(droppedConns, m.dropped.Load())
 		for i := range countedTypes {
 			if v := m.msgIn[i].Load(); v > 0 {
 				o.ObserveInt64(msgIn, v, typeAttrs[i])
@@ -175,7 +178,7 @@ func newMetrics(s *Server) (*metrics, error) {
 			o.ObserveInt64(disc, v.Load(), metric.WithAttributes(attribute.Int("code", int(code))))
 		}
 		return nil
-	}, conns, connected, subs, streams, accepted, bytesIn, bytesOut, framesOut, msgIn, msgOut, drops, disc, hsFail, conflated)
+	}, conns, connected, subs, streams, accepted, bytesIn, bytesOut, framesOut, msgIn, msgOut, drops, disc, hsFail, conflated, droppedConns)
 	if err != nil {
 		return nil, err
 	}

@@ -79,7 +79,7 @@ func (c *conn) onUpdate(id *auth.Identity, m *protocol.Update) {
 	if !c.checkState(0, m.S, m.State) {
 		return
 	}
-	if ok, warn := c.updLimiter.Allow(time.Now().UnixNano(), &c.srv.updateLimit); !ok {
+	if ok, warn := c.r().updates.Allow(time.Now().UnixNano(), &c.srv.updateLimit); !ok {
 		c.srv.metrics.drops[dropPresenceRate].Add(1)
 		if warn {
 			c.sendError(0, m.S, protocol.CodeRateLimited, "presence update rate limit: excess updates are dropped")
@@ -92,6 +92,8 @@ func (c *conn) onUpdate(id *auth.Identity, m *protocol.Update) {
 	switch {
 	case errors.Is(err, presence.ErrNotMember):
 		c.sendError(0, m.S, protocol.CodeBadRequest, "update before join")
+	case errors.Is(err, presence.ErrTooLarge):
+		c.sendError(0, m.S, protocol.CodeTooLarge, "presence state would grow over the limit of "+itoa(c.srv.cfg.Presence.MaxState)+" bytes; update refused")
 	case err != nil:
 		c.sendError(0, m.S, protocol.CodeInternal, "update failed: "+err.Error())
 	}

@@ -41,7 +41,7 @@ func (c *conn) handle(payload []byte) {
 		}
 		if ok, warn := c.msgLimiter.Allow(now, &c.srv.msgLimit); !ok {
 			c.flooded++
-			if c.flooded > 10*c.srv.cfg.MessageBurst {
+			if int(c.flooded) > 10*c.srv.cfg.MessageBurst {
 				c.closeWith(protocol.CodeRateLimited, "message flood", true)
 				return
 			}
@@ -115,7 +115,9 @@ func quote(s string) string {
 func (c *conn) onConnect(m *protocol.Connect) {
 	token := m.Token
 	if token == "" {
-		token = c.upgradeToken
+		if c.rare != nil {
+			token = c.rare.upgradeToken
+		}
 	}
 	id, err := c.srv.auth.Verify(token)
 	if err != nil {
@@ -131,7 +133,7 @@ func (c *conn) onConnect(m *protocol.Connect) {
 		c.info, _ = protocol.RawFromJSON(id.Info)
 	}
 	c.ident.Store(id)
-	c.upgradeToken = ""
+	c.rare = nil // only the upgrade token was in use before connect
 	c.lastPing.Store(time.Now().UnixNano())
 	c.srv.metrics.connected.Add(1)
 	reply := &protocol.Connected{
@@ -293,7 +295,7 @@ func (c *conn) onWhisper(id *auth.Identity, m *protocol.SendWhisper) {
 		c.sendError(0, m.S, protocol.CodeTooLarge, "whisper data over the limit of "+itoa(cfg.MaxData)+" bytes")
 		return
 	}
-	if ok, warn := c.limiter.Allow(time.Now().UnixNano(), cfg); !ok {
+	if ok, warn := c.r().whispers.Allow(time.Now().UnixNano(), cfg); !ok {
 		c.srv.metrics.drops[dropWhisperRate].Add(1)
 		if warn {
 			c.sendError(0, m.S, protocol.CodeRateLimited, "whisper rate limit ("+itoa(int(cfg.Rate))+"/s, burst "+itoa(cfg.Burst)+"): excess whispers are dropped")

@@ -71,7 +71,7 @@ func Run(t *testing.T, newStore func(t *testing.T) presence.Store) {
 	t.Run("UpdatePatches", func(t *testing.T) {
 		s, st := newStore(t), name()
 		_, _ = s.Join(ctx, st, member("u", "c", map[string]any{"a": 1, "b": 2}), time.Minute, 0)
-		state, err := s.Update(ctx, st, "c", protocol.MustRaw(map[string]any{"b": nil, "c": 3}), time.Minute)
+		state, err := s.Update(ctx, st, "c", protocol.MustRaw(map[string]any{"b": nil, "c": 3}), time.Minute, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -79,8 +79,16 @@ func Run(t *testing.T, newStore func(t *testing.T) presence.Store) {
 		if string(got) != `{"a":1,"c":3}` && string(got) != `{"c":3,"a":1}` {
 			t.Fatalf("state %s", got)
 		}
-		if _, err := s.Update(ctx, st, "nobody", protocol.MustRaw(map[string]any{}), time.Minute); !errors.Is(err, presence.ErrNotMember) {
+		if _, err := s.Update(ctx, st, "nobody", protocol.MustRaw(map[string]any{}), time.Minute, 0); !errors.Is(err, presence.ErrNotMember) {
 			t.Fatalf("update of non-member: %v", err)
+		}
+		big := protocol.MustRaw(map[string]any{"big": string(make([]byte, 100))})
+		if _, err := s.Update(ctx, st, "c", big, time.Minute, 64); !errors.Is(err, presence.ErrTooLarge) {
+			t.Fatalf("update over maxState: %v, want ErrTooLarge", err)
+		}
+		ms, _ := s.Members(ctx, st)
+		if len(ms) != 1 || len(ms[0].State) > 64 {
+			t.Fatalf("a refused update changed the state: %+v", ms)
 		}
 	})
 
