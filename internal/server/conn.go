@@ -114,13 +114,13 @@ func (c *conn) r() *connRare {
 // startConn serves a connection upgraded by the portable accept path.
 func (s *Server) startConn(nc net.Conn, codec protocol.Codec, token string, extra []byte) {
 	c := &conn{
-		srv:          s,
-		nc:           nc,
-		fd:           -1,
-		codec:        codec,
-		created:      time.Now().UnixNano(),
-		partial:      extra,
-		wake:         make(chan struct{}, 1), // set before the registry publishes c
+		srv:     s,
+		nc:      nc,
+		fd:      -1,
+		codec:   codec,
+		created: time.Now().UnixNano(),
+		partial: extra,
+		wake:    make(chan struct{}, 1), // set before the registry publishes c
 	}
 	if token != "" {
 		c.r().upgradeToken = token
