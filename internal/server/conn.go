@@ -87,7 +87,7 @@ type conn struct {
 	subs       []*subscription // few per connection: a slice beats a map
 	joined     []string        // streams whose presence this connection is in
 	closeBy    int64           // unix nanos when stateClosing gives way to closing the socket
-	cleanClose bool            // the peer started a close handshake
+	cleanClose bool            // the peer sent a close frame, or was told not to reconnect: presence ends at once
 	closeFd    bool            // destroy ran while a worker was on the socket: the worker closes fd
 	wake       chan struct{}
 }
@@ -312,6 +312,9 @@ func (c *conn) closeLocked(code protocol.Code, reason string, reconnect, dropQue
 	msg, _ := protocol.AppendMessage(c.codec, nil, &protocol.Disconnect{Code: code, Reason: reason, Reconnect: reconnect})
 	c.queue = append(c.queue, outItem{b: msg}, outItem{b: closeBody(code, reason), kind: itemClose})
 	c.state = stateClosing
+	// A client told not to reconnect is gone for good: its presence ends at
+	// once. One told to reconnect keeps the presence grace.
+	c.cleanClose = c.cleanClose || !reconnect
 	grace := closeGrace
 	if dropQueue {
 		grace = 200 * time.Millisecond
@@ -360,8 +363,9 @@ func (c *conn) destroy(abrupt bool) {
 		default:
 		}
 	}
-	// Presence: a peer that sent a close frame left; any other end (a
-	// dropped socket, a server-side close such as a drain) gets the grace.
+	// Presence: a peer that sent a close frame, or that was closed without
+	// reconnect, left; any other end (a dropped socket, a drain, a slow
+	// consumer) gets the grace.
 	c.leaveAll(!clean)
 	if abrupt {
 		s.metrics.dropped.Add(1)

@@ -311,13 +311,13 @@ func (c *conn) onWhisper(id *auth.Identity, m *protocol.SendWhisper) {
 	var self *subscription
 	if i := c.findSubLocked(m.S); i >= 0 {
 		self = c.subs[i]
-	}
-	c.mu.Unlock()
-	if self != nil {
-		// Only a subscribed sender's whispers are cached: the cache entry
-		// lives as long as the subscription.
+		// Only a subscribed sender's whispers are cached, and the entry
+		// lives as long as the subscription: putting it under c.mu means a
+		// concurrent destroy either has not taken the subscription yet (and
+		// its Drop comes after) or has (and there is no Put).
 		c.srv.whispers.Put(w)
 	}
+	c.mu.Unlock()
 	frames := hub.NewFrames(func(format int) []byte {
 		b, err := protocol.AppendMessage(protocol.Codec(format), nil, &w)
 		if err != nil {
