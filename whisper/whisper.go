@@ -107,7 +107,7 @@ type Cache struct {
 }
 
 type cacheShard struct {
-	mu      sync.Mutex // guards streams
+	mu      sync.Mutex                               // guards streams
 	streams map[string]map[string][]protocol.Whisper // stream -> sender -> newest per ev, oldest first
 }
 
