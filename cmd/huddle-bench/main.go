@@ -99,40 +99,14 @@ func runIdle(args []string) error {
 		base, _ = bench.ReadProc(*pid)
 	}
 	start := time.Now()
-	self, _ := os.Executable()
-	type proc struct {
-		cmd   *exec.Cmd
-		stdin io.WriteCloser
-		out   *bufio.Scanner
+	procs, err := spawnWorkers(*n, *workers, func(w, first, count int) []string {
+		return []string{"worker", "-url", *url, "-n", strconv.Itoa(count), "-first", strconv.Itoa(first),
+			"-local", localAddr(w), "-secret", *secret, "-streams", strconv.Itoa(*streams)}
+	})
+	if err != nil {
+		return err
 	}
-	var procs []proc
-	per := (*n + *workers - 1) / *workers
-	for w := 0; w < *workers; w++ {
-		count := min(per, *n-w*per)
-		if count <= 0 {
-			break
-		}
-		cmd := clientCommand(self, "worker", "-url", *url, "-n", strconv.Itoa(count), "-first", strconv.Itoa(w*per),
-			"-local", fmt.Sprintf("127.0.0.%d", 2+w), "-secret", *secret, "-streams", strconv.Itoa(*streams))
-		cmd.Stderr = os.Stderr
-		stdin, _ := cmd.StdinPipe()
-		stdout, _ := cmd.StdoutPipe()
-		if err := cmd.Start(); err != nil {
-			return err
-		}
-		procs = append(procs, proc{cmd, stdin, bufio.NewScanner(stdout)})
-	}
-	var failed int64
-	for _, p := range procs {
-		for p.out.Scan() {
-			line := p.out.Text()
-			if v, ok := strings.CutPrefix(line, "ready "); ok {
-				f, _ := strconv.ParseInt(v, 10, 64)
-				failed += f
-				break
-			}
-		}
-	}
+	failed := waitReady(procs)
 	connectTime := time.Since(start)
 	fmt.Fprintf(os.Stderr, "%d connections up in %v (%d failed); settling %v\n", *n, connectTime.Round(time.Millisecond), failed, *settle)
 	time.Sleep(*settle)
@@ -152,12 +126,7 @@ func runIdle(args []string) error {
 	fmt.Printf("%-8s %12s %8s %14s %14s %16s %10s\n", "scenario", "connections", "failed", "baseline RSS", "loaded RSS", "RSS/connection", "server CPU")
 	fmt.Printf("%-8s %12d %8d %13.1fM %13.1fM %14.0f B %9.2fs\n", res.Scenario, res.Connections, res.Failed,
 		float64(res.BaselineRSS)/(1<<20), float64(res.LoadedRSS)/(1<<20), res.PerConnBytes, res.ServerCPUSec)
-	b, _ := json.Marshal(res)
-	fmt.Println(string(b))
-	if *jsonOut != "" {
-		return os.WriteFile(*jsonOut, append(b, '\n'), 0o644)
-	}
-	return nil
+	return report(res, *jsonOut)
 }
 
 // runWorker opens connections and holds them until stdin closes.
@@ -317,38 +286,13 @@ func runBroadcast(args []string) error {
 		*url, *pid = srv.url, srv.cmd.Process.Pid
 	}
 	stream := "bench:broadcast"
-	self, _ := os.Executable()
-	type proc struct {
-		cmd   *exec.Cmd
-		stdin io.WriteCloser
-		out   *bufio.Scanner
+	procs, err := spawnWorkers(*n, *workers, func(w, first, count int) []string {
+		return []string{"bsub", "-url", *url, "-n", strconv.Itoa(count), "-local", localAddr(w), "-secret", *secret, "-stream", stream}
+	})
+	if err != nil {
+		return err
 	}
-	var procs []proc
-	per := (*n + *workers - 1) / *workers
-	for w := 0; w < *workers; w++ {
-		count := min(per, *n-w*per)
-		if count <= 0 {
-			break
-		}
-		cmd := clientCommand(self, "bsub", "-url", *url, "-n", strconv.Itoa(count),
-			"-local", fmt.Sprintf("127.0.0.%d", 2+w), "-secret", *secret, "-stream", stream)
-		cmd.Stderr = os.Stderr
-		stdin, _ := cmd.StdinPipe()
-		stdout, _ := cmd.StdoutPipe()
-		if err := cmd.Start(); err != nil {
-			return err
-		}
-		sc := bufio.NewScanner(stdout)
-		sc.Buffer(make([]byte, 1<<20), 64<<20)
-		procs = append(procs, proc{cmd, stdin, sc})
-	}
-	for _, p := range procs {
-		for p.out.Scan() {
-			if strings.HasPrefix(p.out.Text(), "ready") {
-				break
-			}
-		}
-	}
+	waitReady(procs)
 	tok, _ := auth.SignHS256([]byte(*secret), "publisher", time.Now().Add(time.Hour), nil, map[string][]string{"bench:*": {"pub"}})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	pub, _, err := wsclient.DialConnected(ctx, *url, tok, wsclient.Options{})
@@ -417,12 +361,7 @@ func runBroadcast(args []string) error {
 	}
 	fmt.Printf("%-10s %8s %8s %6s %9s %8s %10s %10s %10s %10s\n", "scenario", "subs", "rate/s", "bytes", "messages", "missing", "p50 ms", "p99 ms", "max ms", "server CPU")
 	fmt.Printf("%-10s %8d %8.0f %6d %9d %8d %10.2f %10.2f %10.2f %9.0f%%\n", res.Scenario, res.Subscribers, res.Rate, res.Size, res.Messages, res.Missing, res.P50ms, res.P99ms, res.Maxms, res.ServerCPU)
-	b, _ := json.Marshal(res)
-	fmt.Println(string(b))
-	if *jsonOut != "" {
-		return os.WriteFile(*jsonOut, append(b, '\n'), 0o644)
-	}
-	return nil
+	return report(res, *jsonOut)
 }
 
 // runBroadcastWorker holds subscribers until stdin closes, then prints the
@@ -462,5 +401,74 @@ func runBroadcastWorker(args []string) error {
 	cancel()
 	b, _ := json.Marshal(rec.Stats())
 	fmt.Println(string(b))
+	return nil
+}
+
+// proc is a client worker process: it prints "ready <failed>" once its
+// connections are up, holds them until its stdin closes, then may print
+// results.
+type proc struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	out   *bufio.Scanner
+}
+
+// spawnWorkers starts worker processes sharing n connections; args gives
+// each one's command line.
+func spawnWorkers(n, workers int, args func(w, first, count int) []string) ([]proc, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	var procs []proc
+	per := (n + workers - 1) / workers
+	for w := 0; w < workers; w++ {
+		count := min(per, n-w*per)
+		if count <= 0 {
+			break
+		}
+		cmd := clientCommand(self, args(w, w*per, count)...)
+		cmd.Stderr = os.Stderr
+		stdin, _ := cmd.StdinPipe()
+		stdout, _ := cmd.StdoutPipe()
+		if err := cmd.Start(); err != nil {
+			return procs, err
+		}
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 1<<20), 64<<20)
+		procs = append(procs, proc{cmd, stdin, sc})
+	}
+	return procs, nil
+}
+
+// waitReady waits until every worker has its connections up and returns
+// how many failed.
+func waitReady(procs []proc) int64 {
+	var failed int64
+	for _, p := range procs {
+		for p.out.Scan() {
+			if v, ok := strings.CutPrefix(p.out.Text(), "ready "); ok {
+				f, _ := strconv.ParseInt(v, 10, 64)
+				failed += f
+				break
+			}
+		}
+	}
+	return failed
+}
+
+// localAddr spreads worker w over its own loopback source address.
+func localAddr(w int) string { return fmt.Sprintf("127.0.0.%d", 2+w) }
+
+// report prints res as JSON and writes it to path when set.
+func report(res any, path string) error {
+	b, err := json.Marshal(res)
+	if err != nil {
+		return err
+	}
+	fmt.Println(string(b))
+	if path != "" {
+		return os.WriteFile(path, append(b, '\n'), 0o644)
+	}
 	return nil
 }
