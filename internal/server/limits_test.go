@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmihailenco/msgpack/v5"
+
 	"github.com/huddle-rt/huddle/internal/wsclient"
 	"github.com/huddle-rt/huddle/protocol"
 )
@@ -87,5 +89,37 @@ func TestMessageFlood(t *testing.T) {
 	}
 	if _, err := wsclient.Wait[*protocol.Pong](other, wait); err != nil {
 		t.Fatalf("bystander: %v", err)
+	}
+}
+
+// TestLargeMessages moves a publication close to the 1 MiB frame limit in
+// both directions, in both codecs: the reader must assemble it over many
+// reads and the writer must send it over many writes.
+func TestLargeMessages(t *testing.T) {
+	h := start(t)
+	for _, proto := range []string{protocol.SubprotocolMsgpack, protocol.SubprotocolJSON} {
+		t.Run(proto, func(t *testing.T) {
+			pub := dialTok(t, h, token(t, "big-pub"), func(o *wsclient.Options) { o.Subprotocols = []string{proto} })
+			sub := dialTok(t, h, token(t, "big-sub"), func(o *wsclient.Options) { o.Subprotocols = []string{proto} })
+			subscribe(t, sub, 2, "big:"+proto, nil)
+			text := make([]byte, 900_000)
+			for i := range text {
+				text[i] = 'a' + byte(i%26)
+			}
+			if err := pub.Send(&protocol.Publish{ID: 3, S: "big:" + proto, Data: protocol.MustRaw(map[string]any{"text": string(text)})}); err != nil {
+				t.Fatal(err)
+			}
+			if ack, err := wsclient.Wait[*protocol.Ack](pub, wait); err != nil || ack.Offset != 1 {
+				t.Fatalf("ack %+v %v", ack, err)
+			}
+			p, err := wsclient.Wait[*protocol.Pub](sub, wait)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got map[string]string
+			if err := msgpack.Unmarshal(p.Data, &got); err != nil || got["text"] != string(text) {
+				t.Fatalf("payload of %d bytes came back wrong (%v)", len(got["text"]), err)
+			}
+		})
 	}
 }

@@ -60,11 +60,17 @@ type metrics struct {
 	latency metric.Float64Histogram
 }
 
-func typeIndex(t string) int {
+var typeIndexes = func() map[string]int {
+	m := make(map[string]int, len(countedTypes))
 	for i, name := range countedTypes {
-		if name == t {
-			return i
-		}
+		m[name] = i
+	}
+	return m
+}()
+
+func typeIndex(t string) int {
+	if i, ok := typeIndexes[t]; ok {
+		return i
 	}
 	return len(countedTypes) - 1
 }
