@@ -37,6 +37,11 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /api/disconnect", s.apiKeyed(s.apiDisconnect))
 	mux.HandleFunc("GET /api/stats", s.apiKeyed(s.apiStats))
 	mux.HandleFunc("/api/", s.apiKeyed(func(w http.ResponseWriter, r *http.Request) {
+		if allow := apiMethod(r.URL.Path); allow != "" {
+			w.Header().Set("Allow", allow)
+			apiError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.URL.Path+" takes "+allow)
+			return
+		}
 		apiError(w, http.StatusNotFound, "not_found", "no API endpoint "+r.Method+" "+r.URL.Path)
 	}))
 	mux.HandleFunc("GET /ws", func(w http.ResponseWriter, r *http.Request) {
@@ -51,6 +56,20 @@ func (s *Server) routes() http.Handler {
 		mux.Handle("/", s.cfg.Pages)
 	}
 	return mux
+}
+
+// apiMethod returns the method an API path takes, or "" for no such path;
+// the catch-all route answers 405 rather than 404 for a known path.
+func apiMethod(path string) string {
+	switch {
+	case path == "/api/publish", path == "/api/disconnect":
+		return http.MethodPost
+	case path == "/api/stats",
+		strings.HasPrefix(path, "/api/history/") && len(path) > len("/api/history/"),
+		strings.HasPrefix(path, "/api/presence/") && len(path) > len("/api/presence/"):
+		return http.MethodGet
+	}
+	return ""
 }
 
 // apiKeyed guards an endpoint with the API key.
