@@ -75,25 +75,19 @@ func runIdle(args []string) error {
 	fs := flag.NewFlagSet("idle", flag.ExitOnError)
 	n := fs.Int("n", 10000, "connections")
 	workers := fs.Int("workers", 0, "client processes (default: one per 5,000 connections)")
-	url := fs.String("url", "", "server WebSocket URL; empty builds and starts ./cmd/huddle")
-	pid := fs.Int("pid", 0, "server pid for /proc readings (with -url)")
-	secret := fs.String("secret", "bench-secret", "HS256 secret of the server")
+	tg := targetFlags(fs)
 	streams := fs.Int("streams", 100, "streams the connections spread over")
 	settle := fs.Duration("settle", 3*time.Second, "wait after connecting before reading RSS")
-	jsonOut := fs.String("json", "", "also write the result as JSON to this file")
 	_ = fs.Parse(args)
 	if *workers <= 0 {
 		*workers = (*n + 4999) / 5000
 	}
-
-	if *url == "" {
-		srv, err := startServer(*secret)
-		if err != nil {
-			return err
-		}
-		defer srv.stop()
-		*url, *pid = srv.url, srv.cmd.Process.Pid
+	stop, err := tg.start()
+	if err != nil {
+		return err
 	}
+	defer stop()
+	url, pid, secret, jsonOut := &tg.url, &tg.pid, &tg.secret, &tg.json
 	var base bench.ProcStats
 	if *pid > 0 {
 		base, _ = bench.ReadProc(*pid)
@@ -269,22 +263,17 @@ func runBroadcast(args []string) error {
 	duration := fs.Duration("duration", 10*time.Second, "how long to publish")
 	size := fs.Int("size", 100, "payload bytes")
 	workers := fs.Int("workers", 0, "client processes (default: one per 2,500 subscribers, at least 2)")
-	url := fs.String("url", "", "server WebSocket URL; empty builds and starts ./cmd/huddle")
-	pid := fs.Int("pid", 0, "server pid for /proc readings (with -url)")
-	secret := fs.String("secret", "bench-secret", "HS256 secret of the server")
-	jsonOut := fs.String("json", "", "also write the result as JSON to this file")
+	tg := targetFlags(fs)
 	_ = fs.Parse(args)
 	if *workers <= 0 {
 		*workers = max(2, (*n+2499)/2500)
 	}
-	if *url == "" {
-		srv, err := startServer(*secret)
-		if err != nil {
-			return err
-		}
-		defer srv.stop()
-		*url, *pid = srv.url, srv.cmd.Process.Pid
+	stop, err := tg.start()
+	if err != nil {
+		return err
 	}
+	defer stop()
+	url, pid, secret, jsonOut := &tg.url, &tg.pid, &tg.secret, &tg.json
 	stream := "bench:broadcast"
 	procs, err := spawnWorkers(*n, *workers, func(w, first, count int) []string {
 		return []string{"bsub", "-url", *url, "-n", strconv.Itoa(count), "-local", localAddr(w), "-secret", *secret, "-stream", stream}
@@ -471,4 +460,33 @@ func report(res any, path string) error {
 		return os.WriteFile(path, append(b, '\n'), 0o644)
 	}
 	return nil
+}
+
+// target is the server a scenario runs against, from the flags every
+// scenario shares.
+type target struct {
+	url, secret, json string
+	pid               int
+}
+
+func targetFlags(fs *flag.FlagSet) *target {
+	t := &target{}
+	fs.StringVar(&t.url, "url", "", "server WebSocket URL; empty builds and starts ./cmd/huddle")
+	fs.IntVar(&t.pid, "pid", 0, "server pid for /proc readings (with -url)")
+	fs.StringVar(&t.secret, "secret", "bench-secret", "HS256 secret of the server")
+	fs.StringVar(&t.json, "json", "", "also write the result as JSON to this file")
+	return t
+}
+
+// start builds and starts the server unless -url names one; stop ends it.
+func (t *target) start() (stop func(), err error) {
+	if t.url != "" {
+		return func() {}, nil
+	}
+	srv, err := startServer(t.secret)
+	if err != nil {
+		return nil, err
+	}
+	t.url, t.pid = srv.url, srv.cmd.Process.Pid
+	return srv.stop, nil
 }

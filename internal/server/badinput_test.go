@@ -654,18 +654,22 @@ func biPublish(t *testing.T, h *harness, body string) []uint64 {
 	return offs
 }
 
-type biStatsResp struct {
-	Connections   int `json:"connections"`
-	Subscriptions int `json:"subscriptions"`
+// statsResp is the part of GET /api/stats the tests read.
+type statsResp struct {
+	Connections    int `json:"connections"`
+	Subscriptions  int `json:"subscriptions"`
+	QueuedBytesMax int `json:"queued_bytes_max"`
+	WhispersCached int `json:"whispers_cached"`
 }
 
-func biStats(t *testing.T, h *harness) biStatsResp {
+// biStats reads GET /api/stats.
+func biStats(t *testing.T, h *harness) statsResp {
 	t.Helper()
 	code, b := biGet(t, h, "/api/stats", true)
 	if code != http.StatusOK {
 		t.Fatalf("/api/stats: %d %s", code, b)
 	}
-	var st biStatsResp
+	var st statsResp
 	if err := json.Unmarshal(b, &st); err != nil {
 		t.Fatalf("/api/stats %s: %v", b, err)
 	}

@@ -97,26 +97,6 @@ func whSync(t *testing.T, c *wsclient.Client) {
 	}
 }
 
-// whStatsResp is the part of GET /api/stats these tests read.
-type whStatsResp struct {
-	Connections    int `json:"connections"`
-	QueuedBytesMax int `json:"queued_bytes_max"`
-	WhispersCached int `json:"whispers_cached"`
-}
-
-func whStats(t *testing.T, h *harness) whStatsResp {
-	t.Helper()
-	code, b := biGet(t, h, "/api/stats", true)
-	if code != http.StatusOK {
-		t.Fatalf("/api/stats: %d %s", code, b)
-	}
-	var st whStatsResp
-	if err := json.Unmarshal(b, &st); err != nil {
-		t.Fatalf("/api/stats %s: %v", b, err)
-	}
-	return st
-}
-
 // whWaitCached waits until the server caches n whispers.
 func whWaitCached(t *testing.T, h *harness, n int) {
 	t.Helper()
@@ -131,7 +111,7 @@ func whCachedWithin(t *testing.T, h *harness, n int, d time.Duration) int {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for {
-		got := whStats(t, h).WhispersCached
+		got := biStats(t, h).WhispersCached
 		if got == n || time.Now().After(deadline) {
 			return got
 		}
@@ -681,7 +661,7 @@ func TestWhisperLatestValues(t *testing.T) {
 	for _, p := range append(peers, drive, other) {
 		whSync(t, p.c)
 	}
-	if st := whStats(t, h); st.WhispersCached != 2*senders+1 {
+	if st := biStats(t, h); st.WhispersCached != 2*senders+1 {
 		t.Errorf("whispers_cached %d, want %d", st.WhispersCached, 2*senders+1)
 	}
 
@@ -880,7 +860,7 @@ func TestWhisperStalledReceiver(t *testing.T) {
 	}()
 	maxQueued := 0
 	for time.Since(stalled) < stall {
-		maxQueued = max(maxQueued, whStats(t, h).QueuedBytesMax)
+		maxQueued = max(maxQueued, biStats(t, h).QueuedBytesMax)
 		time.Sleep(20 * time.Millisecond)
 	}
 	halt()
@@ -898,7 +878,7 @@ func TestWhisperStalledReceiver(t *testing.T) {
 	for _, p := range peers {
 		nextAs[*protocol.Pong](t, p.c)
 	}
-	maxQueued = max(maxQueued, whStats(t, h).QueuedBytesMax)
+	maxQueued = max(maxQueued, biStats(t, h).QueuedBytesMax)
 
 	resumed := time.Now()
 	stalledFor := resumed.Sub(stalled)
