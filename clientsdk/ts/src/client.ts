@@ -1,0 +1,648 @@
+import {
+  type ClientMessage,
+  type Codec,
+  type ServerMessage,
+  Code,
+  codeReconnects,
+  decodeServerFrame,
+  encodeFrame,
+  FrameError,
+  subprotocols,
+} from "./gen/index.js";
+import { HuddleError } from "./errors.js";
+import { Events } from "./events.js";
+import { Stream, type StreamOptions } from "./stream.js";
+
+/** VERSION is the SDK's version, sent in connect.ua. */
+export const VERSION = "0.1.0";
+
+/** The part of the WebSocket API the SDK uses (browsers, React Native and the `ws` package all have it). */
+export interface WebSocketLike {
+  binaryType: string;
+  readonly readyState: number;
+  readonly protocol: string;
+  send(data: string | Uint8Array): void;
+  close(code?: number, reason?: string): void;
+  onopen: ((ev: unknown) => void) | null;
+  onmessage: ((ev: { data: unknown }) => void) | null;
+  onclose: ((ev: { code: number; reason: string }) => void) | null;
+  onerror: ((ev: unknown) => void) | null;
+}
+
+/** A WebSocket constructor. */
+export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike;
+
+/** Options of a {@link Huddle} client. Only `url` is required. */
+export interface HuddleOptions {
+  /** The server's WebSocket URL, e.g. `wss://rt.example.com/ws`. */
+  url: string;
+  /**
+   * getToken returns a JWT for the connection. It is called before the first
+   * connect, before the token expires (the new one is sent as `refresh`
+   * without reconnecting), and after the server closed with 4002.
+   */
+  getToken?: () => string | Promise<string>;
+  /** token is a fixed token, used when getToken is not given. */
+  token?: string;
+  /** codec is the wire format. Default "msgpack". */
+  codec?: Codec;
+  /** WebSocket is the constructor to use. Default globalThis.WebSocket. */
+  WebSocket?: WebSocketConstructor;
+  /** autoConnect connects from the constructor. Default true. */
+  autoConnect?: boolean;
+  /** minReconnectDelay is the first backoff step, in ms. Default 200. */
+  minReconnectDelay?: number;
+  /** maxReconnectDelay caps the backoff, in ms. Default 15000. */
+  maxReconnectDelay?: number;
+  /** refreshMargin is how long before expiry the token is refreshed, in ms. Default 30000 (at most half the token's remaining life). */
+  refreshMargin?: number;
+  /** requestTimeout bounds how long a call waits for its reply, in ms. Default 10000. */
+  requestTimeout?: number;
+  /** lifecycle reconnects at once on `online` and when a page becomes visible, where addEventListener exists. Default true. */
+  lifecycle?: boolean;
+  /** ua is appended to the SDK's name in connect.ua. */
+  ua?: string;
+}
+
+/** ConnectionState is the state of a client's connection. */
+export type ConnectionState = "connecting" | "connected" | "disconnected";
+
+/** The events of a {@link Huddle} client. */
+export interface ClientEvents {
+  /** A connection attempt started; attempt counts from 1 after each disconnect. */
+  connecting: { attempt: number };
+  /** The server accepted the connection. */
+  connected: { client: string; user: string; node?: string; exp?: number };
+  /** The connection ended; reconnect says whether the client will try again. */
+  disconnected: { code: number; reason: string; reconnect: boolean };
+  /** The state changed. */
+  state: ConnectionState;
+  /** An error not tied to a call, e.g. 4006 for whispers over the rate limit. */
+  error: HuddleError;
+}
+
+interface Pending {
+  onReply(msg: ServerMessage): void;
+  onError(err: HuddleError): void;
+  timer: unknown;
+}
+
+interface Waiting {
+  build(id: number): ClientMessage;
+  pending: Pending;
+}
+
+interface Settings {
+  url: string;
+  codec: Codec;
+  minReconnectDelay: number;
+  maxReconnectDelay: number;
+  refreshMargin: number;
+  requestTimeout: number;
+  lifecycle: boolean;
+  ua: string;
+}
+
+type Host = {
+  WebSocket?: WebSocketConstructor;
+  addEventListener?: (ev: string, fn: () => void) => void;
+  removeEventListener?: (ev: string, fn: () => void) => void;
+  document?: { visibilityState?: string; addEventListener?: (ev: string, fn: () => void) => void; removeEventListener?: (ev: string, fn: () => void) => void };
+};
+
+const host = globalThis as unknown as Host;
+
+/**
+ * Huddle is a client connection to a Huddle server. It reconnects by itself,
+ * resubscribes its streams with their last position so no publication is
+ * lost or repeated, rejoins presence, and refreshes its token.
+ */
+export class Huddle extends Events<ClientEvents> {
+  /** state is the connection's state. */
+  state: ConnectionState = "disconnected";
+  /** clientId is the server's id of the current connection, while connected. */
+  clientId: string | undefined;
+  /** user is the token's user, while connected. */
+  user: string | undefined;
+  /** node is the server node of the current connection, while connected. */
+  node: string | undefined;
+
+  private readonly opts: Settings;
+  private readonly getToken: (() => string | Promise<string>) | undefined;
+  private readonly WS: WebSocketConstructor;
+  private readonly streamsByName = new Map<string, Stream>();
+  private ws: WebSocketLike | undefined;
+  private socketGen = 0; // bumps whenever the current socket is abandoned
+  private want = false; // whether the user wants a connection
+  private attempt = 0;
+  private nextId = 1;
+  private pending = new Map<number, Pending>();
+  private waiting: Waiting[] = [];
+  private outbox: ClientMessage[] = [];
+  private flushQueued = false;
+  private token: string | undefined;
+  private tokenExp: number | undefined; // unix ms
+  private lastDisconnect: { code: number; reason: string; reconnect: boolean } | undefined;
+  private reconnectTimer: unknown;
+  private connectTimer: unknown;
+  private refreshTimer: unknown;
+  private idleTimer: unknown;
+  private idleMs = 0;
+  private readyWaiters: { resolve(): void; reject(err: HuddleError): void }[] = [];
+  private unlisten: (() => void) | undefined;
+
+  constructor(options: HuddleOptions) {
+    super();
+    if (!options || typeof options.url !== "string" || options.url === "") {
+      throw new TypeError("Huddle: options.url is required");
+    }
+    const WS = options.WebSocket ?? host.WebSocket;
+    if (!WS) {
+      throw new TypeError("Huddle: no global WebSocket here; pass options.WebSocket (on Node < 22: WebSocket from the 'ws' package)");
+    }
+    this.WS = WS;
+    this.getToken = options.getToken;
+    this.token = options.token;
+    this.opts = {
+      url: options.url,
+      codec: options.codec ?? "msgpack",
+      minReconnectDelay: options.minReconnectDelay ?? 200,
+      maxReconnectDelay: options.maxReconnectDelay ?? 15000,
+      refreshMargin: options.refreshMargin ?? 30000,
+      requestTimeout: options.requestTimeout ?? 10000,
+      lifecycle: options.lifecycle ?? true,
+      ua: `huddle-js/${VERSION}` + (options.ua ? " " + options.ua : ""),
+    };
+    if (this.opts.codec !== "msgpack" && this.opts.codec !== "json") {
+      throw new TypeError(`Huddle: unknown codec ${String(this.opts.codec)}; use "msgpack" or "json"`);
+    }
+    if (options.autoConnect ?? true) {
+      // Connect on the next microtask, so listeners added right after the
+      // constructor see the first "connecting".
+      this.want = true;
+      void Promise.resolve().then(() => {
+        if (this.want && this.state === "disconnected" && this.reconnectTimer === undefined) this.connect();
+      });
+    }
+  }
+
+  /** connect starts connecting, if not connected or connecting already. */
+  connect(): void {
+    this.want = true;
+    this.listenLifecycle();
+    if (this.state === "disconnected" && this.reconnectTimer === undefined) void this.open();
+  }
+
+  /**
+   * disconnect closes the connection for good (until connect is called).
+   * Calls waiting for a reply reject; presence ends at once on the server.
+   */
+  disconnect(): void {
+    this.want = false;
+    this.stopLifecycle();
+    clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = undefined;
+    if (this.state === "disconnected") {
+      this.failWaiting(new HuddleError(Code.Normal, "client disconnected"));
+      return;
+    }
+    this.drop({ code: Code.Normal, reason: "client disconnected", reconnect: false }, 1000);
+  }
+
+  /**
+   * reconnect drops the current connection and connects again at once, e.g.
+   * after the app learned that the network changed. Streams recover what
+   * they missed.
+   */
+  reconnect(): void {
+    this.want = true;
+    clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = undefined;
+    if (this.state === "disconnected") {
+      void this.open();
+      return;
+    }
+    this.drop({ code: 1000, reason: "reconnect requested", reconnect: true }, 1000, 0);
+  }
+
+  /** ready resolves when the client is connected (at once if it is). */
+  ready(): Promise<void> {
+    if (this.state === "connected") return Promise.resolve();
+    if (!this.want) return Promise.reject(new HuddleError(0, "not connecting; call connect()"));
+    return new Promise((resolve, reject) => this.readyWaiters.push({ resolve, reject }));
+  }
+
+  /**
+   * stream returns the stream called name, subscribing to it now and after
+   * every reconnect. The same name returns the same Stream; options count
+   * on the first call only.
+   */
+  stream(name: string, options: StreamOptions = {}): Stream {
+    let s = this.streamsByName.get(name);
+    if (!s) {
+      s = new Stream(this, name, options);
+      this.streamsByName.set(name, s);
+      if (this.state === "connected") s._subscribe();
+    }
+    return s;
+  }
+
+  /** streams lists the streams of this client. */
+  get streams(): ReadonlyMap<string, Stream> {
+    return this.streamsByName;
+  }
+
+  // ---- used by Stream, Presence and Cursors (not part of the public API) ----
+
+  /** @internal */
+  _forget(s: Stream): void {
+    if (this.streamsByName.get(s.name) === s) this.streamsByName.delete(s.name);
+  }
+
+  /** @internal _send queues msg for the current connection; false when there is none. */
+  _send(msg: ClientMessage): boolean {
+    if (this.state !== "connected") return false;
+    this.outbox.push(msg);
+    if (!this.flushQueued) {
+      this.flushQueued = true;
+      void Promise.resolve().then(() => this.flush());
+    }
+    return true;
+  }
+
+  /**
+   * @internal _request sends the message built with a fresh id and calls
+   * onReply with its reply (synchronously, in frame order) or onError. While
+   * not connected it waits for the connection, up to requestTimeout.
+   */
+  _request(build: (id: number) => ClientMessage, onReply: (msg: ServerMessage) => void, onError: (err: HuddleError) => void): void {
+    const pending: Pending = { onReply, onError, timer: undefined };
+    if (this.state === "connected") {
+      this.sendRequest(build, pending);
+      return;
+    }
+    if (!this.want) {
+      onError(new HuddleError(0, "not connected; call connect()"));
+      return;
+    }
+    const w: Waiting = { build, pending };
+    this.waiting.push(w);
+    pending.timer = setTimeout(() => {
+      const i = this.waiting.indexOf(w);
+      if (i >= 0) this.waiting.splice(i, 1);
+      onError(new HuddleError(0, `not connected within ${this.opts.requestTimeout} ms`));
+    }, this.opts.requestTimeout);
+  }
+
+  /** @internal _call is _request as a promise of the reply of type t. */
+  _call<T extends ServerMessage["t"]>(build: (id: number) => ClientMessage, t: T): Promise<Extract<ServerMessage, { t: T }>> {
+    return new Promise((resolve, reject) => {
+      this._request(
+        build,
+        (msg) => {
+          if (msg.t === t) resolve(msg as Extract<ServerMessage, { t: T }>);
+          else reject(new HuddleError(0, `unexpected reply ${msg.t} (want ${t})`));
+        },
+        reject,
+      );
+    });
+  }
+
+  /** @internal */
+  _emitError(err: HuddleError): void {
+    this.emit("error", err);
+  }
+
+  // ---- connection lifecycle ----
+
+  private async open(): Promise<void> {
+    const gen = ++this.socketGen;
+    this.attempt++;
+    this.setState("connecting");
+    this.emit("connecting", { attempt: this.attempt });
+    this.lastDisconnect = undefined;
+    if (this.getToken && (this.token === undefined || this.tokenExpiring())) {
+      try {
+        this.token = await this.getToken();
+        this.tokenExp = undefined;
+      } catch (err) {
+        if (gen !== this.socketGen) return;
+        this.drop({ code: 0, reason: "getToken failed: " + String(err), reconnect: true });
+        return;
+      }
+      if (gen !== this.socketGen) return; // disconnect() or reconnect() came first
+    }
+    let ws: WebSocketLike;
+    try {
+      ws = new this.WS(this.opts.url, [subprotocols[this.opts.codec]]);
+    } catch (err) {
+      this.drop({ code: 0, reason: "cannot open WebSocket: " + String(err), reconnect: false });
+      return;
+    }
+    ws.binaryType = "arraybuffer";
+    this.ws = ws;
+    this.connectTimer = setTimeout(() => {
+      if (gen === this.socketGen) this.drop({ code: 0, reason: `not connected within ${this.opts.requestTimeout} ms`, reconnect: true });
+    }, this.opts.requestTimeout);
+    ws.onopen = () => {
+      if (gen !== this.socketGen) return;
+      const id = this.nextId++;
+      this.pending.set(id, {
+        onReply: (msg) => this.onConnected(msg),
+        onError: (err) => {
+          if (gen === this.socketGen) this.drop({ code: err.code, reason: err.reason, reconnect: codeReconnects(err.code) });
+        },
+        timer: undefined,
+      });
+      const connect: ClientMessage = { t: "connect", id, ua: this.opts.ua };
+      if (this.token !== undefined) connect.token = this.token;
+      this.writeFrame([connect]);
+    };
+    ws.onmessage = (ev) => {
+      if (gen === this.socketGen) this.onFrame(ev.data);
+    };
+    ws.onclose = (ev) => {
+      if (gen !== this.socketGen) return;
+      const d = this.lastDisconnect ?? { code: ev.code, reason: ev.reason || "connection closed", reconnect: codeReconnects(ev.code) };
+      this.drop(d);
+    };
+    ws.onerror = () => {
+      // A close event follows with the details.
+    };
+  }
+
+  private onConnected(msg: ServerMessage): void {
+    if (msg.t !== "connected") {
+      this.drop({ code: 0, reason: "unexpected reply to connect: " + msg.t, reconnect: true });
+      return;
+    }
+    clearTimeout(this.connectTimer);
+    this.attempt = 0;
+    this.clientId = msg.client;
+    this.user = msg.user;
+    this.node = msg.node;
+    if (msg.exp) this.tokenExp = msg.exp * 1000;
+    this.idleMs = msg.ping > 0 ? 2 * msg.ping * 1000 + 2000 : 0;
+    this.touchIdle();
+    this.scheduleRefresh();
+    this.setState("connected");
+    // Subscriptions first, then the calls that waited, all in one frame.
+    for (const s of this.streamsByName.values()) s._subscribe();
+    const waiting = this.waiting;
+    this.waiting = [];
+    for (const w of waiting) {
+      clearTimeout(w.pending.timer);
+      this.sendRequest(w.build, w.pending);
+    }
+    const connected: ClientEvents["connected"] = { client: msg.client, user: msg.user };
+    if (msg.node !== undefined) connected.node = msg.node;
+    if (msg.exp !== undefined) connected.exp = msg.exp;
+    this.emit("connected", connected);
+    const readers = this.readyWaiters;
+    this.readyWaiters = [];
+    for (const r of readers) r.resolve();
+  }
+
+  /**
+   * drop abandons the current socket (closing it with closeCode if given),
+   * fails the calls in flight, and reconnects if d.reconnect and the user
+   * still wants a connection.
+   */
+  private drop(d: { code: number; reason: string; reconnect: boolean }, closeCode?: number, delay?: number): void {
+    const ws = this.ws;
+    this.ws = undefined;
+    this.socketGen++;
+    if (ws) {
+      ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+      try {
+        ws.close(closeCode ?? 1000);
+      } catch {
+        // Already closed.
+      }
+    }
+    clearTimeout(this.connectTimer);
+    clearTimeout(this.refreshTimer);
+    clearTimeout(this.idleTimer);
+    this.outbox = [];
+    this.flushQueued = false;
+    this.clientId = this.user = this.node = undefined;
+    const inflight = this.pending;
+    this.pending = new Map();
+    const err = new HuddleError(d.code, d.reason);
+    for (const p of inflight.values()) {
+      clearTimeout(p.timer);
+      p.onError(err);
+    }
+    if (d.code === Code.TokenExpired) this.token = undefined; // ask getToken again
+    for (const s of this.streamsByName.values()) s._disconnected();
+    const reconnect = d.reconnect && this.want;
+    this.setState("disconnected");
+    this.emit("disconnected", { code: d.code, reason: d.reason, reconnect });
+    if (!reconnect) {
+      this.want = false;
+      this.attempt = 0;
+      this.stopLifecycle();
+      this.failWaiting(err);
+      return;
+    }
+    let wait = delay;
+    if (wait === undefined) {
+      if (d.code === Code.Shutdown) {
+        wait = Math.random() * 100; // draining: go elsewhere at once, spread a little
+        this.attempt = 0;
+      } else {
+        const cap = Math.min(this.opts.maxReconnectDelay, this.opts.minReconnectDelay * 2 ** Math.max(0, this.attempt - 1));
+        wait = cap / 2 + (Math.random() * cap) / 2;
+      }
+    }
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined;
+      if (this.want && this.state === "disconnected") void this.open();
+    }, wait);
+  }
+
+  private failWaiting(err: HuddleError): void {
+    const waiting = this.waiting;
+    this.waiting = [];
+    for (const w of waiting) {
+      clearTimeout(w.pending.timer);
+      w.pending.onError(err);
+    }
+    const readers = this.readyWaiters;
+    this.readyWaiters = [];
+    for (const r of readers) r.reject(err);
+  }
+
+  private setState(s: ConnectionState): void {
+    if (this.state === s) return;
+    this.state = s;
+    this.emit("state", s);
+  }
+
+  private sendRequest(build: (id: number) => ClientMessage, p: Pending): void {
+    const id = this.nextId++;
+    this.pending.set(id, p);
+    p.timer = setTimeout(() => {
+      if (this.pending.get(id) === p) {
+        this.pending.delete(id);
+        p.onError(new HuddleError(0, `no reply within ${this.opts.requestTimeout} ms`));
+      }
+    }, this.opts.requestTimeout);
+    this._send(build(id));
+  }
+
+  private flush(): void {
+    this.flushQueued = false;
+    if (this.outbox.length === 0) return;
+    const batch = this.outbox;
+    this.outbox = [];
+    this.writeFrame(batch);
+  }
+
+  private writeFrame(batch: ClientMessage[]): void {
+    const ws = this.ws;
+    if (!ws) return;
+    try {
+      ws.send(encodeFrame(this.opts.codec, batch));
+    } catch (err) {
+      this.emit("error", new HuddleError(0, "send failed: " + String(err)));
+    }
+  }
+
+  private onFrame(data: unknown): void {
+    this.touchIdle();
+    let frame;
+    try {
+      frame = decodeServerFrame(this.opts.codec, data as Uint8Array | ArrayBuffer | string);
+    } catch (err) {
+      this.emit("error", new HuddleError(Code.BadRequest, err instanceof FrameError ? err.message : String(err)));
+      return;
+    }
+    for (const bad of frame.invalid) {
+      this.emit("error", new HuddleError(Code.BadRequest, "malformed message from the server: " + safeJSON(bad)));
+    }
+    for (const msg of frame.messages) this.onMessage(msg);
+  }
+
+  private onMessage(msg: ServerMessage): void {
+    switch (msg.t) {
+      case "ping":
+        this._send({ t: "pong" });
+        return;
+      case "pong":
+        return;
+      case "disconnect":
+        this.lastDisconnect = { code: msg.code, reason: msg.reason, reconnect: msg.reconnect };
+        return;
+      case "pub":
+        this.streamsByName.get(msg.s)?._onPub(msg);
+        return;
+      case "whisper":
+        this.streamsByName.get(msg.s)?._onWhisper(msg);
+        return;
+      case "presence":
+        this.streamsByName.get(msg.s)?.presence._onDiff(msg);
+        return;
+      case "error": {
+        const err = new HuddleError(msg.code, msg.reason, msg.retry ?? false);
+        const p = msg.id ? this.pending.get(msg.id) : undefined;
+        if (p && msg.id) {
+          this.pending.delete(msg.id);
+          clearTimeout(p.timer);
+          p.onError(err);
+          return;
+        }
+        const s = msg.s !== undefined ? this.streamsByName.get(msg.s) : undefined;
+        if (s) s._onError(err);
+        this.emit("error", err);
+        return;
+      }
+    }
+    const p = this.pending.get(msg.id);
+    if (!p) return; // a reply that timed out
+    this.pending.delete(msg.id);
+    clearTimeout(p.timer);
+    p.onReply(msg);
+  }
+
+  // ---- liveness, token refresh, page lifecycle ----
+
+  private touchIdle(): void {
+    if (this.idleMs <= 0 || this.state !== "connected") return;
+    clearTimeout(this.idleTimer);
+    const gen = this.socketGen;
+    this.idleTimer = setTimeout(() => {
+      if (gen === this.socketGen) this.drop({ code: Code.NoPong, reason: "nothing heard from the server for two ping intervals", reconnect: true });
+    }, this.idleMs);
+  }
+
+  private tokenExpiring(): boolean {
+    return this.tokenExp !== undefined && this.tokenExp - Date.now() < Math.min(this.opts.refreshMargin, 5000);
+  }
+
+  private scheduleRefresh(): void {
+    clearTimeout(this.refreshTimer);
+    if (!this.getToken || this.tokenExp === undefined) return;
+    const left = this.tokenExp - Date.now();
+    const wait = Math.max(0, Math.max(left - this.opts.refreshMargin, left / 2));
+    const gen = this.socketGen;
+    this.refreshTimer = setTimeout(() => void this.refresh(gen), wait);
+  }
+
+  private async refresh(gen: number): Promise<void> {
+    let token: string;
+    try {
+      token = await this.getToken!();
+    } catch (err) {
+      if (gen !== this.socketGen) return;
+      this.emit("error", new HuddleError(0, "getToken failed: " + String(err)));
+      // Try again soon, while the token still lives.
+      this.refreshTimer = setTimeout(() => void this.refresh(gen), Math.min(5000, Math.max(500, ((this.tokenExp ?? 0) - Date.now()) / 4)));
+      return;
+    }
+    if (gen !== this.socketGen) return;
+    this.token = token;
+    this._request(
+      (id) => ({ t: "refresh", id, token }),
+      (msg) => {
+        if (msg.t === "refreshed" && msg.exp) this.tokenExp = msg.exp * 1000;
+        this.scheduleRefresh();
+      },
+      (err) => {
+        if (gen === this.socketGen) this.emit("error", err);
+      },
+    );
+  }
+
+  private listenLifecycle(): void {
+    if (this.unlisten || !this.opts.lifecycle || typeof host.addEventListener !== "function") return;
+    const now = (): void => {
+      if (!this.want || this.state !== "disconnected" || this.reconnectTimer === undefined) return;
+      clearTimeout(this.reconnectTimer);
+      this.reconnectTimer = undefined;
+      void this.open();
+    };
+    const visible = (): void => {
+      if (host.document?.visibilityState === "visible") now();
+    };
+    host.addEventListener("online", now);
+    host.document?.addEventListener?.("visibilitychange", visible);
+    this.unlisten = () => {
+      host.removeEventListener?.("online", now);
+      host.document?.removeEventListener?.("visibilitychange", visible);
+    };
+  }
+
+  private stopLifecycle(): void {
+    this.unlisten?.();
+    this.unlisten = undefined;
+  }
+}
+
+function safeJSON(v: unknown): string {
+  try {
+    return JSON.stringify(v).slice(0, 200);
+  } catch {
+    return String(v);
+  }
+}

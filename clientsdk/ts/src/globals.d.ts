@@ -1,0 +1,5 @@
+// The few host globals the runtime uses. They exist in browsers, Node >= 18
+// and React Native; declaring them here (instead of pulling in the DOM or
+// Node libraries) keeps DOM assumptions out of the core at compile time.
+declare function setTimeout(fn: () => void, ms?: number): unknown;
+declare function clearTimeout(handle: unknown): void;

@@ -1,0 +1,271 @@
+import type { Member, Presence as PresenceDiff } from "./gen/index.js";
+import type { Huddle } from "./client.js";
+import { Events } from "./events.js";
+import type { Stream } from "./stream.js";
+
+/** PresenceConnection is one connection present in a stream. */
+export interface PresenceConnection {
+  user: string;
+  client: string;
+  /** info is the public user info from the connection's token. */
+  info?: unknown;
+  state?: unknown;
+}
+
+/** PresenceUser is one user present in a stream, with all its connections. */
+export interface PresenceUser {
+  user: string;
+  info?: unknown;
+  /** state is the state of the user's most recently changed connection. */
+  state?: unknown;
+  /** connections in the order they arrived. */
+  connections: PresenceConnection[];
+}
+
+/** The events of a {@link Presence}. */
+export interface PresenceEvents {
+  /** join: the user's first connection arrived. */
+  join: PresenceUser;
+  /** leave: the user's last connection left. */
+  leave: PresenceUser;
+  /** update: a state changed, or a further connection came or went. */
+  update: PresenceUser;
+  /** change follows any of the above, with every user in join order. */
+  change: PresenceUser[];
+  /** diff reports the same change per connection. */
+  diff: { joined: PresenceConnection[]; left: PresenceConnection[]; updated: PresenceConnection[] };
+}
+
+interface UserEntry {
+  seq: number;
+  last: string; // client changed most recently
+  conns: Map<string, PresenceConnection>;
+}
+
+type StateMap = Record<string, unknown>;
+
+/**
+ * Presence is who is in a stream, grouped by user: several tabs of one user
+ * are one user with several connections. It also holds the own presence
+ * state, which is rejoined after every reconnect.
+ */
+export class Presence extends Events<PresenceEvents> {
+  /** joined says whether this client is in the stream's presence (or will be after reconnecting). */
+  joined = false;
+  /** state is this client's own presence state. */
+  state: StateMap | undefined;
+
+  private readonly client: Huddle;
+  private readonly stream: Stream;
+  private readonly entries = new Map<string, UserEntry>();
+  private seq = 0;
+  private cache: Map<string, PresenceUser> | undefined;
+
+  /** @internal Use {@link Stream.presence}. */
+  constructor(client: Huddle, stream: Stream) {
+    super();
+    this.client = client;
+    this.stream = stream;
+  }
+
+  /** users maps each present user id to its entry. */
+  get users(): ReadonlyMap<string, PresenceUser> {
+    if (!this.cache) {
+      const m = new Map<string, PresenceUser>();
+      const sorted = Array.from(this.entries.entries()).sort((a, b) => a[1].seq - b[1].seq);
+      for (const [user, e] of sorted) m.set(user, toUser(user, e));
+      this.cache = m;
+    }
+    return this.cache;
+  }
+
+  /** list returns the present users in join order. */
+  list(): PresenceUser[] {
+    return Array.from(this.users.values());
+  }
+
+  /** get returns a user's entry. */
+  get(user: string): PresenceUser | undefined {
+    return this.users.get(user);
+  }
+
+  /** count is the number of present users. */
+  get count(): number {
+    return this.entries.size;
+  }
+
+  /** me is this client's user entry, once present. */
+  get me(): PresenceUser | undefined {
+    return this.client.user !== undefined ? this.users.get(this.client.user) : undefined;
+  }
+
+  /** connection returns a present connection by its client id. */
+  connection(client: string): PresenceConnection | undefined {
+    for (const e of this.entries.values()) {
+      const c = e.conns.get(client);
+      if (c) return c;
+    }
+    return undefined;
+  }
+
+  /** join enters the stream's presence with state, or replaces the own state. */
+  async join(state: StateMap = {}): Promise<void> {
+    this._remember(state);
+    await this.client._call((id) => ({ t: "join", id, s: this.stream.name, state }), "ack");
+  }
+
+  /**
+   * update patches the own state: a shallow merge where null deletes a key.
+   * Before join it joins with the patch as the state. Updates are
+   * ephemeral: while disconnected only the merged state is kept, and it is
+   * sent with the rejoin.
+   */
+  update(patch: StateMap): void {
+    if (!this.joined) {
+      const state: StateMap = {};
+      for (const [k, v] of Object.entries(patch)) if (v !== null) state[k] = v;
+      this.join(state).catch((err) => this.client._emitError(err));
+      return;
+    }
+    this.state = merge(this.state ?? {}, patch);
+    this.client._send({ t: "update", s: this.stream.name, state: patch });
+  }
+
+  /** leave removes the own presence. */
+  async leave(): Promise<void> {
+    this.joined = false;
+    this.state = undefined;
+    await this.client._call((id) => ({ t: "leave", id, s: this.stream.name }), "ack");
+  }
+
+  // ---- driven by the stream ----
+
+  /** @internal */
+  _remember(state: StateMap): void {
+    this.joined = true;
+    this.state = { ...state };
+  }
+
+  /** @internal _onSnapshot replaces the members with a subscribe's snapshot, announcing the difference. */
+  _onSnapshot(members: Member[]): void {
+    const next = new Map<string, Member>();
+    for (const m of members) next.set(m.client, m);
+    const joined: PresenceConnection[] = [];
+    const left: string[] = [];
+    const updated: PresenceConnection[] = [];
+    for (const e of this.entries.values()) {
+      for (const c of e.conns.keys()) if (!next.has(c)) left.push(c);
+    }
+    for (const m of next.values()) {
+      const cur = this.connection(m.client);
+      if (!cur) joined.push(toConn(m));
+      else if (!sameValue(cur.state, m.state) || !sameValue(cur.info, m.info)) updated.push(toConn(m));
+    }
+    this.apply(joined, left, updated);
+  }
+
+  /** @internal */
+  _onDiff(d: PresenceDiff): void {
+    const joined: PresenceConnection[] = [];
+    const updated: PresenceConnection[] = [];
+    for (const m of d.joins ?? []) {
+      if (this.connection(m.client)) updated.push(toConn(m));
+      else joined.push(toConn(m));
+    }
+    for (const u of d.updates ?? []) {
+      const cur = this.connection(u.client);
+      if (!cur) continue;
+      const patch = u.state;
+      const state = isMap(patch) ? merge(isMap(cur.state) ? cur.state : {}, patch) : patch;
+      updated.push({ ...cur, state });
+    }
+    this.apply(joined, (d.leaves ?? []).map((l) => l.client), updated);
+  }
+
+  /** @internal _clear removes every member, announcing their leave. */
+  _clear(): void {
+    const left: string[] = [];
+    for (const e of this.entries.values()) left.push(...e.conns.keys());
+    this.apply([], left, []);
+  }
+
+  private apply(joined: PresenceConnection[], leftClients: string[], updated: PresenceConnection[]): void {
+    if (joined.length === 0 && leftClients.length === 0 && updated.length === 0) return;
+    const before = new Map<string, PresenceUser | undefined>();
+    const touch = (user: string): void => {
+      if (!before.has(user)) before.set(user, this.users.get(user));
+    };
+    const left: PresenceConnection[] = [];
+    for (const client of leftClients) {
+      for (const [user, e] of this.entries) {
+        const c = e.conns.get(client);
+        if (!c) continue;
+        touch(user);
+        left.push(c);
+        e.conns.delete(client);
+        if (e.conns.size === 0) this.entries.delete(user);
+        else if (e.last === client) e.last = Array.from(e.conns.keys()).pop()!;
+        break;
+      }
+    }
+    for (const c of [...joined, ...updated]) {
+      touch(c.user);
+      let e = this.entries.get(c.user);
+      if (!e) {
+        e = { seq: ++this.seq, last: c.client, conns: new Map() };
+        this.entries.set(c.user, e);
+      }
+      e.conns.set(c.client, c);
+      e.last = c.client;
+    }
+    this.cache = undefined;
+    this.emit("diff", { joined, left, updated });
+    for (const [user, was] of before) {
+      const now = this.users.get(user);
+      if (!was && now) this.emit("join", now);
+      else if (was && !now) this.emit("leave", was);
+      else if (now) this.emit("update", now);
+    }
+    this.emit("change", this.list());
+  }
+}
+
+function toConn(m: Member): PresenceConnection {
+  const c: PresenceConnection = { user: m.user, client: m.client };
+  if (m.info !== undefined) c.info = m.info;
+  if (m.state !== undefined) c.state = m.state;
+  return c;
+}
+
+function toUser(user: string, e: UserEntry): PresenceUser {
+  const connections = Array.from(e.conns.values());
+  const last = e.conns.get(e.last) ?? connections[connections.length - 1];
+  const u: PresenceUser = { user, connections };
+  const info = last?.info ?? connections.find((c) => c.info !== undefined)?.info;
+  if (info !== undefined) u.info = info;
+  if (last?.state !== undefined) u.state = last.state;
+  return u;
+}
+
+function isMap(v: unknown): v is StateMap {
+  return typeof v === "object" && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
+}
+
+/** merge applies a shallow patch: null deletes a key. */
+function merge(state: StateMap, patch: StateMap): StateMap {
+  const out: StateMap = { ...state };
+  for (const [k, v] of Object.entries(patch)) {
+    if (v === null) delete out[k];
+    else out[k] = v;
+  }
+  return out;
+}
+
+function sameValue(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  try {
+    return JSON.stringify(a) === JSON.stringify(b);
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,269 @@
+import type { ClientInfo, ClientMessage, Position, Pub, ServerMessage, Whisper } from "./gen/index.js";
+import { Code } from "./gen/index.js";
+import type { Huddle } from "./client.js";
+import { Cursors, type CursorsOptions } from "./cursors.js";
+import { HuddleError } from "./errors.js";
+import { Events } from "./events.js";
+import { Presence } from "./presence.js";
+
+/** Options of {@link Huddle.stream}. */
+export interface StreamOptions {
+  /** presence receives the stream's presence snapshot and diffs. Default false. */
+  presence?: boolean;
+  /** join joins presence with this state at once (implies presence). */
+  join?: Record<string, unknown>;
+  /** recover resubscribes with the last position seen, so nothing is missed. Default true. */
+  recover?: boolean;
+  /** since is a position saved earlier to recover from on the first subscribe. */
+  since?: Position;
+}
+
+/** Publication is one publication of a stream. */
+export interface Publication {
+  stream: string;
+  /** offset numbers the publication within its epoch: previous + 1. */
+  offset: number;
+  epoch: string;
+  data: unknown;
+  /** from is the publishing connection; absent for server-side publishes. */
+  from?: ClientInfo;
+  /** ts is the publish time, unix ms. */
+  ts: number;
+  /** recovered is true for publications missed while away and delivered on resubscribe. */
+  recovered: boolean;
+}
+
+/** WhisperEvent is an ephemeral event from another subscriber. */
+export interface WhisperEvent {
+  ev: string;
+  data: unknown;
+  from: ClientInfo;
+}
+
+/** The events of a {@link Stream}. */
+export interface StreamEvents {
+  /**
+   * subscribed follows every (re)subscribe. recovered is set when the
+   * subscribe asked to recover: false means publications were missed and
+   * could not be delivered, so reload the state (e.g. with history()).
+   */
+  subscribed: { epoch: string; offset: number; recovered?: boolean; missed: number };
+  /** publication delivers publications in offset order, each once. */
+  publication: Publication;
+  whisper: WhisperEvent;
+  /** unsubscribed reports that the server refused or ended the subscription. */
+  unsubscribed: { code: number; reason: string };
+  error: HuddleError;
+}
+
+/** StreamState is the state of a stream's subscription. */
+export type StreamState = "unsubscribed" | "subscribing" | "subscribed";
+
+/** HistoryOptions select publications for {@link Stream.history}. */
+export interface HistoryOptions {
+  /** since returns publications after this position. */
+  since?: Position;
+  /** limit caps the count (server default 100, max 1000). */
+  limit?: number;
+  /** reverse returns the newest first. */
+  reverse?: boolean;
+}
+
+/** HistoryPage is the answer of {@link Stream.history}. */
+export interface HistoryPage {
+  pubs: Publication[];
+  /** epoch and offset are the stream's top. */
+  epoch: string;
+  offset: number;
+  /** more says that more publications match than were returned. */
+  more: boolean;
+}
+
+/**
+ * Stream is a client's subscription to one stream: it delivers publications
+ * in order exactly once across reconnects, and carries the stream's
+ * presence, whispers and cursors.
+ */
+export class Stream extends Events<StreamEvents> {
+  readonly name: string;
+  /** state is the subscription's state. */
+  state: StreamState = "unsubscribed";
+  /** position is the last publication seen (or the top at subscribe). Save it to resume later with `since`. */
+  position: Position | undefined;
+  /** presence is the stream's presence, grouped by user. */
+  readonly presence: Presence;
+
+  private readonly client: Huddle;
+  private readonly opts: StreamOptions;
+  private readonly cursorSets = new Map<string, Cursors>();
+  private closed = false;
+  private subGen = 0;
+  private retryTimer: unknown;
+
+  /** @internal Use {@link Huddle.stream}. */
+  constructor(client: Huddle, name: string, opts: StreamOptions) {
+    super();
+    this.client = client;
+    this.name = name;
+    this.opts = { ...opts };
+    this.position = opts.since ? { ...opts.since } : undefined;
+    this.presence = new Presence(client, this);
+    if (opts.join) this.presence._remember(opts.join);
+  }
+
+  /** publish appends data to the stream and resolves with its offset and epoch. */
+  async publish(data: unknown): Promise<{ offset: number; epoch: string }> {
+    const ack = await this.client._call((id) => ({ t: "pub", id, s: this.name, data }), "ack");
+    return { offset: ack.offset ?? 0, epoch: ack.epoch ?? "" };
+  }
+
+  /** history reads stored publications. */
+  async history(opts: HistoryOptions = {}): Promise<HistoryPage> {
+    const h = await this.client._call((id) => {
+      const m: ClientMessage = { t: "history", id, s: this.name };
+      if (opts.since) m.since = opts.since;
+      if (opts.limit !== undefined) m.limit = opts.limit;
+      if (opts.reverse) m.reverse = true;
+      return m;
+    }, "history");
+    return { pubs: h.pubs.map((p) => toPublication(p, false)), epoch: h.epoch, offset: h.offset, more: h.more ?? false };
+  }
+
+  /**
+   * whisper sends an ephemeral event to the stream's other subscribers. It
+   * returns false, and sends nothing, while disconnected.
+   */
+  whisper(ev: string, data: unknown): boolean {
+    return this.client._send({ t: "whisper", s: this.name, ev, data });
+  }
+
+  /** cursors returns the cursor helper for event ev (default "cursor"); the same ev returns the same helper. */
+  cursors(opts: CursorsOptions = {}): Cursors {
+    const ev = opts.ev ?? "cursor";
+    let c = this.cursorSets.get(ev);
+    if (!c) {
+      c = new Cursors(this.client, this, { ...opts, ev });
+      this.cursorSets.set(ev, c);
+    }
+    return c;
+  }
+
+  /** unsubscribe leaves the stream (and its presence); the Stream is done. */
+  unsubscribe(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.retryTimer);
+    if (this.state !== "unsubscribed") this.client._send({ t: "unsub", s: this.name });
+    this.state = "unsubscribed";
+    this.presence._clear();
+    for (const c of this.cursorSets.values()) c._destroy();
+    this.cursorSets.clear();
+    this.client._forget(this);
+  }
+
+  // ---- driven by the client ----
+
+  /** @internal _subscribe sends sub, with recover and join as they apply. */
+  _subscribe(): void {
+    if (this.closed) return;
+    clearTimeout(this.retryTimer);
+    const gen = ++this.subGen;
+    this.state = "subscribing";
+    const recover = this.opts.recover !== false && this.position ? { ...this.position } : undefined;
+    const presence = this.opts.presence === true || this.presence.joined;
+    this.client._request(
+      (id) => {
+        const m: ClientMessage = { t: "sub", id, s: this.name };
+        if (recover) m.recover = recover;
+        if (presence) m.presence = true;
+        if (this.presence.joined) m.join = this.presence.state ?? {};
+        return m;
+      },
+      (msg) => this.onSubscribed(gen, msg, recover !== undefined, presence),
+      (err) => this.onSubscribeFailed(gen, err),
+    );
+  }
+
+  /** @internal */
+  _disconnected(): void {
+    if (this.closed) return;
+    this.subGen++;
+    clearTimeout(this.retryTimer);
+    this.state = "subscribing";
+  }
+
+  /** @internal */
+  _onPub(p: Pub): void {
+    if (this.state === "subscribed") this.deliver(p, false);
+  }
+
+  /** @internal */
+  _onWhisper(w: Whisper): void {
+    this.emit("whisper", { ev: w.ev, data: w.data, from: w.from });
+  }
+
+  /** @internal */
+  _onError(err: HuddleError): void {
+    this.emit("error", err);
+  }
+
+  private onSubscribed(gen: number, msg: ServerMessage, recovering: boolean, presence: boolean): void {
+    if (gen !== this.subGen || this.closed) return;
+    if (msg.t !== "subscribed") return;
+    this.state = "subscribed";
+    if (!recovering || msg.recovered !== true || !this.position || this.position.epoch !== msg.epoch) {
+      this.position = { epoch: msg.epoch, offset: msg.offset };
+    }
+    if (presence) this.presence._onSnapshot(msg.members ?? []);
+    for (const c of this.cursorSets.values()) c._reset();
+    for (const w of msg.lv ?? []) this._onWhisper(w);
+    const pubs = msg.pubs ?? [];
+    for (const p of pubs) {
+      if (gen !== this.subGen) return; // a listener unsubscribed or a gap resubscribed
+      this.deliver(p, true);
+    }
+    const ev: StreamEvents["subscribed"] = { epoch: msg.epoch, offset: msg.offset, missed: pubs.length };
+    if (msg.recovered !== undefined) ev.recovered = msg.recovered;
+    this.emit("subscribed", ev);
+  }
+
+  private onSubscribeFailed(gen: number, err: HuddleError): void {
+    if (gen !== this.subGen || this.closed) return;
+    if (this.client.state !== "connected") return; // resubscribed after the reconnect
+    if (err.code === Code.InsufficientState || err.code === 0) {
+      // Order could not be guaranteed, or no reply: try again with recovery.
+      this.retryTimer = setTimeout(() => {
+        if (this.client.state === "connected") this._subscribe();
+      }, err.code === 0 ? 1000 : 100);
+      return;
+    }
+    this.closed = true;
+    this.state = "unsubscribed";
+    this.presence._clear();
+    this.client._forget(this);
+    this.emit("unsubscribed", { code: err.code, reason: err.reason });
+    this.emit("error", err);
+  }
+
+  private deliver(p: Pub, recovered: boolean): void {
+    const pos = this.position;
+    if (pos && pos.epoch === p.epoch) {
+      if (p.offset <= pos.offset) return; // seen already
+      if (p.offset > pos.offset + 1) {
+        // A gap the server did not report: resubscribe from the last
+        // position seen, which recovers the missing publications.
+        this.client._send({ t: "unsub", s: this.name });
+        this._subscribe();
+        return;
+      }
+    }
+    this.position = { epoch: p.epoch, offset: p.offset };
+    this.emit("publication", toPublication(p, recovered));
+  }
+}
+
+function toPublication(p: Pub, recovered: boolean): Publication {
+  const out: Publication = { stream: p.s, offset: p.offset, epoch: p.epoch, data: p.data, ts: p.ts, recovered };
+  if (p.from) out.from = p.from;
+  return out;
+}
