@@ -51,6 +51,16 @@ var (
 // ProtocolSpec returns the Spec of package protocol, with the doc comments
 // and code names read from its source in dir.
 func ProtocolSpec(dir string) (Spec, error) {
+	return NewSpec(dir, protocol.ClientMessages, protocol.ServerMessages, map[string]string{
+		"msgpack": protocol.SubprotocolMsgpack,
+		"json":    protocol.SubprotocolJSON,
+	})
+}
+
+// NewSpec returns the Spec of the registries client and server, whose
+// types and Code constants (named Code*) are declared in the Go source in
+// dir.
+func NewSpec(dir string, client, server map[string]func() protocol.Message, subprotocols map[string]string) (Spec, error) {
 	docs, consts, err := ReadSource(dir)
 	if err != nil {
 		return Spec{}, err
@@ -72,16 +82,7 @@ func ProtocolSpec(dir string) (Spec, error) {
 	if len(codes) == 0 {
 		return Spec{}, fmt.Errorf("clientsdk: no Code constants in %s", dir)
 	}
-	return Spec{
-		Client: protocol.ClientMessages,
-		Server: protocol.ServerMessages,
-		Codes:  codes,
-		Subprotocols: map[string]string{
-			"msgpack": protocol.SubprotocolMsgpack,
-			"json":    protocol.SubprotocolJSON,
-		},
-		Docs: docs,
-	}, nil
+	return Spec{Client: client, Server: server, Codes: codes, Subprotocols: subprotocols, Docs: docs}, nil
 }
 
 type constDecl struct {
@@ -141,8 +142,14 @@ func ReadSource(dir string) (map[string]string, []constDecl, error) {
 						}
 					}
 				case *ast.ValueSpec:
-					id, ok := s.Type.(*ast.Ident)
-					if !ok || len(s.Values) != len(s.Names) {
+					var typ string
+					switch t := s.Type.(type) {
+					case *ast.Ident:
+						typ = t.Name
+					case *ast.SelectorExpr:
+						typ = t.Sel.Name
+					}
+					if typ == "" || len(s.Values) != len(s.Names) {
 						continue
 					}
 					for i, n := range s.Names {
@@ -154,7 +161,7 @@ func ReadSource(dir string) (map[string]string, []constDecl, error) {
 						if err != nil {
 							continue
 						}
-						consts = append(consts, constDecl{name: n.Name, typ: id.Name, doc: text(s.Comment), value: v})
+						consts = append(consts, constDecl{name: n.Name, typ: typ, doc: text(s.Comment), value: v})
 					}
 				}
 			}
