@@ -383,9 +383,9 @@ export class Huddle extends Events<ClientEvents> {
     this.node = msg.node;
     if (msg.exp) this.tokenExp = msg.exp * 1000;
     this.idleMs = msg.ping > 0 ? 2 * msg.ping * 1000 + 2000 : 0;
+    this.setState("connected");
     this.touchIdle();
     this.scheduleRefresh();
-    this.setState("connected");
     // Subscriptions first, then the calls that waited, all in one frame.
     for (const s of this.streamsByName.values()) s._subscribe();
     const waiting = this.waiting;
@@ -426,6 +426,10 @@ export class Huddle extends Events<ClientEvents> {
     this.outbox = [];
     this.flushQueued = false;
     this.clientId = this.user = this.node = undefined;
+    // Streams and state first, so that the calls failing below see the
+    // connection gone (a stream then waits for the reconnect to resubscribe).
+    for (const s of this.streamsByName.values()) s._disconnected();
+    this.setState("disconnected");
     const inflight = this.pending;
     this.pending = new Map();
     const err = new HuddleError(d.code, d.reason);
@@ -433,10 +437,11 @@ export class Huddle extends Events<ClientEvents> {
       clearTimeout(p.timer);
       p.onError(err);
     }
-    if (d.code === Code.TokenExpired) this.token = undefined; // ask getToken again
-    for (const s of this.streamsByName.values()) s._disconnected();
+    if (d.code === Code.TokenExpired) {
+      if (this.getToken) this.token = undefined; // ask getToken again
+      else d = { ...d, reason: d.reason + " (no getToken to renew it)", reconnect: false };
+    }
     const reconnect = d.reconnect && this.want;
-    this.setState("disconnected");
     this.emit("disconnected", { code: d.code, reason: d.reason, reconnect });
     if (!reconnect) {
       this.want = false;
