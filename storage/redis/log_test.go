@@ -1,0 +1,420 @@
+package redis
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/huddle-rt/huddle/internal/redistest"
+	"github.com/huddle-rt/huddle/storage"
+	"github.com/huddle-rt/huddle/storage/storagetest"
+)
+
+func TestLog_Conformance(t *testing.T) {
+	c := redistest.Client(t, redistest.URL(t))
+	storagetest.Run(t, func(t *testing.T) storage.Log {
+		return New(c, Config{Prefix: redistest.Prefix(t, c)})
+	})
+}
+
+// newLog returns a Log with a key prefix of its own, and its client for
+// looking at the keys directly.
+func newLog(t *testing.T) (*Log, rueidis.Client) {
+	t.Helper()
+	c := redistest.Client(t, redistest.URL(t))
+	return New(c, Config{Prefix: redistest.Prefix(t, c)}), c
+}
+
+var keep = storage.Options{Size: 100, TTL: time.Minute}
+
+func mustAppend(t *testing.T, l *Log, stream, data string, opts storage.Options) storage.Position {
+	t.Helper()
+	_, pos, err := l.Append(t.Context(), stream, storage.Publication{Data: []byte(data)}, opts)
+	if err != nil {
+		t.Fatalf("Append: %v", err)
+	}
+	return pos
+}
+
+func mustRead(t *testing.T, l *Log, stream string, q storage.Query) storage.Result {
+	t.Helper()
+	res, err := l.Read(t.Context(), stream, q)
+	if err != nil {
+		t.Fatalf("Read(%+v): %v", q, err)
+	}
+	return res
+}
+
+func offsets(pubs []storage.Publication) []uint64 {
+	out := make([]uint64, len(pubs))
+	for i, p := range pubs {
+		out[i] = p.Offset
+	}
+	return out
+}
+
+// seq returns from, from+1, ..., to; nil when from > to.
+func seq(from, to uint64) []uint64 {
+	var out []uint64
+	for o := from; o <= to; o++ {
+		out = append(out, o)
+	}
+	return out
+}
+
+func do(t *testing.T, c rueidis.Client, args ...string) rueidis.RedisResult {
+	t.Helper()
+	r := c.Do(t.Context(), c.B().Arbitrary(args...).Build())
+	if err := r.Error(); err != nil && !rueidis.IsRedisNil(err) {
+		t.Fatalf("%v: %v", args, err)
+	}
+	return r
+}
+
+func TestLog_KeyNames(t *testing.T) {
+	l := New(nil, Config{})
+	if got, want := l.metaKey("doc:1"), "huddle:history-meta:{doc:1}"; got != want {
+		t.Errorf("metaKey = %q, want %q", got, want)
+	}
+	if got, want := l.streamKey("doc:1"), "huddle:history:{doc:1}"; got != want {
+		t.Errorf("streamKey = %q, want %q", got, want)
+	}
+	l = New(nil, Config{Prefix: "app:"})
+	if got, want := l.streamKey("s"), "app:history:{s}"; got != want {
+		t.Errorf("streamKey with prefix = %q, want %q", got, want)
+	}
+}
+
+// TestLog_MetaVanished checks the recovery from a meta key that is gone
+// while the stream's entries stay (evicted under memory pressure, or
+// deleted): whichever call comes next starts a new epoch, offsets restart
+// at 1, and none of the old entries is served under the new offsets.
+func TestLog_MetaVanished(t *testing.T) {
+	l, c := newLog(t)
+	for _, next := range []string{"Append", "Top", "Read"} {
+		t.Run(next, func(t *testing.T) {
+			stream := "vanish-" + next
+			var old storage.Position
+			for i := range 5 {
+				old = mustAppend(t, l, stream, fmt.Sprint("old", i), keep)
+			}
+			do(t, c, "DEL", l.metaKey(stream))
+
+			switch next {
+			case "Top":
+				pos, err := l.Top(t.Context(), stream)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if pos.Offset != 0 || pos.Epoch == old.Epoch {
+					t.Fatalf("Top after the meta vanished = %+v, want offset 0 in a new epoch (old %q)", pos, old.Epoch)
+				}
+			case "Read":
+				res := mustRead(t, l, stream, storage.Query{})
+				if len(res.Pubs) != 0 || !res.Complete || res.Top.Offset != 0 || res.Top.Epoch == old.Epoch {
+					t.Fatalf("Read after the meta vanished = %+v, want nothing, complete, offset 0 in a new epoch", res)
+				}
+			}
+			pos := mustAppend(t, l, stream, "new", keep)
+			if pos.Offset != 1 || pos.Epoch == old.Epoch {
+				t.Fatalf("Append after the meta vanished = %+v, want offset 1 in a new epoch (old %q)", pos, old.Epoch)
+			}
+			res := mustRead(t, l, stream, storage.Query{})
+			if len(res.Pubs) != 1 || string(res.Pubs[0].Data) != "new" || !res.Complete {
+				t.Errorf("Read after restart = %+v, want only the new publication", res)
+			}
+			if n, _ := do(t, c, "XLEN", l.streamKey(stream)).AsInt64(); n != 1 {
+				t.Errorf("stream holds %d entries after restart, want 1", n)
+			}
+			if _, err := l.Read(t.Context(), stream, storage.Query{After: old}); !errors.Is(err, storage.ErrEpochMismatch) {
+				t.Errorf("Read from the old epoch: %v, want ErrEpochMismatch", err)
+			}
+		})
+	}
+}
+
+// TestLog_StrayEntries checks that entries the meta does not account for
+// (a stream ahead of its meta) are dropped instead of failing every later
+// Append.
+func TestLog_StrayEntries(t *testing.T) {
+	l, c := newLog(t)
+	const stream = "stray"
+	mustAppend(t, l, stream, "a", keep)
+	do(t, c, "XADD", l.streamKey(stream), "9-0", "d", "stray", "u", "", "c", "", "t", "0")
+	pos := mustAppend(t, l, stream, "b", keep)
+	if pos.Offset != 2 {
+		t.Fatalf("Append over stray entries: offset %d, want 2", pos.Offset)
+	}
+	res := mustRead(t, l, stream, storage.Query{})
+	if got := offsets(res.Pubs); !slices.Equal(got, []uint64{2}) || res.Complete {
+		t.Errorf("Read = %v, Complete %v; want [2], incomplete", got, res.Complete)
+	}
+}
+
+// TestLog_Bounds checks what the keys hold and how long they live.
+func TestLog_Bounds(t *testing.T) {
+	l, c := newLog(t)
+	tests := []struct {
+		name       string
+		opts       []storage.Options // one Append with each, in turn
+		wantLen    int64             // entries in the Redis stream
+		streamPTTL time.Duration     // 0: the stream key must not exist
+		metaPTTL   time.Duration
+	}{
+		{name: "size", opts: repeat(10, storage.Options{Size: 3, TTL: time.Minute}), wantLen: 3, streamPTTL: time.Minute, metaPTTL: storage.DefaultMetaTTL},
+		{name: "size shrinks", opts: append(repeat(5, storage.Options{Size: 5}), storage.Options{Size: 2}), wantLen: 2, streamPTTL: storage.DefaultMetaTTL, metaPTTL: storage.DefaultMetaTTL},
+		{name: "size zero", opts: append(repeat(3, storage.Options{Size: 5}), storage.Options{}), wantLen: 0, metaPTTL: storage.DefaultMetaTTL},
+		{name: "meta TTL bounds the stream", opts: repeat(2, storage.Options{Size: 5, TTL: time.Hour, MetaTTL: time.Minute}), wantLen: 2, streamPTTL: time.Minute, metaPTTL: time.Minute},
+		{name: "TTL bounds the stream", opts: repeat(2, storage.Options{Size: 5, TTL: time.Minute, MetaTTL: time.Hour}), wantLen: 2, streamPTTL: time.Minute, metaPTTL: time.Hour},
+		{name: "sub-millisecond TTL", opts: repeat(1, storage.Options{Size: 5, TTL: time.Microsecond, MetaTTL: time.Hour}), wantLen: -1, streamPTTL: -1, metaPTTL: time.Hour},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			stream := "bounds-" + tc.name
+			for _, o := range tc.opts {
+				mustAppend(t, l, stream, "x", o)
+			}
+			if tc.wantLen >= 0 {
+				if n, _ := do(t, c, "XLEN", l.streamKey(stream)).AsInt64(); n != tc.wantLen {
+					t.Errorf("XLEN = %d, want %d", n, tc.wantLen)
+				}
+			}
+			checkPTTL(t, c, l.streamKey(stream), tc.streamPTTL)
+			checkPTTL(t, c, l.metaKey(stream), tc.metaPTTL)
+		})
+	}
+}
+
+func repeat(n int, o storage.Options) []storage.Options {
+	out := make([]storage.Options, n)
+	for i := range out {
+		out[i] = o
+	}
+	return out
+}
+
+// checkPTTL checks that key expires in about want; want 0 means the key
+// must not exist, and a negative want skips the check.
+func checkPTTL(t *testing.T, c rueidis.Client, key string, want time.Duration) {
+	t.Helper()
+	if want < 0 {
+		return
+	}
+	ms, _ := do(t, c, "PTTL", key).AsInt64()
+	if want == 0 {
+		if ms != -2 {
+			t.Errorf("PTTL %s = %d, want the key gone", key, ms)
+		}
+		return
+	}
+	got := time.Duration(ms) * time.Millisecond
+	if got > want || got < want-5*time.Second {
+		t.Errorf("PTTL %s = %v, want about %v", key, got, want)
+	}
+}
+
+// TestLog_AgeBound checks the search for the oldest publication within the
+// age bound, for every split of a stream into expired and live entries.
+// The entries are written directly with their times, so nothing sleeps.
+func TestLog_AgeBound(t *testing.T) {
+	l, c := newLog(t)
+	const ttl = time.Minute
+	for _, n := range []int{1, 2, 3, 7, 16, 33} {
+		for expired := 0; expired <= n; expired++ {
+			t.Run(fmt.Sprintf("n=%d/expired=%d", n, expired), func(t *testing.T) {
+				stream := fmt.Sprintf("age-%d-%d", n, expired)
+				now := time.Now().UnixMilli()
+				do(t, c, "HSET", l.metaKey(stream), "epoch", "e", "offset", strconv.Itoa(n), "ttl", strconv.FormatInt(ttl.Milliseconds(), 10))
+				for o := 1; o <= n; o++ {
+					at := now
+					if o <= expired {
+						at = now - 2*ttl.Milliseconds()
+					}
+					do(t, c, "XADD", l.streamKey(stream), fmt.Sprintf("%d-0", o), "d", fmt.Sprint(o), "u", "", "c", "", "t", strconv.FormatInt(at, 10))
+				}
+
+				res := mustRead(t, l, stream, storage.Query{})
+				if got, want := offsets(res.Pubs), seq(uint64(expired)+1, uint64(n)); !slices.Equal(got, want) {
+					t.Errorf("Read offsets = %v, want %v", got, want)
+				}
+				if want := expired == 0; res.Complete != want {
+					t.Errorf("Read Complete = %v, want %v", res.Complete, want)
+				}
+				// From the last expired offset on, nothing is missing.
+				res = mustRead(t, l, stream, storage.Query{After: storage.Position{Offset: uint64(expired)}})
+				if got, want := offsets(res.Pubs), seq(uint64(expired)+1, uint64(n)); !slices.Equal(got, want) || !res.Complete {
+					t.Errorf("Read after %d = %v, Complete %v; want %v, complete", expired, got, res.Complete, want)
+				}
+				res = mustRead(t, l, stream, storage.Query{Reverse: true, Limit: 2})
+				want := seq(max(uint64(expired)+1, uint64(n-1)), uint64(n))
+				slices.Reverse(want)
+				if got := offsets(res.Pubs); !slices.Equal(got, want) {
+					t.Errorf("Read newest 2 = %v, want %v", got, want)
+				}
+			})
+		}
+	}
+}
+
+// TestLog_ConcurrentNodes appends to one stream from many goroutines of two
+// Logs with separate connections, as two nodes would.
+func TestLog_ConcurrentNodes(t *testing.T) {
+	const (
+		writers = 8 // per node
+		each    = 40
+		total   = 2 * writers * each
+	)
+	url := redistest.URL(t)
+	c1, c2 := redistest.Client(t, url), redistest.Client(t, url)
+	prefix := redistest.Prefix(t, c1)
+	nodes := []*Log{New(c1, Config{Prefix: prefix}), New(c2, Config{Prefix: prefix})}
+
+	const stream = "concurrent"
+	var (
+		mu     sync.Mutex
+		seen   = make(map[uint64]string, total)
+		epochs = make(map[string]bool)
+		wg     sync.WaitGroup
+	)
+	for n, l := range nodes {
+		for w := range writers {
+			wg.Go(func() {
+				for i := range each {
+					d := fmt.Sprintf("n%d-w%d-%d", n, w, i)
+					_, pos, err := l.Append(t.Context(), stream, storage.Publication{Data: []byte(d)}, storage.Options{Size: total, TTL: time.Minute})
+					if err != nil {
+						t.Errorf("Append: %v", err)
+						return
+					}
+					mu.Lock()
+					if prev, dup := seen[pos.Offset]; dup {
+						t.Errorf("offset %d assigned to %q and %q", pos.Offset, prev, d)
+					}
+					seen[pos.Offset] = d
+					epochs[pos.Epoch] = true
+					mu.Unlock()
+				}
+			})
+		}
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	if len(epochs) != 1 {
+		t.Errorf("appends saw %d epochs, want 1", len(epochs))
+	}
+	res := mustRead(t, nodes[1], stream, storage.Query{})
+	if got := offsets(res.Pubs); !slices.Equal(got, seq(1, total)) {
+		t.Fatalf("Read offsets = %v..., want 1..%d", got[:min(len(got), 10)], total)
+	}
+	for _, p := range res.Pubs {
+		if string(p.Data) != seen[p.Offset] {
+			t.Errorf("offset %d holds %q, want %q", p.Offset, p.Data, seen[p.Offset])
+		}
+	}
+}
+
+// TestLog_AppendPublish subscribes on a dedicated connection and checks
+// that every append's envelope arrives, in offset order, and decodes to
+// what Append reported.
+func TestLog_AppendPublish(t *testing.T) {
+	for _, sharded := range []bool{false, true} {
+		t.Run(fmt.Sprintf("sharded=%v", sharded), func(t *testing.T) {
+			c := redistest.Client(t, redistest.URL(t))
+			prefix := redistest.Prefix(t, c)
+			l := New(c, Config{Prefix: prefix, ShardedPubSub: sharded})
+			stream := "doc:1"
+			channel := prefix + "pub:{" + stream + "}"
+
+			sub, cancel := c.Dedicate()
+			defer cancel()
+			subscribed := make(chan struct{}, 1)
+			msgs := make(chan string, 16)
+			sub.SetPubSubHooks(rueidis.PubSubHooks{
+				OnMessage: func(m rueidis.PubSubMessage) { msgs <- m.Message },
+				OnSubscription: func(s rueidis.PubSubSubscription) {
+					if s.Kind == "subscribe" || s.Kind == "ssubscribe" {
+						subscribed <- struct{}{}
+					}
+				},
+			})
+			cmd := sub.B().Subscribe().Channel(channel).Build()
+			if sharded {
+				cmd = sub.B().Ssubscribe().Channel(channel).Build()
+			}
+			if err := sub.Do(t.Context(), cmd).Error(); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-subscribed:
+			case <-time.After(5 * time.Second):
+				t.Fatal("no subscribe confirmation")
+			}
+
+			payloads := [][]byte{[]byte("plain"), []byte("with:colons:"), {0x00, 0xff, '\r', '\n', 0x81}, {}}
+			for i, payload := range payloads {
+				in := storage.Publication{Data: []byte(fmt.Sprint("data", i)), User: "u", Client: "c"}
+				pub, pos, err := l.AppendPublish(t.Context(), stream, in, keep, channel, payload)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var msg string
+				select {
+				case msg = <-msgs:
+				case <-time.After(5 * time.Second):
+					t.Fatalf("envelope #%d did not arrive", i)
+				}
+				env, err := DecodeEnvelope([]byte(msg))
+				if err != nil {
+					t.Fatalf("DecodeEnvelope(%q): %v", msg, err)
+				}
+				want := Envelope{Position: pos, Time: pub.Time, Payload: payload}
+				if env.Position != want.Position || env.Time != want.Time || !bytes.Equal(env.Payload, want.Payload) {
+					t.Errorf("envelope #%d = %+v, want %+v", i, env, want)
+				}
+				if enc := AppendEnvelope(nil, want); string(enc) != msg {
+					t.Errorf("AppendEnvelope = %q, script published %q", enc, msg)
+				}
+				if pos.Offset != uint64(i+1) {
+					t.Errorf("AppendPublish #%d offset %d, want %d", i, pos.Offset, i+1)
+				}
+			}
+			// The publication was stored as by Append.
+			res := mustRead(t, l, stream, storage.Query{})
+			if got := offsets(res.Pubs); !slices.Equal(got, seq(1, uint64(len(payloads)))) {
+				t.Errorf("Read offsets = %v", got)
+			}
+		})
+	}
+}
+
+// TestLog_Unavailable checks that a client that cannot reach Redis yields
+// storage.ErrUnavailable, and a canceled context does not.
+func TestLog_Unavailable(t *testing.T) {
+	c := redistest.Client(t, redistest.URL(t))
+	c.Close() // Close twice is fine: the cleanup closes it again
+	l := New(c, Config{})
+	if _, _, err := l.Append(t.Context(), "s", storage.Publication{}, keep); !errors.Is(err, storage.ErrUnavailable) {
+		t.Errorf("Append on a closed client: %v, want ErrUnavailable", err)
+	}
+	if _, err := l.Read(t.Context(), "s", storage.Query{}); !errors.Is(err, storage.ErrUnavailable) {
+		t.Errorf("Read on a closed client: %v, want ErrUnavailable", err)
+	}
+	if _, err := l.Top(t.Context(), "s"); !errors.Is(err, storage.ErrUnavailable) {
+		t.Errorf("Top on a closed client: %v, want ErrUnavailable", err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := l.Top(ctx, "s"); !errors.Is(err, context.Canceled) || errors.Is(err, storage.ErrUnavailable) {
+		t.Errorf("Top with a canceled context: %v, want context.Canceled only", err)
+	}
+}
