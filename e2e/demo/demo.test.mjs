@@ -1,6 +1,14 @@
-// The --dev demo in a real browser: two users in two headless Chromium
-// contexts see each other's avatar and cursor, and a message posted by one
-// appears in the other. Screenshots go to screenshots/.
+// The --dev demo (cmd/huddle/web, on the TypeScript SDK bundle huddle.js) in a
+// real browser: two users in two headless Chromium contexts see each other's
+// avatar (with a tab-count badge) and live cursor, share a list of notes that
+// survives a real dropped connection (recovery) and a reload (history), and
+// see each other leave. Screenshots go to screenshots/.
+//
+// Bob's page goes through a TCP proxy in this process so that his connection
+// can really be dropped: Chromium's offline emulation (CDP
+// Network.emulateNetworkConditions) blocks new connections but leaves open
+// WebSockets alone, so the proxy cuts the TCP connection while the emulation
+// keeps the reconnect attempts offline, like a lost Wi-Fi.
 //
 // Needs HUDDLE_BIN (a built cmd/huddle) and Debian's chromium at
 // /usr/bin/chromium (or CHROMIUM).
@@ -8,12 +16,12 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { mkdirSync } from "node:fs";
-import { createServer } from "node:net";
+import { connect, createServer } from "node:net";
 import { chromium } from "playwright-core";
 
 const bin = process.env.HUDDLE_BIN;
 const shots = new URL("./screenshots/", import.meta.url).pathname;
-let server, browser, base;
+let server, browser, base, proxy;
 
 function freePort() {
   return new Promise((resolve, reject) => {
@@ -32,12 +40,36 @@ async function waitReady(url, ms) {
   throw new Error(`server not ready at ${url} within ${ms} ms`);
 }
 
+// A TCP proxy to the server whose connections can be cut at once; while
+// down it refuses new ones too.
+function startProxy(port) {
+  const socks = new Set();
+  let down = false;
+  const srv = createServer((c) => {
+    if (down) { c.destroy(); return; }
+    const u = connect(port, "127.0.0.1");
+    for (const [a, b] of [[c, u], [u, c]]) {
+      socks.add(a);
+      a.on("error", () => {});
+      a.on("close", () => { socks.delete(a); b.destroy(); });
+      a.pipe(b);
+    }
+  });
+  return new Promise((resolve) => srv.listen(0, "127.0.0.1", () => resolve({
+    url: `http://127.0.0.1:${srv.address().port}/`,
+    cut() { down = true; for (const s of socks) s.destroy(); },
+    restore() { down = false; },
+    close() { for (const s of socks) s.destroy(); srv.close(); },
+  })));
+}
+
 before(async () => {
   assert.ok(bin, "set HUDDLE_BIN to a built cmd/huddle");
   const port = await freePort();
   base = `http://127.0.0.1:${port}/`;
   server = spawn(bin, ["--dev", "--addr", `127.0.0.1:${port}`, "--log-level", "warn"], { stdio: ["ignore", "ignore", "inherit"] });
   await waitReady(base + "readyz", 10000);
+  proxy = await startProxy(port);
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -48,44 +80,104 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
+  proxy?.close();
   server?.kill("SIGTERM");
 });
 
-test("two users see each other's avatar, cursor and messages", async () => {
-  const open = async (user) => {
-    const ctx = await browser.newContext({ viewport: { width: 800, height: 600 } });
+// In-page checks (run by waitForFunction, so they see the page's DOM).
+const avatarsAre = (want) => [...document.querySelectorAll("#avatars .avatar")].map((a) => a.dataset.user).sort().join() === want;
+const badgeOf = ([user, n]) => (document.querySelector(`#avatars .avatar[data-user="${user}"] .badge`)?.textContent ?? "") === n;
+const cursorAt = ([user, x, y]) => {
+  const el = document.querySelector(`#cursors .cursor[data-user="${user}"]`);
+  if (!el || el.querySelector(".label").textContent !== user) return false;
+  const layer = document.getElementById("cursors").getBoundingClientRect();
+  const r = el.getBoundingClientRect();
+  return Math.abs(r.left - layer.left - x) <= 2 && Math.abs(r.top - layer.top - y) <= 2;
+};
+const noCursorOf = (user) => !document.querySelector(`#cursors .cursor[data-user="${user}"]`);
+const notesAre = (want) => [...document.querySelectorAll("#notes li")].map((li) => li.querySelector(".who").textContent + ": " + li.querySelector(".text").textContent).join("|") === want;
+
+test("two users: avatars, live cursors, notes across a dropped connection and a reload, leaving", async () => {
+  const open = async (user, origin = base, ctx) => {
+    ctx ??= await browser.newContext({ viewport: { width: 800, height: 600 } });
     const page = await ctx.newPage();
-    await page.goto(base + "?user=" + user);
+    page.on("pageerror", (err) => console.error(`${user}: page error:`, err));
+    await page.goto(origin + "?user=" + user);
     await page.waitForSelector("#status.ok", { timeout: 10000 });
     return page;
   };
-  const ann = await open("ann");
-  const bob = await open("bob");
-  for (const page of [ann, bob]) {
-    await page.waitForFunction(() => [...document.querySelectorAll(".avatar")].map((a) => a.title).sort().join() === "ann,bob",
-      null, { timeout: 5000 });
-  }
-  // Ann moves: Bob sees her cursor arrive where she is (fractions of the page).
-  for (let i = 0; i <= 10; i++) { await ann.mouse.move(100 + i * 30, 400 - i * 10); await ann.waitForTimeout(16); }
-  await bob.waitForFunction(() => {
-    const el = document.querySelector('.cursor[data-user="ann"]');
-    if (!el) return false;
-    const r = el.getBoundingClientRect();
-    return Math.abs(r.left - 400) < 3 && Math.abs(r.top - 300) < 3;
-  }, null, { timeout: 5000 });
-  await bob.mouse.move(600, 120);
-  await ann.waitForSelector('.cursor[data-user="bob"]', { timeout: 5000 });
-  // A message posted by one appears in the other, from the right user.
-  await ann.fill("input[name=text]", "hello from ann");
-  await ann.click("button");
-  await bob.waitForFunction(() => [...document.querySelectorAll("#log li")].some((li) => li.textContent.startsWith("annhello from ann")),
-    null, { timeout: 5000 });
-  await ann.mouse.move(420, 520);
-  await bob.waitForTimeout(150);
+  const ann = await open("Ann");
+  const bob = await open("Bob", proxy.url);
+  assert.equal(await bob.evaluate(() => typeof window.huddle.stream === "function" && window.room === window.huddle.stream("demo:room")), true);
+  for (const page of [ann, bob]) await page.waitForFunction(avatarsAre, "Ann,Bob", { timeout: 5000 });
+
+  // Ann moves her mouse over the board: Bob sees her cursor, named, where she
+  // is (px from the board's corner; the board has a fixed size), and moving.
+  const annLayer = await ann.locator("#cursors").boundingBox();
+  const moveAnn = (x, y) => ann.mouse.move(annLayer.x + x, annLayer.y + y, { steps: 8 });
+  await moveAnn(120, 300);
+  await moveAnn(180, 220);
+  await bob.waitForFunction(cursorAt, ["Ann", 180, 220], { timeout: 5000 });
+  await moveAnn(400, 90);
+  await bob.waitForFunction(cursorAt, ["Ann", 400, 90], { timeout: 5000 });
+  // Bob's cursor reaches Ann, and goes when he leaves the board.
+  const bobLayer = await bob.locator("#cursors").boundingBox();
+  await bob.mouse.move(bobLayer.x + 300, bobLayer.y + 330, { steps: 5 });
+  await ann.waitForFunction(cursorAt, ["Bob", 300, 330], { timeout: 5000 });
+  await bob.mouse.move(bobLayer.x + 300, bobLayer.y - 40, { steps: 5 });
+  await ann.waitForFunction(noCursorOf, "Bob", { timeout: 5000 });
+
+  // A note added by Ann appears in Bob's list.
+  await ann.fill("#note-text", "Hello from Ann");
+  await ann.click("#note-add");
+  await bob.waitForFunction(notesAre, "Ann: Hello from Ann", { timeout: 5000 });
+
+  // Bob's connection drops for real; Ann adds a note meanwhile; Bob gets it
+  // once back, by recovery (no reload), exactly once.
+  await bob.evaluate(() => { window.subs = []; window.room.on("subscribed", (e) => window.subs.push(e)); });
+  const cdp = await bob.context().newCDPSession(bob);
+  const offline = (on) => cdp.send("Network.emulateNetworkConditions", { offline: on, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
+  await offline(true);
+  proxy.cut();
+  await bob.waitForFunction(() => /reconnecting….*1006/.test(document.querySelector("#status.down")?.textContent ?? ""), null, { timeout: 5000 });
+  await ann.fill("#note-text", "Added while Bob was away");
+  await ann.click("#note-add");
+  await ann.waitForFunction(notesAre, "Ann: Hello from Ann|Ann: Added while Bob was away", { timeout: 5000 });
+  await bob.waitForTimeout(300);
+  assert.equal(await bob.evaluate(notesAre, "Ann: Hello from Ann"), true, "Bob is offline and has not seen the second note");
+  await bob.screenshot({ path: shots + "bob-offline.png" });
+  proxy.restore();
+  await offline(false);
+  await bob.waitForSelector("#status.ok", { timeout: 5000 });
+  await bob.waitForFunction(notesAre, "Ann: Hello from Ann|Ann: Added while Bob was away", { timeout: 5000 });
+  const subs = await bob.evaluate(() => window.subs);
+  assert.equal(subs.length, 1, "one resubscribe after the drop");
+  assert.equal(subs[0].recovered, true, "the resubscribe recovered the missed note");
+  await bob.waitForTimeout(200);
+  assert.equal(await bob.evaluate(notesAre, "Ann: Hello from Ann|Ann: Added while Bob was away"), true, "no duplicate");
+
+  // Ann opens a second tab: still one avatar for her, with a badge.
+  const ann2 = await open("Ann", base, ann.context());
+  await bob.waitForFunction(badgeOf, ["Ann", "2"], { timeout: 5000 });
+  await bob.waitForFunction(avatarsAre, "Ann,Bob", { timeout: 5000 });
+  await ann.bringToFront();
+  await moveAnn(260, 160);
+  await bob.mouse.move(bobLayer.x + 150, bobLayer.y + 320, { steps: 5 });
+  await bob.waitForFunction(cursorAt, ["Ann", 260, 160], { timeout: 5000 });
+  await ann.waitForFunction(cursorAt, ["Bob", 150, 320], { timeout: 5000 });
   await ann.screenshot({ path: shots + "ann.png" });
   await bob.screenshot({ path: shots + "bob.png" });
+  await ann2.close();
+  await bob.waitForFunction(badgeOf, ["Ann", ""], { timeout: 5000 });
+
+  // Bob reloads: the notes come back from history.
+  await bob.reload();
+  await bob.waitForSelector("#status.ok", { timeout: 10000 });
+  await bob.waitForFunction(notesAre, "Ann: Hello from Ann|Ann: Added while Bob was away", { timeout: 5000 });
+  await bob.waitForFunction(cursorAt, ["Ann", 260, 160], { timeout: 5000 }); // from the server's latest-value cache
+
   // Ann leaves: Bob's avatar stack and cursors drop her at once (clean close).
   await ann.context().close();
-  await bob.waitForFunction(() => [...document.querySelectorAll(".avatar")].map((a) => a.title).join() === "bob"
-    && !document.querySelector('.cursor[data-user="ann"]'), null, { timeout: 5000 });
+  await bob.waitForFunction(() => [...document.querySelectorAll("#avatars .avatar")].map((a) => a.dataset.user).join() === "Bob"
+    && !document.querySelector('#cursors .cursor[data-user="Ann"]'), null, { timeout: 5000 });
 });
