@@ -1,6 +1,6 @@
 import type { Huddle } from "./client.js";
 import { Events } from "./events.js";
-import type { Stream } from "./stream.js";
+import type { Stream, WhisperEvent } from "./stream.js";
 
 /** Options of {@link Stream.cursors}. */
 export interface CursorsOptions {
@@ -63,6 +63,9 @@ export class Cursors extends Events<CursorsEvents> {
     this.stream = stream;
     this.ev = opts.ev;
     this.interval = opts.interval ?? 33;
+    for (const w of stream.latest(this.ev).values()) {
+      if (w.from.client !== client.clientId) this.others.set(w.from.client, this.cursorOf(w));
+    }
     this.offs.push(
       stream.on("whisper", (w) => {
         if (w.ev !== this.ev || w.from.client === this.client.clientId) return;
@@ -70,10 +73,7 @@ export class Cursors extends Events<CursorsEvents> {
           if (this.others.delete(w.from.client)) this.changed();
           return;
         }
-        const c: Cursor = { user: w.from.user, client: w.from.client, data: w.data };
-        const info = stream.presence.connection(w.from.client)?.info;
-        if (info !== undefined) c.info = info;
-        this.others.set(w.from.client, c);
+        this.others.set(w.from.client, this.cursorOf(w));
         this.changed();
       }),
       stream.presence.on("diff", (d) => {
@@ -149,6 +149,13 @@ export class Cursors extends Events<CursorsEvents> {
     this.last = this.pending;
     this.lastSent = Date.now();
     this.stream.whisper(this.ev, this.pending);
+  }
+
+  private cursorOf(w: WhisperEvent): Cursor {
+    const c: Cursor = { user: w.from.user, client: w.from.client, data: w.data };
+    const info = this.stream.presence.connection(w.from.client)?.info;
+    if (info !== undefined) c.info = info;
+    return c;
   }
 
   private changed(): void {

@@ -96,6 +96,7 @@ export class Stream extends Events<StreamEvents> {
   private readonly client: Huddle;
   private readonly opts: StreamOptions;
   private readonly cursorSets = new Map<string, Cursors>();
+  private readonly latestWhispers = new Map<string, WhisperEvent>(); // by ev + "\n" + client
   private closed = false;
   private subGen = 0;
   private retryTimer: unknown;
@@ -109,6 +110,11 @@ export class Stream extends Events<StreamEvents> {
     this.position = opts.since ? { ...opts.since } : undefined;
     this.presence = new Presence(client, this);
     if (opts.join) this.presence._remember(opts.join);
+    this.presence.on("diff", (d) => {
+      for (const c of d.left) {
+        for (const [k, w] of this.latestWhispers) if (w.from.client === c.client) this.latestWhispers.delete(k);
+      }
+    });
   }
 
   /** publish appends data to the stream and resolves with its offset and epoch. */
@@ -131,10 +137,24 @@ export class Stream extends Events<StreamEvents> {
 
   /**
    * whisper sends an ephemeral event to the stream's other subscribers. It
-   * returns false, and sends nothing, while disconnected.
+   * returns false, and sends nothing, while the stream is not subscribed
+   * (e.g. while disconnected).
    */
   whisper(ev: string, data: unknown): boolean {
+    if (this.state !== "subscribed") return false;
     return this.client._send({ t: "whisper", s: this.name, ev, data });
+  }
+
+  /**
+   * latest returns the latest whisper of event ev from every other
+   * connection, by client id: what the server's latest-value cache sent at
+   * subscribe, updated by every whisper since. A connection's entries go
+   * when it leaves presence (on streams with presence) or sends null.
+   */
+  latest(ev: string): Map<string, WhisperEvent> {
+    const out = new Map<string, WhisperEvent>();
+    for (const w of this.latestWhispers.values()) if (w.ev === ev) out.set(w.from.client, w);
+    return out;
   }
 
   /** cursors returns the cursor helper for event ev (default "cursor"); the same ev returns the same helper. */
@@ -156,6 +176,7 @@ export class Stream extends Events<StreamEvents> {
     if (this.state !== "unsubscribed") this.client._send({ t: "unsub", s: this.name });
     this.state = "unsubscribed";
     this.presence._clear();
+    this.latestWhispers.clear();
     for (const c of this.cursorSets.values()) c._destroy();
     this.cursorSets.clear();
     this.client._forget(this);
@@ -170,7 +191,7 @@ export class Stream extends Events<StreamEvents> {
     const gen = ++this.subGen;
     this.state = "subscribing";
     const recover = this.opts.recover !== false && this.position ? { ...this.position } : undefined;
-    const presence = this.opts.presence === true || this.presence.joined;
+    const presence = this.opts.presence === true || this.opts.join !== undefined;
     this.client._request(
       (id) => {
         const m: ClientMessage = { t: "sub", id, s: this.name };
@@ -199,7 +220,11 @@ export class Stream extends Events<StreamEvents> {
 
   /** @internal */
   _onWhisper(w: Whisper): void {
-    this.emit("whisper", { ev: w.ev, data: w.data, from: w.from });
+    const e: WhisperEvent = { ev: w.ev, data: w.data, from: w.from };
+    const key = w.ev + "\n" + w.from.client;
+    if (w.data === null || w.data === undefined) this.latestWhispers.delete(key);
+    else this.latestWhispers.set(key, e);
+    this.emit("whisper", e);
   }
 
   /** @internal */
@@ -215,6 +240,7 @@ export class Stream extends Events<StreamEvents> {
       this.position = { epoch: msg.epoch, offset: msg.offset };
     }
     if (presence) this.presence._onSnapshot(msg.members ?? []);
+    this.latestWhispers.clear();
     for (const c of this.cursorSets.values()) c._reset();
     for (const w of msg.lv ?? []) this._onWhisper(w);
     const pubs = msg.pubs ?? [];

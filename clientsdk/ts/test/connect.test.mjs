@@ -2,7 +2,7 @@
 // token (4001: no retry), and a forbidden stream (4003: the connection stays).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { startServer, Clients, mintToken, waitFor, withTimeout, record, delay, subscribe } from "./server.mjs";
+import { startServer, Clients, mintToken, waitFor, until, withTimeout, record, delay, subscribe } from "./server.mjs";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -116,9 +116,47 @@ test("forbidden stream: unsubscribed and error with 4003, the connection stays u
   const { s, pubs } = await subscribe(c, "ok:1");
   const ack = await s.publish({ hello: 1 });
   assert.equal(ack.offset, 1);
-  await waitFor(s, "publication", (p) => p.offset === 1, 5000, "own publication");
+  await until(s, "publication", () => pubs.length >= 1, 5000, "own publication");
   assert.deepEqual(pubs.map((p) => p.data), [{ hello: 1 }]);
   assert.equal(c.state, "connected");
   assert.equal(c.clientId, id);
   assert.deepEqual(discs, []);
+});
+
+test("disconnect() ends the connection for good; connect() comes back and recovers", { timeout: 10_000 }, async () => {
+  const c = await clients.connected(srv.wsUrl, "pauser", { minReconnectDelay: 10, maxReconnectDelay: 50 });
+  const { s, pubs, subs } = await subscribe(c, "pause:1");
+  const discs = record(c, "disconnected");
+  const connecting = record(c, "connecting");
+  c.disconnect();
+  assert.equal(c.state, "disconnected");
+  assert.deepEqual(discs.map((d) => d.reconnect), [false]);
+  assert.equal(c.clientId, undefined);
+  await assert.rejects(withTimeout(c.ready(), 1000, "ready() after disconnect()"));
+  await srv.publish("pause:1", [1, 2, 3]);
+  assert.equal(connecting.length, 0, "no reconnect after disconnect()");
+
+  c.connect();
+  await withTimeout(c.ready(), 5000, "ready() after connect()");
+  await until(s, "subscribed", () => subs.length >= 2, 5000, "resubscribed");
+  assert.equal(subs.at(-1).recovered, true);
+  await until(s, "publication", () => pubs.length >= 3, 5000, "the publications missed while away");
+  assert.deepEqual(pubs.map((p) => [p.data, p.recovered]), [[1, true], [2, true], [3, true]]);
+});
+
+test("server-side disconnect (POST /api/disconnect: 4000, reconnect false): the client stops", { timeout: 10_000 }, async () => {
+  const c = await clients.connected(srv.wsUrl, "kicked", { minReconnectDelay: 10, maxReconnectDelay: 50 });
+  const other = await clients.connected(srv.wsUrl, "stays");
+  const connecting = record(c, "connecting");
+  const disc = waitFor(c, "disconnected", () => true, 5000, "disconnected by the server");
+  await srv.api("POST", "/api/disconnect", { user: "kicked" });
+  const d = await disc;
+  assert.equal(d.code, 4000);
+  assert.equal(d.reconnect, false);
+  const later = record(c, "disconnected");
+  await delay(300);
+  assert.deepEqual(connecting, [], "no reconnect attempt");
+  assert.deepEqual(later, []);
+  assert.equal(c.state, "disconnected");
+  assert.equal(other.state, "connected", "other users are not affected");
 });

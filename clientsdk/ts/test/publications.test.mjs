@@ -24,6 +24,8 @@ for (const codec of ["msgpack", "json"]) {
     assert.equal(subs.length, 1);
     const top = subs[0].offset;
     assert.equal(top, 0, "a fresh stream starts at offset 0");
+    assert.equal(subs[0].recovered, undefined, "no recover asked, no recovered");
+    assert.equal(subs[0].missed, 0);
     assert.equal(s.state, "subscribed");
 
     // 200 publications in 4 batches of 50, each batch kept in order by the server.
@@ -130,4 +132,44 @@ test("a token without a grant for history: history() rejects with 4003, the conn
   assert.equal(c.state, "connected");
   assert.equal(c.clientId, id);
   assert.equal(s.state, "subscribed");
+});
+
+test("stream(): same Stream for the same name; unsubscribe() stops delivery", { timeout: 10_000 }, async () => {
+  const name = "unsub:1";
+  const c = await clients.connected(srv.wsUrl, "quitter");
+  const { s, pubs } = await subscribe(c, name);
+  assert.equal(c.stream(name), s);
+  await srv.publish(name, [1]);
+  await until(s, "publication", () => pubs.length >= 1, 5000, "first");
+  s.unsubscribe();
+  assert.equal(s.state, "unsubscribed");
+  // A second stream on the same connection sees a publication published after
+  // one to the unsubscribed stream; then the first has had its chance to leak.
+  const other = await subscribe(c, "unsub:marker");
+  await srv.publish(name, [2]);
+  await srv.publish("unsub:marker", ["m"]);
+  await until(other.s, "publication", () => other.pubs.length >= 1, 5000, "marker");
+  assert.deepEqual(pubs.map((p) => p.data), [1]);
+  const fresh = c.stream(name);
+  assert.notEqual(fresh, s, "a new Stream after unsubscribe");
+  await waitFor(fresh, "subscribed", () => true, 5000, "resubscribed as a new stream");
+});
+
+test("stream(name, {since}): the first subscribe recovers from a saved position", { timeout: 10_000 }, async () => {
+  const name = "since:1";
+  const results = await srv.publish(name, range(1, 5).map((i) => ({ i })));
+  const saved = { epoch: results[0].epoch, offset: 2 };
+  const c = await clients.connected(srv.wsUrl, "resumer");
+  const { s, pubs, subs } = await subscribe(c, name, { since: saved });
+  assert.equal(subs[0].recovered, true);
+  assert.equal(subs[0].missed, 3);
+  assert.deepEqual(pubs.map((p) => [p.offset, p.data.i, p.recovered]), [[3, 3, true], [4, 4, true], [5, 5, true]]);
+  assert.deepEqual(s.position, { epoch: saved.epoch, offset: 5 });
+
+  // A position from an epoch that is gone: recovered false, nothing delivered.
+  const c2 = await clients.connected(srv.wsUrl, "resumer2");
+  const other = await subscribe(c2, name, { since: { epoch: "gone", offset: 1 } });
+  assert.equal(other.subs[0].recovered, false);
+  assert.equal(other.pubs.length, 0);
+  assert.deepEqual(other.s.position, { epoch: saved.epoch, offset: 5 });
 });

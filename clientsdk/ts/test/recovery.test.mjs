@@ -4,7 +4,7 @@
 // its history (a memory node restarted: new epoch).
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import { startServer, startProxy, Clients, mintToken, waitFor, until, record, subscribe, range } from "./server.mjs";
+import { startServer, startProxy, Clients, mintToken, waitFor, until, withTimeout, record, subscribe, range } from "./server.mjs";
 
 const clients = new Clients();
 const cleanups = [];
@@ -48,24 +48,30 @@ for (const codec of ["msgpack", "json"]) {
     // 50 publications while it is away (it keeps retrying through the dead proxy).
     for (let b = 0; b < 5; b++) await srv.publish(name, range(11 + b * 10, 20 + b * 10).map((i) => ({ i })));
     assert.equal(pubs.length, 10, "nothing arrives while the network is down");
+    // A call made while disconnected waits for the connection.
+    const waitingPublish = s.publish({ i: 61 });
 
-    const resub = waitFor(s, "subscribed", () => true, 10_000, "resubscribed after the network came back");
+    let atSubscribed = -1;
+    const resub = waitFor(s, "subscribed", () => { atSubscribed = pubs.length; return true; }, 10_000, "resubscribed after the network came back");
     proxy.restore();
     const ev = await resub;
+    const ack61 = await waitingPublish;
+    assert.equal(ack61.offset, 61, "the waiting publish went out after the resubscribe");
     assert.equal(ev.recovered, true);
     assert.equal(ev.missed, 50);
     assert.equal(c.state, "connected");
     assert.notEqual(c.clientId, firstId, "a new connection");
-    assert.equal(pubs.length, 60, "the missed publications are delivered by the time subscribed fires");
+    assert.equal(atSubscribed, 60, "the missed publications are delivered by the time subscribed fires");
 
     // Live ones continue with no gap.
-    await srv.publish(name, range(61, 80).map((i) => ({ i })));
+    await srv.publish(name, range(62, 80).map((i) => ({ i })));
     await until(s, "publication", () => pubs.length >= 80, 5000, "20 more live", describe(pubs));
     const [marker] = await srv.publish(name, [{ i: 81 }]);
     await until(s, "publication", () => pubs.some((p) => p.offset === marker.offset), 5000, "the marker", describe(pubs));
 
     assert.deepEqual(pubs.map((p) => p.offset), range(1, 81), "in order, contiguous, exactly once");
     assert.deepEqual(pubs.map((p) => p.data.i), range(1, 81));
+    assert.deepEqual(pubs[60].from, { user: "roamer", client: c.clientId });
     assert.deepEqual(pubs.map((p) => p.recovered), range(1, 81).map((i) => i > 10 && i <= 60));
     assert.equal(new Set(pubs.map((p) => p.epoch)).size, 1, "one epoch");
     assert.equal(subs.length, 2);
@@ -73,6 +79,54 @@ for (const codec of ["msgpack", "json"]) {
     assert.ok(discs.every((x) => x.reconnect === true), "every drop on the way said it would reconnect");
   });
 }
+
+test("a call in flight when the network drops rejects with the close code", { timeout: 10_000 }, async () => {
+  const srv = await server([]);
+  const proxy = await startProxy(srv.port);
+  cleanups.push(() => proxy.close());
+  const c = clients.make(proxy.url, { token: mintToken({ sub: "inflight" }), minReconnectDelay: 50, maxReconnectDelay: 200 });
+  const { s } = await subscribe(c, "rec:inflight");
+  const p = s.publish({ maybe: true });
+  const h = s.history();
+  await Promise.resolve(); // the SDK writes its batch in a microtask: both are on the wire now
+  proxy.cut();
+  const isClose = (err) => err.name === "HuddleError" && err.code === 1006;
+  await assert.rejects(withTimeout(p, 5000, "publish to settle"), isClose);
+  await assert.rejects(withTimeout(h, 5000, "history to settle"), isClose);
+  proxy.restore();
+  await waitFor(s, "subscribed", () => true, 10_000, "resubscribed");
+  const again = await s.publish({ surely: true });
+  assert.ok(again.offset === 1 || again.offset === 2, `offset ${again.offset}`);
+});
+
+test("half-open network (nothing arrives, nothing fails): the client gives up after two ping intervals and recovers", { timeout: 20_000 }, async () => {
+  const srv = await server(["--ping-interval", "1s"]);
+  const proxy = await startProxy(srv.port);
+  cleanups.push(() => proxy.close());
+  const name = "rec:frozen";
+  const c = clients.make(proxy.url, { token: mintToken({ sub: "frozen" }), minReconnectDelay: 50, maxReconnectDelay: 200 });
+  const { s, pubs, subs } = await subscribe(c, name);
+  await srv.publish(name, range(1, 3));
+  await until(s, "publication", () => pubs.length >= 3, 5000, "3 live", describe(pubs));
+  const first = c.clientId;
+
+  const down = waitFor(c, "disconnected", () => true, 10_000, "the client to notice the silence");
+  const t0 = Date.now();
+  proxy.freeze();
+  await srv.publish(name, range(4, 8));
+  const d = await down;
+  const silent = Date.now() - t0;
+  assert.equal(d.reconnect, true);
+  assert.ok(silent >= 1500 && silent <= 8000, `noticed after ${silent} ms (ping interval 1 s)`);
+  assert.equal(pubs.length, 3);
+
+  await until(s, "subscribed", () => subs.length >= 2, 10_000, "resubscribed");
+  assert.equal(subs[1].recovered, true);
+  assert.notEqual(c.clientId, first);
+  await until(s, "publication", () => pubs.length >= 8, 5000, "recovered", describe(pubs));
+  assert.deepEqual(pubs.map((p) => p.data), range(1, 8));
+  assert.deepEqual(pubs.map((p) => p.recovered), range(1, 8).map((i) => i > 3));
+});
 
 test("client.reconnect(): drops and reconnects at once, recovering what was published meanwhile", { timeout: 10_000 }, async () => {
   const srv = await server([]);
@@ -92,6 +146,25 @@ test("client.reconnect(): drops and reconnects at once, recovering what was publ
   await until(s, "publication", () => pubs.length >= 12, 5000, "12", describe(pubs));
   assert.deepEqual(pubs.map((p) => p.data), range(1, 12));
   assert.deepEqual(pubs.map((p) => p.offset), range(1, 12));
+});
+
+test("recover: false: a resubscribe starts at the top, missed publications are not delivered", { timeout: 10_000 }, async () => {
+  const srv = await server([]);
+  const name = "rec:norecover";
+  const c = clients.make(srv.wsUrl, { token: mintToken({ sub: "fresh-start" }) });
+  const { s, pubs, subs } = await subscribe(c, name, { recover: false });
+  await srv.publish(name, [1, 2]);
+  await until(s, "publication", () => pubs.length >= 2, 5000, "2 live", describe(pubs));
+  // Disconnect for good, publish, come back.
+  c.disconnect();
+  await srv.publish(name, [3, 4]);
+  c.connect();
+  await until(s, "subscribed", () => subs.length >= 2, 5000, "resubscribed");
+  assert.equal(subs[1].recovered, undefined, "no recover asked");
+  assert.equal(subs[1].offset, 4);
+  await srv.publish(name, [5]);
+  await until(s, "publication", () => pubs.length >= 3, 5000, "live again", describe(pubs));
+  assert.deepEqual(pubs.map((p) => p.data), [1, 2, 5]);
 });
 
 test("server restart (history lost, new epoch): subscribed says recovered === false, then live publications go on", { timeout: 20_000 }, async () => {

@@ -2,13 +2,13 @@
 // proxy (a "bad network" between client and server) and event waiting with
 // bounded timeouts.
 //
-// The binary is HUDDLE_BIN when set, else built once per test process with
-// `go build ./cmd/huddle` from the repository root (GO, else go on PATH, else
-// /usr/local/go/bin/go).
+// The binary is HUDDLE_BIN when set, else built once per `node --test` run
+// with `go build ./cmd/huddle` from the repository root (GO when set, else
+// /usr/local/go/bin/go when it exists, else go on PATH).
 
 import { spawn, execFile } from "node:child_process";
 import { createHmac } from "node:crypto";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, connect as netConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -27,9 +27,15 @@ export const API_KEY = "sdk-test-api-key";
 export const ALL_OPS = { "*": ["sub", "pub", "whisper", "presence", "history"] };
 
 // ---- the binary ----
+//
+// `node --test` runs each test file in its own process, all children of the
+// runner. They share one build: the first one to take the lock builds into a
+// directory named after the runner process, the others wait for it. Such
+// directories of runners that are gone are removed at the next run. A test
+// file run directly with `node` builds its own copy and removes it at exit.
 
 let binPromise;
-let buildDir;
+const running = new Set();
 
 function goBinary() {
   if (process.env.GO) return process.env.GO;
@@ -40,22 +46,83 @@ function goBinary() {
 /** huddleBin resolves to the path of the server binary (built on first use). */
 export function huddleBin() {
   if (process.env.HUDDLE_BIN) return Promise.resolve(process.env.HUDDLE_BIN);
-  binPromise ??= new Promise((ok, fail) => {
-    buildDir = mkdtempSync(join(tmpdir(), "huddle-sdk-test-"));
-    const out = join(buildDir, "huddle");
-    execFile(goBinary(), ["build", "-o", out, "./cmd/huddle"], { cwd: repoRoot, timeout: 180_000 }, (err, _stdout, stderr) => {
-      if (err) fail(new Error(`go build ./cmd/huddle failed: ${err.message}\n${stderr}`));
-      else ok(out);
-    });
-  });
+  binPromise ??= sharedBuild();
   return binPromise;
 }
 
-const running = new Set();
+const PREFIX = "huddle-sdk-test-";
+
+function processKey(pid) {
+  try {
+    // Linux: the start time tells a reused pid apart.
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return `${pid}-${stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]}`;
+  } catch {
+    return String(pid);
+  }
+}
+
+function removeStale() {
+  for (const name of readdirSync(tmpdir())) {
+    if (!name.startsWith(PREFIX)) continue;
+    const pid = Number(name.slice(PREFIX.length).split("-")[0]);
+    if (!Number.isInteger(pid) || pid <= 0 || pid === process.ppid) continue;
+    try {
+      process.kill(pid, 0);
+      continue; // still running
+    } catch (err) {
+      if (err.code === "EPERM") continue;
+    }
+    rmSync(join(tmpdir(), name), { recursive: true, force: true });
+  }
+}
+
+async function sharedBuild() {
+  try { removeStale(); } catch {}
+  // Shared only under the test runner (NODE_TEST_CONTEXT is set in its
+  // children): a file run on its own builds afresh into its own directory.
+  const shared = process.env.NODE_TEST_CONTEXT !== undefined;
+  const dir = shared ? join(tmpdir(), PREFIX + processKey(process.ppid)) : mkdtempSync(join(tmpdir(), PREFIX + process.pid + "-"));
+  if (!shared) process.on("exit", () => rmSync(dir, { recursive: true, force: true }));
+  mkdirSync(dir, { recursive: true });
+  const out = join(dir, "huddle");
+  const done = join(dir, "done");
+  const failed = join(dir, "failed");
+  let fd;
+  try {
+    fd = openSync(join(dir, "lock"), "wx");
+  } catch (err) {
+    if (err.code !== "EEXIST") throw err;
+  }
+  if (fd === undefined) {
+    // Another test process builds it.
+    const deadline = Date.now() + 240_000;
+    while (Date.now() < deadline) {
+      if (existsSync(done)) return out;
+      if (existsSync(failed)) throw new Error(readFileSync(failed, "utf8"));
+      await delay(50);
+    }
+    throw new Error(`timed out waiting for another test process to build ${out}`);
+  }
+  closeSync(fd);
+  try {
+    await new Promise((ok, fail) => {
+      execFile(goBinary(), ["build", "-o", out + ".tmp", "./cmd/huddle"], { cwd: repoRoot, timeout: 180_000 }, (err, _stdout, stderr) => {
+        if (err) fail(new Error(`go build ./cmd/huddle failed: ${err.message}\n${stderr}`));
+        else ok();
+      });
+    });
+    renameSync(out + ".tmp", out);
+    writeFileSync(done, "");
+    return out;
+  } catch (err) {
+    writeFileSync(failed, String(err.message));
+    throw err;
+  }
+}
 
 process.on("exit", () => {
   for (const proc of running) proc.kill("SIGKILL");
-  if (buildDir) rmSync(buildDir, { recursive: true, force: true });
 });
 
 export function freePort() {
@@ -269,7 +336,7 @@ export function until(emitter, event, cond, ms = 5000, what = `${event} conditio
 /** record collects the payloads of an event in an array (with a remover on `.off`). */
 export function record(emitter, event) {
   const got = [];
-  got.off = emitter.on(event, (p) => got.push(p));
+  Object.defineProperty(got, "off", { value: emitter.on(event, (p) => got.push(p)), enumerable: false });
   return got;
 }
 
@@ -290,10 +357,12 @@ export async function subscribe(client, name, opts = {}, ms = 5000) {
 /**
  * startProxy listens on a free loopback port and pipes each connection to
  * target port. cut() destroys every piped connection (both sides, no close
- * frame: a dead network) and refuses new ones until restore().
+ * frame: a dead network) and refuses new ones until restore(); freeze()
+ * silently stops the current ones.
  */
 export async function startProxy(targetPort) {
   const pairs = new Set();
+  const frozenPairs = [];
   let up = true;
   const server = createServer((down) => {
     if (!up) {
@@ -331,8 +400,33 @@ export async function startProxy(targetPort) {
       pairs.clear();
     },
     restore() { up = true; },
+    /**
+     * freeze stops forwarding on every current connection but keeps the
+     * sockets open (a half-open network: nothing arrives, nothing fails);
+     * new connections work.
+     */
+    freeze() {
+      for (const [a, b] of pairs) {
+        for (const sock of [a, b]) {
+          sock.removeAllListeners("close");
+          sock.removeAllListeners("error");
+          sock.on("error", () => {});
+        }
+        a.unpipe(b);
+        b.unpipe(a);
+        a.pause();
+        b.pause();
+      }
+      const frozen = [...pairs];
+      pairs.clear();
+      frozenPairs.push(...frozen);
+    },
     close() {
       this.cut();
+      for (const [a, b] of frozenPairs.splice(0)) {
+        a.destroy();
+        b.destroy();
+      }
       return new Promise((ok) => server.close(() => ok()));
     },
   };
