@@ -141,7 +141,10 @@ export class Huddle extends Events<ClientEvents> {
   private outbox: ClientMessage[] = [];
   private flushQueued = false;
   private token: string | undefined;
-  private tokenExp: number | undefined; // unix ms
+  private tokenLife: number | undefined; // ms, from the token's iat and exp
+  private tokenAt = 0; // local time the token arrived from getToken
+  private expAt: number | undefined; // local time (ms) at which the token expires, skew-free when tokenLife is known
+  private connectedAt = 0;
   private lastDisconnect: { code: number; reason: string; reconnect: boolean } | undefined;
   private reconnectTimer: unknown;
   private connectTimer: unknown;
@@ -199,11 +202,14 @@ export class Huddle extends Events<ClientEvents> {
    */
   disconnect(): void {
     this.want = false;
+    this.attempt = 0;
     this.stopLifecycle();
     clearTimeout(this.reconnectTimer);
     this.reconnectTimer = undefined;
     if (this.state === "disconnected") {
-      this.failWaiting(new HuddleError(Code.Normal, "client disconnected"));
+      const err = new HuddleError(Code.Normal, "client disconnected");
+      for (const s of this.streamsByName.values()) s._disconnected(true);
+      this.failWaiting(err);
       return;
     }
     this.drop({ code: Code.Normal, reason: "client disconnected", reconnect: false }, 1000);
@@ -216,6 +222,7 @@ export class Huddle extends Events<ClientEvents> {
    */
   reconnect(): void {
     this.want = true;
+    this.listenLifecycle();
     clearTimeout(this.reconnectTimer);
     this.reconnectTimer = undefined;
     if (this.state === "disconnected") {
@@ -318,19 +325,29 @@ export class Huddle extends Events<ClientEvents> {
   private async open(): Promise<void> {
     const gen = ++this.socketGen;
     this.attempt++;
+    this.lastDisconnect = undefined;
+    // The timer covers getToken too: a token fetch that hangs must not
+    // leave the client connecting for ever.
+    clearTimeout(this.connectTimer);
+    this.connectTimer = setTimeout(() => {
+      if (gen === this.socketGen) this.drop({ code: 0, reason: `not connected within ${this.opts.requestTimeout} ms`, reconnect: true });
+    }, this.opts.requestTimeout);
     this.setState("connecting");
     this.emit("connecting", { attempt: this.attempt });
-    this.lastDisconnect = undefined;
+    if (gen !== this.socketGen) return; // a listener called disconnect() or reconnect()
     if (this.getToken && (this.token === undefined || this.tokenExpiring())) {
+      let token: string;
       try {
-        this.token = await this.getToken();
-        this.tokenExp = undefined;
+        token = await this.getToken();
       } catch (err) {
         if (gen !== this.socketGen) return;
-        this.drop({ code: 0, reason: "getToken failed: " + String(err), reconnect: true });
+        const e = new HuddleError(0, "getToken failed: " + String(err));
+        this.emit("error", e);
+        if (gen === this.socketGen) this.drop({ code: 0, reason: e.reason, reconnect: true });
         return;
       }
       if (gen !== this.socketGen) return; // disconnect() or reconnect() came first
+      this.setToken(token);
     }
     let ws: WebSocketLike;
     try {
@@ -341,9 +358,6 @@ export class Huddle extends Events<ClientEvents> {
     }
     ws.binaryType = "arraybuffer";
     this.ws = ws;
-    this.connectTimer = setTimeout(() => {
-      if (gen === this.socketGen) this.drop({ code: 0, reason: `not connected within ${this.opts.requestTimeout} ms`, reconnect: true });
-    }, this.opts.requestTimeout);
     ws.onopen = () => {
       if (gen !== this.socketGen) return;
       const id = this.nextId++;
@@ -377,11 +391,11 @@ export class Huddle extends Events<ClientEvents> {
       return;
     }
     clearTimeout(this.connectTimer);
-    this.attempt = 0;
+    this.connectedAt = Date.now();
     this.clientId = msg.client;
     this.user = msg.user;
     this.node = msg.node;
-    if (msg.exp) this.tokenExp = msg.exp * 1000;
+    if (msg.exp) this.setExp(msg.exp);
     this.idleMs = msg.ping > 0 ? 2 * msg.ping * 1000 + 2000 : 0;
     this.setState("connected");
     this.touchIdle();
@@ -413,7 +427,10 @@ export class Huddle extends Events<ClientEvents> {
     this.ws = undefined;
     this.socketGen++;
     if (ws) {
-      ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+      ws.onopen = ws.onmessage = ws.onclose = null;
+      // Not null: the ws package emits 'error' when a socket that has not
+      // opened yet is closed, and an 'error' with no listener would throw.
+      ws.onerror = () => {};
       try {
         ws.close(closeCode ?? 1000);
       } catch {
@@ -425,45 +442,61 @@ export class Huddle extends Events<ClientEvents> {
     clearTimeout(this.idleTimer);
     this.outbox = [];
     this.flushQueued = false;
+    // A connection that stayed up a while resets the backoff; one that the
+    // server closes right after accepting it does not.
+    if (this.state === "connected" && Date.now() - this.connectedAt > 10000) this.attempt = 0;
     this.clientId = this.user = this.node = undefined;
-    // Streams and state first, so that the calls failing below see the
-    // connection gone (a stream then waits for the reconnect to resubscribe).
-    for (const s of this.streamsByName.values()) s._disconnected();
-    this.setState("disconnected");
-    const inflight = this.pending;
-    this.pending = new Map();
-    const err = new HuddleError(d.code, d.reason);
-    for (const p of inflight.values()) {
-      clearTimeout(p.timer);
-      p.onError(err);
-    }
     if (d.code === Code.TokenExpired) {
       if (this.getToken) this.token = undefined; // ask getToken again
       else d = { ...d, reason: d.reason + " (no getToken to renew it)", reconnect: false };
     }
     const reconnect = d.reconnect && this.want;
-    this.emit("disconnected", { code: d.code, reason: d.reason, reconnect });
+
+    // All bookkeeping first, notifications last: a listener may call
+    // connect(), disconnect() or reconnect().
+    this.state = "disconnected";
+    const inflight = this.pending;
+    this.pending = new Map();
+    let waiting: Waiting[] = [];
+    let readers: { reject(err: HuddleError): void }[] = [];
     if (!reconnect) {
       this.want = false;
       this.attempt = 0;
       this.stopLifecycle();
-      this.failWaiting(err);
-      return;
-    }
-    let wait = delay;
-    if (wait === undefined) {
-      if (d.code === Code.Shutdown) {
-        wait = Math.random() * 100; // draining: go elsewhere at once, spread a little
-        this.attempt = 0;
-      } else {
-        const cap = Math.min(this.opts.maxReconnectDelay, this.opts.minReconnectDelay * 2 ** Math.max(0, this.attempt - 1));
-        wait = cap / 2 + (Math.random() * cap) / 2;
+      waiting = this.waiting;
+      this.waiting = [];
+      readers = this.readyWaiters;
+      this.readyWaiters = [];
+    } else {
+      let wait = delay;
+      if (wait === undefined) {
+        if (d.code === Code.Shutdown) {
+          wait = Math.random() * 100; // draining: go elsewhere at once, spread a little
+        } else {
+          const cap = Math.min(this.opts.maxReconnectDelay, this.opts.minReconnectDelay * 2 ** Math.max(0, this.attempt - 1));
+          wait = cap / 2 + (Math.random() * cap) / 2;
+        }
       }
+      clearTimeout(this.reconnectTimer);
+      this.reconnectTimer = setTimeout(() => {
+        this.reconnectTimer = undefined;
+        if (this.want && this.state === "disconnected") void this.open();
+      }, wait);
     }
-    this.reconnectTimer = setTimeout(() => {
-      this.reconnectTimer = undefined;
-      if (this.want && this.state === "disconnected") void this.open();
-    }, wait);
+
+    const err = new HuddleError(d.code, d.reason);
+    for (const s of this.streamsByName.values()) s._disconnected(!reconnect);
+    for (const p of inflight.values()) {
+      clearTimeout(p.timer);
+      p.onError(err);
+    }
+    for (const w of waiting) {
+      clearTimeout(w.pending.timer);
+      w.pending.onError(err);
+    }
+    for (const r of readers) r.reject(err);
+    this.emit("state", "disconnected");
+    this.emit("disconnected", { code: d.code, reason: d.reason, reconnect });
   }
 
   private failWaiting(err: HuddleError): void {
@@ -581,17 +614,42 @@ export class Huddle extends Events<ClientEvents> {
     }, this.idleMs);
   }
 
-  private tokenExpiring(): boolean {
-    return this.tokenExp !== undefined && this.tokenExp - Date.now() < Math.min(this.opts.refreshMargin, 5000);
+  /** setToken takes a new token and learns its lifetime from iat and exp. */
+  private setToken(token: string): void {
+    this.token = token;
+    this.tokenLife = jwtLife(token);
+    this.tokenAt = Date.now();
+    this.expAt = undefined;
   }
 
-  private scheduleRefresh(): void {
+  /** setExp notes the expiry the server reported (unix s). */
+  private setExp(exp: number): void {
+    // With the token's lifetime known (iat and exp), the expiry is counted
+    // on the local clock from when the token arrived, so a device clock that
+    // is off does not matter. Otherwise the server's exp is all there is.
+    this.expAt = this.tokenLife !== undefined ? this.tokenAt + this.tokenLife : exp * 1000;
+  }
+
+  private tokenExpiring(): boolean {
+    return this.expAt !== undefined && this.expAt - Date.now() < Math.min(this.opts.refreshMargin, 5000);
+  }
+
+  private scheduleRefresh(minWait = 1000): void {
     clearTimeout(this.refreshTimer);
-    if (!this.getToken || this.tokenExp === undefined) return;
-    const left = this.tokenExp - Date.now();
-    const wait = Math.max(0, Math.max(left - this.opts.refreshMargin, left / 2));
-    const gen = this.socketGen;
-    this.refreshTimer = setTimeout(() => void this.refresh(gen), wait);
+    if (!this.getToken || this.expAt === undefined) return;
+    const left = this.expAt - Date.now();
+    const wait = Math.max(left - this.opts.refreshMargin, left / 2);
+    this.armRefresh(Math.max(minWait, wait), this.socketGen);
+  }
+
+  /** armRefresh waits ms (timers cap at 2^31-1 ms, so long waits go in steps). */
+  private armRefresh(ms: number, gen: number): void {
+    const step = Math.min(ms, 2 ** 31 - 1);
+    this.refreshTimer = setTimeout(() => {
+      if (gen !== this.socketGen) return;
+      if (ms > step) this.armRefresh(ms - step, gen);
+      else void this.refresh(gen);
+    }, step);
   }
 
   private async refresh(gen: number): Promise<void> {
@@ -602,16 +660,22 @@ export class Huddle extends Events<ClientEvents> {
       if (gen !== this.socketGen) return;
       this.emit("error", new HuddleError(0, "getToken failed: " + String(err)));
       // Try again soon, while the token still lives.
-      this.refreshTimer = setTimeout(() => void this.refresh(gen), Math.min(5000, Math.max(500, ((this.tokenExp ?? 0) - Date.now()) / 4)));
+      this.armRefresh(Math.min(5000, Math.max(500, ((this.expAt ?? 0) - Date.now()) / 4)), gen);
       return;
     }
     if (gen !== this.socketGen) return;
-    this.token = token;
+    const before = this.expAt;
+    this.setToken(token);
     this._request(
       (id) => ({ t: "refresh", id, token }),
       (msg) => {
-        if (msg.t === "refreshed" && msg.exp) this.tokenExp = msg.exp * 1000;
-        this.scheduleRefresh();
+        if (gen !== this.socketGen) return;
+        if (msg.t === "refreshed" && msg.exp) this.setExp(msg.exp);
+        else this.expAt = before;
+        // A refresh that did not move the expiry forward (getToken returned
+        // the same token) is not retried at once.
+        const moved = this.expAt !== undefined && (before === undefined || this.expAt > before + 1000);
+        this.scheduleRefresh(moved ? 1000 : 30000);
       },
       (err) => {
         if (gen === this.socketGen) this.emit("error", err);
@@ -642,6 +706,45 @@ export class Huddle extends Events<ClientEvents> {
     this.unlisten?.();
     this.unlisten = undefined;
   }
+}
+
+/**
+ * jwtLife returns a JWT's lifetime (exp - iat) in ms, or undefined when the
+ * token has no readable iat and exp. The token is not verified: the server
+ * does that.
+ */
+function jwtLife(token: string): number | undefined {
+  const part = token.split(".")[1];
+  if (!part) return undefined;
+  try {
+    const claims = JSON.parse(base64urlDecode(part)) as { iat?: unknown; exp?: unknown };
+    if (typeof claims.iat === "number" && typeof claims.exp === "number" && claims.exp > claims.iat) {
+      return (claims.exp - claims.iat) * 1000;
+    }
+  } catch {
+    // Not a JWT we can read.
+  }
+  return undefined;
+}
+
+const b64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/** base64urlDecode decodes to a string of UTF-8 (claims are JSON). */
+function base64urlDecode(s: string): string {
+  const bytes: number[] = [];
+  let acc = 0;
+  let bits = 0;
+  for (const ch of s.replace(/=+$/, "")) {
+    const v = b64.indexOf(ch === "+" ? "-" : ch === "/" ? "_" : ch);
+    if (v < 0) throw new Error("bad base64url");
+    acc = (acc << 6) | v;
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      bytes.push((acc >> bits) & 0xff);
+    }
+  }
+  return decodeURIComponent(bytes.map((b) => "%" + b.toString(16).padStart(2, "0")).join(""));
 }
 
 function safeJSON(v: unknown): string {

@@ -1,5 +1,7 @@
 import type { Member, Presence as PresenceDiff } from "./gen/index.js";
 import type { Huddle } from "./client.js";
+import { Code } from "./gen/index.js";
+import { HuddleError } from "./errors.js";
 import { Events } from "./events.js";
 import type { Stream } from "./stream.js";
 
@@ -111,7 +113,18 @@ export class Presence extends Events<PresenceEvents> {
   /** join enters the stream's presence with state, or replaces the own state. */
   async join(state: StateMap = {}): Promise<void> {
     this._remember(state);
-    await this.client._call((id) => ({ t: "join", id, s: this.stream.name, state }), "ack");
+    try {
+      await this.client._call((id) => ({ t: "join", id, s: this.stream.name, state }), "ack");
+    } catch (err) {
+      // Refused (forbidden, too large, bad): do not rejoin it after a
+      // reconnect. Other failures (timeout, dropped) keep it for the rejoin.
+      const refused = err instanceof HuddleError && (err.code === Code.Forbidden || err.code === Code.BadRequest || err.code === Code.TooLarge);
+      if (refused && sameValue(this.state, state)) {
+        this.joined = false;
+        this.state = undefined;
+      }
+      throw err;
+    }
   }
 
   /**

@@ -100,6 +100,7 @@ export class Stream extends Events<StreamEvents> {
   private closed = false;
   private subGen = 0;
   private retryTimer: unknown;
+  private retries = 0; // failed subscribes in a row, for the backoff
 
   /** @internal Use {@link Huddle.stream}. */
   constructor(client: Huddle, name: string, opts: StreamOptions) {
@@ -171,9 +172,15 @@ export class Stream extends Events<StreamEvents> {
   /** unsubscribe leaves the stream (and its presence); the Stream is done. */
   unsubscribe(): void {
     if (this.closed) return;
-    this.closed = true;
-    clearTimeout(this.retryTimer);
     if (this.state !== "unsubscribed") this.client._send({ t: "unsub", s: this.name });
+    this.close();
+  }
+
+  /** close ends the Stream: no more events, nothing resubscribes it. */
+  private close(): void {
+    this.closed = true;
+    this.subGen++;
+    clearTimeout(this.retryTimer);
     this.state = "unsubscribed";
     this.presence._clear();
     this.latestWhispers.clear();
@@ -205,12 +212,22 @@ export class Stream extends Events<StreamEvents> {
     );
   }
 
-  /** @internal */
-  _disconnected(): void {
+  /**
+   * @internal _disconnected: the connection is gone. If the client will
+   * reconnect the stream waits to resubscribe; if not (final), it shows
+   * nobody present until a later connect().
+   */
+  _disconnected(final: boolean): void {
     if (this.closed) return;
     this.subGen++;
     clearTimeout(this.retryTimer);
-    this.state = "subscribing";
+    this.retries = 0;
+    this.state = final ? "unsubscribed" : "subscribing";
+    if (final) {
+      this.presence._clear();
+      this.latestWhispers.clear();
+      for (const c of this.cursorSets.values()) c._reset();
+    }
   }
 
   /** @internal */
@@ -236,6 +253,7 @@ export class Stream extends Events<StreamEvents> {
     if (gen !== this.subGen || this.closed) return;
     if (msg.t !== "subscribed") return;
     this.state = "subscribed";
+    this.retries = 0;
     if (!recovering || msg.recovered !== true || !this.position || this.position.epoch !== msg.epoch) {
       this.position = { epoch: msg.epoch, offset: msg.offset };
     }
@@ -245,9 +263,10 @@ export class Stream extends Events<StreamEvents> {
     for (const w of msg.lv ?? []) this._onWhisper(w);
     const pubs = msg.pubs ?? [];
     for (const p of pubs) {
-      if (gen !== this.subGen) return; // a listener unsubscribed or a gap resubscribed
+      if (gen !== this.subGen) return; // a listener unsubscribed, or a gap resubscribed
       this.deliver(p, true);
     }
+    if (gen !== this.subGen) return;
     const ev: StreamEvents["subscribed"] = { epoch: msg.epoch, offset: msg.offset, missed: pubs.length };
     if (msg.recovered !== undefined) ev.recovered = msg.recovered;
     this.emit("subscribed", ev);
@@ -256,32 +275,34 @@ export class Stream extends Events<StreamEvents> {
   private onSubscribeFailed(gen: number, err: HuddleError): void {
     if (gen !== this.subGen || this.closed) return;
     if (this.client.state !== "connected") return; // resubscribed after the reconnect
-    if (err.code === Code.InsufficientState || err.code === 0) {
-      // Order could not be guaranteed, or no reply: try again with recovery.
+    if (err.code === Code.InsufficientState || err.code === 0 || err.retry) {
+      // Order could not be guaranteed, no reply came, or the server says a
+      // retry may work: subscribe again with recovery, backing off. After a
+      // timeout the server may have subscribed after all, so unsubscribe
+      // first (it handles the two in order).
+      if (err.code === 0) this.client._send({ t: "unsub", s: this.name });
+      const cap = Math.min(10000, 100 * 2 ** this.retries++);
       this.retryTimer = setTimeout(() => {
-        if (this.client.state === "connected") this._subscribe();
-      }, err.code === 0 ? 1000 : 100);
+        if (this.client.state === "connected" && !this.closed) this._subscribe();
+      }, cap / 2 + (Math.random() * cap) / 2);
       return;
     }
-    this.closed = true;
-    this.state = "unsubscribed";
-    this.presence._clear();
-    this.client._forget(this);
+    this.close();
     this.emit("unsubscribed", { code: err.code, reason: err.reason });
     this.emit("error", err);
   }
 
   private deliver(p: Pub, recovered: boolean): void {
+    if (this.closed) return;
     const pos = this.position;
-    if (pos && pos.epoch === p.epoch) {
-      if (p.offset <= pos.offset) return; // seen already
-      if (p.offset > pos.offset + 1) {
-        // A gap the server did not report: resubscribe from the last
-        // position seen, which recovers the missing publications.
-        this.client._send({ t: "unsub", s: this.name });
-        this._subscribe();
-        return;
-      }
+    if (pos && pos.epoch === p.epoch && p.offset <= pos.offset) return; // seen already
+    if (pos && (pos.epoch !== p.epoch || p.offset > pos.offset + 1)) {
+      // A gap the server did not report (or a new epoch: history was lost):
+      // resubscribe from the last position seen, which recovers what is
+      // missing or says recovered: false.
+      this.client._send({ t: "unsub", s: this.name });
+      this._subscribe();
+      return;
     }
     this.position = { epoch: p.epoch, offset: p.offset };
     this.emit("publication", toPublication(p, recovered));
