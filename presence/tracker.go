@@ -57,7 +57,9 @@ func NewTracker(cfg Config, store Store, emit Emit) *Tracker {
 // Config returns the tracker's configuration with defaults applied.
 func (t *Tracker) Config() Config { return t.cfg }
 
-// Close stops the ticker and the heartbeat.
+// Close stops the ticker and the heartbeat. Members still in their grace
+// period leave at once, as nothing will keep them alive any more, and the
+// last diffs go out.
 func (t *Tracker) Close() {
 	select {
 	case <-t.stop:
@@ -66,11 +68,21 @@ func (t *Tracker) Close() {
 	}
 	<-t.done
 	t.mu.Lock()
+	leaving := make([]graceKey, 0, len(t.graces))
 	for k, tm := range t.graces {
 		tm.Stop()
-		delete(t.graces, k)
+		delete(t.graces, k) // a timer that fired already finds it gone and does nothing
+		leaving = append(leaving, k)
 	}
 	t.mu.Unlock()
+	if len(leaving) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		for _, k := range leaving {
+			_ = t.Leave(ctx, k.stream, k.client)
+		}
+		cancel()
+	}
+	t.flush()
 }
 
 // Join enters m into stream's presence, or replaces its state.

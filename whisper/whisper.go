@@ -163,19 +163,22 @@ func (c *Cache) Snapshot(stream, except string) []protocol.Whisper {
 	return out
 }
 
-// Drop forgets the whispers of sender on stream (it unsubscribed or left).
-func (c *Cache) Drop(stream, sender string) {
+// Drop forgets the whispers of sender on stream (it unsubscribed or left)
+// and returns them, so the other subscribers can be told they are gone.
+func (c *Cache) Drop(stream, sender string) []protocol.Whisper {
 	sh := c.shard(stream)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	senders := sh.streams[stream]
 	if senders == nil {
-		return
+		return nil
 	}
+	gone := senders[sender]
 	delete(senders, sender)
 	if len(senders) == 0 {
 		delete(sh.streams, stream)
 	}
+	return gone
 }
 
 // Len counts cached whispers, for tests and stats.

@@ -81,6 +81,7 @@ type options struct {
 	apiKey          string
 	brokerKind      string
 	redisURL        string
+	redisPrefix     string
 	historySize     int
 	historyTTL      time.Duration
 	rules           listFlag
@@ -115,8 +116,9 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.jwtPublicKey, "jwt-public-key", "", "PEM file with RS256/ES256 public key(s) that verify client tokens")
 	fs.BoolVar(&o.allowAnonymous, "allow-anonymous", false, "let clients connect without a token")
 	fs.StringVar(&o.apiKey, "api-key", "", "bearer key for the HTTP API (/api/*); empty disables the API")
-	fs.StringVar(&o.brokerKind, "broker", "memory", "broker backend: memory (single node)")
-	fs.StringVar(&o.redisURL, "redis-url", "", "Redis URL for --broker redis")
+	fs.StringVar(&o.brokerKind, "broker", "memory", "broker backend: memory (single node) or redis (several nodes on one Redis)")
+	fs.StringVar(&o.redisURL, "redis-url", "", "Redis for --broker redis: redis://[user:pass@]host:port/db (rediss:// for TLS), or a comma-separated list of Redis Cluster seed nodes")
+	fs.StringVar(&o.redisPrefix, "redis-prefix", "huddle:", "start of every Redis key and channel name, so deployments can share a Redis")
 	fs.IntVar(&o.historySize, "history-size", 100, "publications kept per stream unless a rule says otherwise (0 disables history)")
 	fs.DurationVar(&o.historyTTL, "history-ttl", 5*time.Minute, "how long publications are kept unless a rule says otherwise")
 	fs.Var(&o.rules, "rule", "stream rule PREFIX=OPS[;deny=OPS][;history=N][;ttl=D][;presence=on|off][;whisper=on|off] (repeatable)")

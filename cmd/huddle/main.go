@@ -44,8 +44,18 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	if o.brokerKind != "memory" {
-		return fmt.Errorf("--broker %q is not available in this build; use --broker memory", o.brokerKind)
+	deps := server.Deps{}
+	switch o.brokerKind {
+	case "memory":
+	case "redis":
+		r, err := newRedis(o)
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		r.deps(&deps, logger)
+	default:
+		return fmt.Errorf("--broker %q: want memory or redis", o.brokerKind)
 	}
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
@@ -87,7 +97,8 @@ func run(args []string) error {
 	if dev != nil {
 		cfg.Pages = dev.pages()
 	}
-	srv, err := server.New(cfg, server.Deps{Auth: authn})
+	deps.Auth = authn
+	srv, err := server.New(cfg, deps)
 	if err != nil {
 		ln.Close()
 		return err
@@ -96,7 +107,7 @@ func run(args []string) error {
 	if srv.Portable() {
 		mode = "portable"
 	}
-	logger.Info("huddle listening", "addr", ln.Addr().String(), "ws", "ws://"+ln.Addr().String()+"/ws", "transport", mode, "broker", o.brokerKind)
+	logger.Info("huddle listening", "addr", ln.Addr().String(), "ws", "ws://"+ln.Addr().String()+"/ws", "transport", mode, "broker", o.brokerKind, "node", srv.Node())
 	if dev != nil {
 		dev.announce(os.Stdout)
 	}

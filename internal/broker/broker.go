@@ -1,10 +1,13 @@
-// Package broker moves publications between nodes and keeps their order:
-// a publish is stored in history and handed to every node's subscribers as
-// one atomic step, so offsets reach subscribers in the order they were
-// assigned.
+// Package broker moves messages between nodes and keeps publications in
+// order: a publish is stored in history and handed to every node's
+// subscribers as one atomic step, so offsets reach subscribers in the order
+// they were assigned. Ephemeral messages (whispers, presence diffs) cross
+// nodes through it too, unordered and unstored.
 //
-// The memory broker serves a single node. It must not encode wire messages
-// or know about connections: it hands stored publications to a Handler.
+// The memory broker serves a single node; the Redis broker in
+// internal/broker/redis serves several. A broker must not encode wire
+// messages or know about connections: it hands stored publications and
+// opaque ephemeral payloads to a Handler.
 package broker
 
 import (
@@ -15,22 +18,64 @@ import (
 	"github.com/huddle-rt/huddle/storage"
 )
 
-// Handler receives publications for streams this node is subscribed to, in
-// offset order per stream.
+// Lost says which messages of a stream may have missed this node.
+type Lost uint8
+
+// Kinds of lost messages, for Handler.HandleLost.
+const (
+	// LostEphemeral: whispers or presence diffs relayed by other nodes may
+	// have been lost (the node's subscription to the stream broke for a
+	// while). Presence views built from diffs may be stale.
+	LostEphemeral Lost = 1 << iota
+	// LostPublications: publications may have been lost and history could
+	// not fill the gap, so subscribers cannot continue in order.
+	LostPublications
+)
+
+// Handler receives what the broker delivers to this node. Its methods must
+// not block: they only enqueue (see LOCKING.md).
 type Handler interface {
+	// HandlePublication delivers a stored publication of a stream this
+	// node is subscribed to. Per stream, calls come one at a time and in
+	// offset order within an epoch; an offset may come again (a subscriber
+	// drops what it has), but none is skipped without a HandleLost.
 	HandlePublication(stream string, epoch string, pub storage.Publication)
+	// HandleEphemeral delivers a payload another node gave PublishEphemeral
+	// for a stream this node is subscribed to. payload stays valid and
+	// unchanged for as long as the handler keeps it.
+	HandleEphemeral(stream string, payload []byte)
+	// HandleLost reports that messages of stream may have missed this
+	// node's subscribers; lost says which.
+	HandleLost(stream string, lost Lost)
 }
 
-// Broker stores and delivers publications.
+// Broker stores and delivers publications and relays ephemeral messages.
 type Broker interface {
 	// Publish appends pub to stream's history and delivers it to every
-	// node's Handler. It returns the stored publication and the stream's
-	// position after it.
+	// node's Handler, this node's included. It returns the stored
+	// publication and the stream's position after it.
 	Publish(ctx context.Context, stream string, pub storage.Publication, opts storage.Options) (storage.Publication, storage.Position, error)
-	// Subscribe tells the broker this node has subscribers of stream;
-	// Unsubscribe that it has none left.
+	// PublishEphemeral relays payload to the Handlers of the other nodes
+	// subscribed to stream; never to this node's, as the caller delivered
+	// it here already. It never blocks: an ephemeral message that cannot
+	// be relayed (queue full, backend unreachable) is dropped. The caller
+	// must not modify payload afterwards.
+	PublishEphemeral(stream string, payload []byte)
+	// Subscribe tells the broker that one more local subscriber wants
+	// stream. It returns once every message published from then on will
+	// reach the Handler. Every call, whether or not it fails, must be
+	// matched by one Unsubscribe.
 	Subscribe(ctx context.Context, stream string) error
+	// Unsubscribe drops one local subscriber of stream; with none left the
+	// node stops receiving the stream.
 	Unsubscribe(ctx context.Context, stream string) error
+}
+
+// Reporter is a Broker that counts notable events (for metrics), such as
+// resubscriptions and dropped relays.
+type Reporter interface {
+	// Events returns each event's count since the broker started.
+	Events() map[string]int64
 }
 
 const numStripes = 256
@@ -65,6 +110,9 @@ func (m *Memory) Publish(ctx context.Context, stream string, pub storage.Publica
 	m.handler.HandlePublication(stream, pos.Epoch, stored)
 	return stored, pos, nil
 }
+
+// PublishEphemeral does nothing: there is no other node.
+func (m *Memory) PublishEphemeral(string, []byte) {}
 
 // Subscribe does nothing: a single node delivers every stream.
 func (m *Memory) Subscribe(context.Context, string) error { return nil }

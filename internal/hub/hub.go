@@ -21,6 +21,8 @@ const MaxFormats = 4
 type Message struct {
 	// Offset is a publication's offset; 0 for ephemeral messages.
 	Offset uint64
+	// Epoch is a publication's epoch; "" for ephemeral messages.
+	Epoch string
 	// Key lets a subscriber conflate: a newer message with the same non-zero
 	// key may replace one still queued. 0 never conflates.
 	Key uint64

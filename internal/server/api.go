@@ -10,6 +10,7 @@ import (
 	"net/http/pprof"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/huddle-rt/huddle/internal/auth"
 	"github.com/huddle-rt/huddle/protocol"
@@ -17,6 +18,9 @@ import (
 )
 
 const maxAPIBody = 8 << 20
+
+// readyTimeout bounds the backend check of /readyz.
+const readyTimeout = time.Second
 
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
@@ -27,6 +31,15 @@ func (s *Server) routes() http.Handler {
 		if s.draining.Load() {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "draining"})
 			return
+		}
+		if s.check != nil {
+			ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+			err := s.check(ctx)
+			cancel()
+			if err != nil {
+				writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": err.Error()})
+				return
+			}
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})

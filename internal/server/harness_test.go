@@ -36,6 +36,7 @@ type harnessOpts struct {
 	cfg   server.Config
 	auth  auth.Config
 	rules []string
+	deps  server.Deps // Auth is set by start
 }
 
 func start(t *testing.T, opts ...func(*harnessOpts)) *harness {
@@ -60,7 +61,8 @@ func start(t *testing.T, opts ...func(*harnessOpts)) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.New(o.cfg, server.Deps{Auth: a})
+	o.deps.Auth = a
+	srv, err := server.New(o.cfg, o.deps)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
+	"github.com/huddle-rt/huddle/internal/broker"
 	"github.com/huddle-rt/huddle/protocol"
 )
 
@@ -20,14 +21,15 @@ import (
 const (
 	dropSlowConsumer = iota
 	dropRecoveryGap
-	dropLiveGap          // a live publication skipped offsets (never expected with one broker)
+	dropLiveGap          // a live publication skipped offsets (its connection gets 4010)
 	dropWhisperRate      // a whisper over its sender's rate limit
 	dropWhisperQueueFull // a whisper to a receiver whose queue is full
 	dropPresenceRate     // a presence update over its sender's rate limit
+	dropBrokerLost       // the broker reported messages of a stream lost (its subscribers get 4010)
 	numDropReasons
 )
 
-var dropReasonNames = [numDropReasons]string{"slow_consumer", "recovery_gap", "live_gap", "whisper_rate", "whisper_queue_full", "presence_rate"}
+var dropReasonNames = [numDropReasons]string{"slow_consumer", "recovery_gap", "live_gap", "whisper_rate", "whisper_queue_full", "presence_rate", "broker_lost"}
 
 // Message types counted by metrics; anything else counts as "other".
 var countedTypes = []string{
@@ -149,6 +151,7 @@ func newMetrics(s *Server) (*metrics, error) {
 	hsFail := counter("huddle.handshake.failures", "WebSocket upgrades refused.", "")
 	droppedConns := counter("huddle.connections.dropped", "Connections that ended without a close handshake or a server close.", "")
 	conflated := counter("huddle.whispers.conflated", "Whispers that replaced an older queued one of the same sender and event.", "")
+	brokerEvents := counter("huddle.broker.events", "Broker events by kind (Redis broker: resubscribed, gap, lost, relay_dropped).", "")
 	if err != nil {
 		return nil, err
 	}
@@ -183,8 +186,13 @@ func newMetrics(s *Server) (*metrics, error) {
 		for code, v := range m.disconnects {
 			o.ObserveInt64(disc, v.Load(), metric.WithAttributes(attribute.Int("code", int(code))))
 		}
+		if r, ok := s.broker.(broker.Reporter); ok {
+			for event, n := range r.Events() {
+				o.ObserveInt64(brokerEvents, n, metric.WithAttributes(attribute.String("event", event)))
+			}
+		}
 		return nil
-	}, conns, connected, subs, streams, accepted, bytesIn, bytesOut, framesOut, msgIn, msgOut, drops, disc, hsFail, conflated, droppedConns)
+	}, conns, connected, subs, streams, accepted, bytesIn, bytesOut, framesOut, msgIn, msgOut, drops, disc, hsFail, conflated, droppedConns, brokerEvents)
 	if err != nil {
 		return nil, err
 	}

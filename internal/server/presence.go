@@ -12,9 +12,17 @@ import (
 	"github.com/huddle-rt/huddle/protocol"
 )
 
-// kindPresence marks presence diffs in the hub; only subscriptions that
-// asked for presence keep them.
-const kindPresence = 1
+// Kinds of hub messages besides publications and whispers.
+const (
+	// kindPresence marks presence diffs; only subscriptions that asked for
+	// presence keep them.
+	kindPresence = 1 + iota
+	// kindLost tells every subscription that publications may have been
+	// lost; kindLostPresence tells those that receive presence that diffs
+	// may have been. Each closes its connection with 4010.
+	kindLost
+	kindLostPresence
+)
 
 // emitPresence fans a stream's batched diff out, encoded once per format.
 func (srv *Server) emitPresence(stream string, diff *protocol.Presence) {
@@ -27,6 +35,7 @@ func (srv *Server) emitPresence(stream string, diff *protocol.Presence) {
 	})
 	n := srv.hub.Broadcast(stream, hub.Message{Kind: kindPresence}, frames, nil)
 	srv.metrics.countOut(protocol.TypePresence, n)
+	srv.relay(stream, frames)
 }
 
 // checkState validates a join state or an update patch.

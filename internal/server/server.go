@@ -118,8 +118,12 @@ type Deps struct {
 	// Presence stores members. Default: a new presence.MemoryStore.
 	Presence presence.Store
 	// NewBroker builds the broker that delivers to the server's handler.
-	// Default: the memory broker over Log.
+	// Default: the memory broker over Log. The server closes the broker in
+	// Shutdown if it has a Close method.
 	NewBroker func(h broker.Handler) (broker.Broker, error)
+	// Check reports whether the backends the node depends on are reachable;
+	// /readyz answers 503 while it fails. Nil: always reachable.
+	Check func(ctx context.Context) error
 }
 
 // Server is one Huddle node.
@@ -129,6 +133,8 @@ type Server struct {
 	auth     *auth.Authenticator
 	history  storage.Log
 	broker   broker.Broker
+	relaying bool // the broker relays ephemeral messages to other nodes
+	check    func(ctx context.Context) error
 	hub      *hub.Hub
 	whispers *whisper.Cache
 	// updateLimit is the presence update rate limit, as a token bucket.
@@ -181,6 +187,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if s.broker, err = newBroker(s); err != nil {
 		return nil, fmt.Errorf("server: broker: %w", err)
 	}
+	_, single := s.broker.(*broker.Memory)
+	s.relaying = !single
+	s.check = deps.Check
 	if s.metrics, err = newMetrics(s); err != nil {
 		return nil, fmt.Errorf("server: metrics: %w", err)
 	}
@@ -211,6 +220,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	go s.sweep()
 	return s, nil
 }
+
+// Node returns the node's name, as clients see it in connected.node.
+func (s *Server) Node() string { return s.cfg.Node }
 
 // Portable reports whether the server runs a goroutine per connection
 // instead of epoll.
@@ -310,7 +322,12 @@ wait:
 	cancel()
 	_ = s.httpLn.Close()
 	s.wg.Wait()
+	// The tracker's last leaves go out through the broker, so it closes
+	// first.
 	s.presence.Close()
+	if c, ok := s.broker.(interface{ Close() error }); ok {
+		_ = c.Close()
+	}
 	s.pool.close()
 	if s.poller != nil {
 		_ = s.poller.Close()

@@ -280,8 +280,9 @@ func wirePubs(stream, epoch string, pubs []storage.Publication) []protocol.Pub {
 	return out
 }
 
-// onWhisper relays an ephemeral event to the stream's other subscribers on
-// this node: encoded once per wire format, never stored, never echoed.
+// onWhisper relays an ephemeral event to the stream's other subscribers:
+// on this node at once, encoded once per wire format, and through the
+// broker to the other nodes; never stored, never echoed.
 func (c *conn) onWhisper(id *auth.Identity, m *protocol.SendWhisper) {
 	cfg := &c.srv.cfg.Whisper
 	if !c.streamCheck(id, 0, m.S, auth.OpWhisper) {
@@ -318,17 +319,25 @@ func (c *conn) onWhisper(id *auth.Identity, m *protocol.SendWhisper) {
 		c.srv.whispers.Put(w)
 	}
 	c.mu.Unlock()
-	frames := hub.NewFrames(func(format int) []byte {
-		b, err := protocol.AppendMessage(protocol.Codec(format), nil, &w)
-		if err != nil {
-			c.srv.log.Error("encode whisper failed", "err", err)
-		}
-		return b
-	})
 	var skip hub.Subscriber
 	if self != nil {
 		skip = self
 	}
-	n := c.srv.hub.Broadcast(m.S, hub.Message{Key: whisper.Key(m.S, c.clientID, m.Ev)}, frames, skip)
-	c.srv.metrics.countOut(protocol.TypeWhisper, n)
+	c.srv.fanOutWhisper(&w, skip)
+}
+
+// fanOutWhisper delivers w to the stream's subscribers on this node except
+// skip, encoded once per wire format and conflated per (stream, sender, ev)
+// for slow receivers, and through the broker to the other nodes.
+func (srv *Server) fanOutWhisper(w *protocol.Whisper, skip hub.Subscriber) {
+	frames := hub.NewFrames(func(format int) []byte {
+		b, err := protocol.AppendMessage(protocol.Codec(format), nil, w)
+		if err != nil {
+			srv.log.Error("encode whisper failed", "err", err)
+		}
+		return b
+	})
+	n := srv.hub.Broadcast(w.S, hub.Message{Key: whisper.Key(w.S, w.From.Client, w.Ev)}, frames, skip)
+	srv.metrics.countOut(protocol.TypeWhisper, n)
+	srv.relay(w.S, frames)
 }

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"time"
 
+	"github.com/huddle-rt/huddle/internal/broker"
 	"github.com/huddle-rt/huddle/internal/hub"
 	"github.com/huddle-rt/huddle/protocol"
 	"github.com/huddle-rt/huddle/storage"
+	"github.com/huddle-rt/huddle/whisper"
 )
 
 // maxRecoverBuffer bounds the live publications a subscribe buffers while it
@@ -27,11 +29,17 @@ type subscription struct {
 	overflow  bool
 	buf       []buffered // publications
 	bufW      []buffered // whispers, conflated by key
+	epoch     string     // epoch of last
 	last      uint64     // offset of the last publication queued; later ones must exceed it
+	// registered is set once subscribe has added the subscription to the
+	// hub and the broker; dropped, when whoever took it from c.subs before
+	// that left the undoing to subscribe.
+	registered, dropped bool
 }
 
 type buffered struct {
 	offset uint64
+	epoch  string
 	key    uint64
 	frame  []byte
 }
@@ -41,18 +49,34 @@ var _ hub.Subscriber = (*subscription)(nil)
 func (s *subscription) Format() int { return int(s.c.codec) }
 
 // Deliver queues a frame for the connection, or buffers it while the
-// subscribe is still reading history.
+// subscribe is still reading history. A publication that does not follow
+// the last one queued closes the connection with 4010: the client recovers
+// on reconnect rather than see a gap.
 func (s *subscription) Deliver(m hub.Message, frame []byte) {
 	c := s.c
 	offset := m.Offset
-	if m.Kind == kindPresence && !s.presence {
+	switch m.Kind {
+	case kindPresence:
+		if !s.presence {
+			return
+		}
+	case kindLostPresence, kindLost:
+		if m.Kind == kindLostPresence && !s.presence {
+			return
+		}
+		c.mu.Lock()
+		start := c.closeLocked(protocol.CodeInsufficientState, "messages of this stream may have been lost: subscribe again with recover", true, false)
+		c.mu.Unlock()
+		if start {
+			c.kick()
+		}
 		return
 	}
 	c.mu.Lock()
 	if s.buffering {
 		switch {
 		case offset > 0 && len(s.buf) < maxRecoverBuffer:
-			s.buf = append(s.buf, buffered{offset: offset, frame: frame})
+			s.buf = append(s.buf, buffered{offset: offset, epoch: m.Epoch, frame: frame})
 		case offset > 0:
 			s.overflow = true
 		case m.Key != 0:
@@ -64,6 +88,18 @@ func (s *subscription) Deliver(m hub.Message, frame []byte) {
 		return
 	}
 	if offset > 0 {
+		if m.Epoch != s.epoch {
+			// A new epoch restarts the offsets at 1; anything else means
+			// publications were lost in between.
+			if s.epoch != "" && offset != 1 {
+				s.gapLocked()
+				return
+			}
+			if s.epoch != "" {
+				s.last = 0
+			}
+			s.epoch = m.Epoch
+		}
 		// A publication stored before the subscribe read the stream's top
 		// may reach the hub after the subscribe completed: it was already
 		// accounted for (in subscribed.offset or .pubs), so drop it.
@@ -72,11 +108,24 @@ func (s *subscription) Deliver(m hub.Message, frame []byte) {
 			return
 		}
 		if offset != s.last+1 {
-			c.srv.metrics.drops[dropLiveGap].Add(1)
+			s.gapLocked()
+			return
 		}
 		s.last = offset
 	}
 	start := c.enqueueLocked(outItem{b: frame, key: m.Key})
+	c.mu.Unlock()
+	if start {
+		c.kick()
+	}
+}
+
+// gapLocked closes the connection after a live publication skipped
+// offsets, and releases c.mu. Lock c.mu must be held.
+func (s *subscription) gapLocked() {
+	c := s.c
+	c.srv.metrics.drops[dropLiveGap].Add(1)
+	start := c.closeLocked(protocol.CodeInsufficientState, "publications of this stream were lost: subscribe again with recover", true, false)
 	c.mu.Unlock()
 	if start {
 		c.kick()
@@ -112,30 +161,66 @@ func (srv *Server) subscribe(c *conn, stream string, wantPresence bool) (*subscr
 	}
 	c.subs = append(c.subs, sub)
 	c.mu.Unlock()
-	if srv.hub.Subscribe(stream, sub) {
-		ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
-		if err := srv.broker.Subscribe(ctx, stream); err != nil {
-			srv.log.Warn("broker subscribe failed", "stream", stream, "err", err)
-		}
-		cancel()
-	}
+	// The hub first, so that the subscription buffers whatever the broker
+	// delivers from the moment its Subscribe returns.
+	srv.hub.Subscribe(stream, sub)
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	err := srv.broker.Subscribe(ctx, stream)
+	cancel()
 	srv.metrics.subscriptions.Add(1)
+	c.mu.Lock()
+	sub.registered = true
+	dropped := sub.dropped
+	c.mu.Unlock()
+	if dropped {
+		// The connection closed meanwhile; its unsubscribe left this to us.
+		srv.release(sub)
+		return nil, protocol.NewError(protocol.CodeBadRequest, "connection closed")
+	}
+	if err != nil {
+		srv.log.Warn("broker subscribe failed", "stream", stream, "err", err)
+		srv.dropSubscription(sub)
+		return nil, protocol.NewError(protocol.CodeInternal, "subscribe failed: "+err.Error())
+	}
 	return sub, nil
 }
 
-// unsubscribe removes sub from the hub (the caller removed it from its
-// connection).
+// unsubscribe removes sub from the hub and the broker (the caller removed
+// it from its connection). A subscription that subscribe is still
+// registering is left for subscribe to remove.
 func (srv *Server) unsubscribe(sub *subscription) {
+	c := sub.c
+	c.mu.Lock()
+	if !sub.registered {
+		sub.dropped = true
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	srv.release(sub)
+}
+
+// release undoes a registered subscription: whisper cache, hub, broker.
+func (srv *Server) release(sub *subscription) {
+	var gone []protocol.Whisper
 	if sub.c.clientID != "" {
-		srv.whispers.Drop(sub.stream, sub.c.clientID)
+		gone = srv.whispers.Drop(sub.stream, sub.c.clientID)
 	}
-	if srv.hub.Unsubscribe(sub.stream, sub) {
-		ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
-		if err := srv.broker.Unsubscribe(ctx, sub.stream); err != nil {
-			srv.log.Warn("broker unsubscribe failed", "stream", sub.stream, "err", err)
+	srv.hub.Unsubscribe(sub.stream, sub)
+	// The others still show the sender's latest whispers (a cursor): tell
+	// them they are gone with a null whisper of each cached event, as a
+	// client's own hide would.
+	for _, w := range gone {
+		if !w.Data.IsNil() {
+			w.Data = protocol.RawNil
+			srv.fanOutWhisper(&w, nil)
 		}
-		cancel()
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	if err := srv.broker.Unsubscribe(ctx, sub.stream); err != nil {
+		srv.log.Warn("broker unsubscribe failed", "stream", sub.stream, "err", err)
+	}
+	cancel()
 	srv.metrics.subscriptions.Add(-1)
 }
 
@@ -196,10 +281,15 @@ func (srv *Server) recover(sub *subscription, m *protocol.Subscribe) (ok bool) {
 
 	c.mu.Lock()
 	live := make([]uint64, len(sub.buf))
+	epochs := true
 	for i, b := range sub.buf {
 		live[i] = b.offset
+		epochs = epochs && b.epoch == reply.Epoch
 	}
 	start, gapErr := storage.Merge(after, history, live)
+	if !epochs {
+		gapErr = errors.New("the stream's epoch changed during the subscribe")
+	}
 	if sub.overflow {
 		gapErr = errors.New("too many publications arrived during the subscribe")
 	}
@@ -212,7 +302,7 @@ func (srv *Server) recover(sub *subscription, m *protocol.Subscribe) (ok bool) {
 		return false
 	}
 	kick := c.enqueueLocked(outItem{b: frame})
-	sub.last = after
+	sub.epoch, sub.last = reply.Epoch, after
 	if len(history) > 0 {
 		sub.last = history[len(history)-1].Offset
 	}
@@ -266,9 +356,74 @@ func (srv *Server) HandlePublication(stream, epoch string, pub storage.Publicati
 		}
 		return b
 	})
-	n := srv.hub.Broadcast(stream, hub.Message{Offset: pub.Offset}, frames, nil)
+	n := srv.hub.Broadcast(stream, hub.Message{Offset: pub.Offset, Epoch: epoch}, frames, nil)
 	srv.metrics.countOut(protocol.TypePub, n)
 	srv.metrics.observePublish(time.Since(start))
+}
+
+// HandleEphemeral delivers a whisper or presence diff that another node
+// relayed, as that node delivered it to its own subscribers: payload is the
+// message in msgpack, queued as it is to msgpack subscribers.
+func (srv *Server) HandleEphemeral(stream string, payload []byte) {
+	var arr [1]protocol.Decoded
+	msgs, err := protocol.DecodeServer(protocol.Msgpack, payload, arr[:0])
+	if err != nil || len(msgs) != 1 || msgs[0].Err != nil {
+		srv.log.Warn("undecodable message relayed by another node", "stream", stream, "err", err)
+		return
+	}
+	msg := msgs[0].Msg
+	frames := hub.NewFrames(func(format int) []byte {
+		if protocol.Codec(format) == protocol.Msgpack {
+			return payload
+		}
+		b, err := protocol.AppendMessage(protocol.Codec(format), nil, msg)
+		if err != nil {
+			srv.log.Error("encode relayed message failed", "stream", stream, "err", err)
+		}
+		return b
+	})
+	switch m := msg.(type) {
+	case *protocol.Whisper:
+		if m.S != stream {
+			return
+		}
+		// Same key as on the sender's node: a newer whisper of the same
+		// sender and event replaces a queued one here too.
+		n := srv.hub.Broadcast(stream, hub.Message{Key: whisper.Key(stream, m.From.Client, m.Ev)}, frames, nil)
+		srv.metrics.countOut(protocol.TypeWhisper, n)
+	case *protocol.Presence:
+		if m.S != stream {
+			return
+		}
+		n := srv.hub.Broadcast(stream, hub.Message{Kind: kindPresence}, frames, nil)
+		srv.metrics.countOut(protocol.TypePresence, n)
+	}
+}
+
+// HandleLost closes, with 4010 and reconnect, the connections whose
+// subscription to stream may have missed messages, so that they subscribe
+// again with recover: every subscriber when publications were lost, those
+// that receive presence when only ephemeral messages were.
+func (srv *Server) HandleLost(stream string, lost broker.Lost) {
+	kind := uint8(kindLostPresence)
+	if lost&broker.LostPublications != 0 {
+		kind = kindLost
+	}
+	n := srv.hub.Broadcast(stream, hub.Message{Kind: kind}, noFrames(), nil)
+	srv.metrics.drops[dropBrokerLost].Add(1)
+	srv.log.Warn("messages of a stream may have been lost on the way to this node; its subscribers reconnect to recover",
+		"stream", stream, "publications", lost&broker.LostPublications != 0, "subscriptions", n)
+}
+
+// noFrames is for hub messages that carry no bytes.
+func noFrames() *hub.Frames { return hub.NewFrames(func(int) []byte { return nil }) }
+
+// relay hands a whisper or presence diff that was delivered here to the
+// broker for the other nodes, in msgpack.
+func (srv *Server) relay(stream string, frames *hub.Frames) {
+	if srv.relaying {
+		srv.broker.PublishEphemeral(stream, frames.For(int(protocol.Msgpack)))
+	}
 }
 
 // findSubLocked returns the index of the subscription to stream, or -1.

@@ -986,3 +986,73 @@ func TestWhisperStalledReceiver(t *testing.T) {
 		}
 	}
 }
+
+// TestWhisperGoneSenderNulls: when a subscribed sender's cached whispers are
+// dropped (unsub, clean close, abrupt close), every other subscriber gets a
+// null whisper of each cached ev from it, so no client keeps a ghost cursor;
+// a sender that was not subscribed (nothing cached) or had hidden its cursor
+// already sends nothing more.
+func TestWhisperGoneSenderNulls(t *testing.T) {
+	h := start(t)
+	const stream = "board:nulls"
+	watcher := whConnect(t, h, token(t, "watcher"), jsonOpts)
+	subscribe(t, watcher.c, 2, stream, nil)
+	wantNull := func(t *testing.T, from protocol.ClientInfo, ev string) {
+		t.Helper()
+		w := nextAs[*protocol.Whisper](t, watcher.c)
+		if w.S != stream || w.Ev != ev || w.From != from || !w.Data.IsNil() {
+			t.Fatalf("got whisper s=%q ev=%q from=%+v data=%x, want a null %q from %+v", w.S, w.Ev, w.From, []byte(w.Data), ev, from)
+		}
+	}
+	for _, end := range []string{"unsub", "close", "abrupt"} {
+		t.Run(end, func(t *testing.T) {
+			p := whConnect(t, h, token(t, "mover-"+end))
+			subscribe(t, p.c, 2, stream, nil)
+			whSend(t, p.c, stream, "cursor", 1, 10)
+			whSend(t, p.c, stream, "selection", 2, 20)
+			whWant(t, watcher.c, stream, "cursor", p.from, 1, 10)
+			whWant(t, watcher.c, stream, "selection", p.from, 2, 20)
+			switch end {
+			case "unsub":
+				if err := p.c.Send(&protocol.Unsubscribe{S: stream}); err != nil {
+					t.Fatal(err)
+				}
+			case "close":
+				if err := p.c.SendRaw(ws.OpClose, ws.NewCloseFrameBody(ws.StatusNormalClosure, "bye")); err != nil {
+					t.Fatal(err)
+				}
+			default:
+				p.c.Close()
+			}
+			got := map[string]bool{}
+			for range 2 {
+				w := nextAs[*protocol.Whisper](t, watcher.c)
+				if w.From != p.from || !w.Data.IsNil() {
+					t.Fatalf("got whisper ev=%q from=%+v data=%x, want nulls from %+v", w.Ev, w.From, []byte(w.Data), p.from)
+				}
+				got[w.Ev] = true
+			}
+			if !got["cursor"] || !got["selection"] {
+				t.Fatalf("null whispers for %v, want cursor and selection", got)
+			}
+			wantAlive(t, watcher.c)
+		})
+	}
+	t.Run("hidden or never cached", func(t *testing.T) {
+		hid := whConnect(t, h, token(t, "hider"))
+		subscribe(t, hid.c, 2, stream, nil)
+		whSend(t, hid.c, stream, "cursor", 1, 1)
+		whWant(t, watcher.c, stream, "cursor", hid.from, 1, 1)
+		if err := hid.c.Send(&protocol.SendWhisper{S: stream, Ev: "cursor", Data: protocol.RawNil}); err != nil {
+			t.Fatal(err)
+		}
+		wantNull(t, hid.from, "cursor")
+		outsider := whConnect(t, h, token(t, "outsider")) // whispers without subscribing
+		whSend(t, outsider.c, stream, "cursor", 3, 3)
+		whWant(t, watcher.c, stream, "cursor", outsider.from, 3, 3)
+		hid.c.Close()
+		outsider.c.Close()
+		biWaitConns(t, h, 1)
+		wantAlive(t, watcher.c) // nothing else came first
+	})
+}

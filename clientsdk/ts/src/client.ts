@@ -674,7 +674,7 @@ export class Huddle extends Events<ClientEvents> {
         else this.expAt = before;
         // A refresh that did not move the expiry forward (getToken returned
         // the same token) is not retried at once.
-        const moved = this.expAt !== undefined && (before === undefined || this.expAt > before + 1000);
+        const moved = this.expAt !== undefined && (before === undefined || this.expAt > before);
         this.scheduleRefresh(moved ? 1000 : 30000);
       },
       (err) => {

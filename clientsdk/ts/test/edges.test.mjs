@@ -286,7 +286,7 @@ test("unsubscribe() inside a recovered publication stops delivery", { timeout: 1
 //    is never removed, so each peer reconnect leaves a ghost cursor (and
 //    latestWhispers / others grow without bound).
 
-test("a peer's reconnect does not leave a ghost cursor (stream without presence)", { timeout: 15_000, todo: "server: a null whisper when the latest-value cache drops a sender" }, async () => {
+test("a peer's reconnect does not leave a ghost cursor (stream without presence)", { timeout: 15_000 }, async () => {
   const a = await clients.connected(srv.wsUrl, "watcher");
   const b = await clients.connected(srv.wsUrl, "mover");
   const sa = (await subscribe(a, "rv:cur")).s;

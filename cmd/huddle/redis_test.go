@@ -1,0 +1,61 @@
+package main
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestRedisOption(t *testing.T) {
+	for _, tc := range []struct {
+		url   string
+		addrs []string
+		db    int
+		err   string
+	}{
+		{url: "redis://127.0.0.1:6379/2", addrs: []string{"127.0.0.1:6379"}, db: 2},
+		{url: "redis://:secret@10.0.0.1", addrs: []string{"10.0.0.1:6379"}},
+		{url: "redis://a:7000, redis://b:7001,redis://c:7002", addrs: []string{"a:7000", "b:7001", "c:7002"}},
+		{url: ",redis://a:7000", addrs: []string{"a:7000"}},
+		{url: "", err: "needs --redis-url"},
+		{url: "http://127.0.0.1", err: "--redis-url"},
+	} {
+		opt, err := redisOption(tc.url)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("redisOption(%q) = %v, want an error containing %q", tc.url, err, tc.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("redisOption(%q): %v", tc.url, err)
+			continue
+		}
+		if !slices.Equal(opt.InitAddress, tc.addrs) || opt.SelectDB != tc.db {
+			t.Errorf("redisOption(%q) = addresses %v db %d, want %v db %d", tc.url, opt.InitAddress, opt.SelectDB, tc.addrs, tc.db)
+		}
+	}
+}
+
+// TestRedisStartup: --broker redis refuses to start without a reachable
+// Redis, and says which flag or address is at fault.
+func TestRedisStartup(t *testing.T) {
+	bin := e2eBuild(t)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no url", []string{"--broker", "redis"}, "--redis-url"},
+		{"unreachable", []string{"--broker", "redis", "--redis-url", "redis://" + e2eFreeAddr(t)}, "connect to Redis"},
+		{"unknown broker", []string{"--broker", "kafka"}, "want memory or redis"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"--addr", "127.0.0.1:0", "--allow-anonymous"}, tc.args...)
+			code, out := e2eRunToExit(t, bin, nil, args...)
+			if code == 0 || !strings.Contains(out, tc.want) {
+				t.Errorf("exit %d, output:\n%s\nwant a refusal naming %q", code, out, tc.want)
+			}
+		})
+	}
+}
