@@ -1,29 +1,31 @@
-// Package bench generates load against a Huddle server and measures it:
-// scenarios, a lean protocol client, and server process statistics read
-// from /proc. Clients run in several worker processes (the per-process file
-// limit is 20,000) spread over 127.0.0.x source addresses.
+// Package bench generates load against a real-time server and measures it.
+// It owns the scenarios of DESIGN.md (idle, connect, broadcast, rooms,
+// whisper, cursors, presence, slow), the worker processes that hold the
+// clients, the protocol adapters the clients speak (Huddle's own; others
+// plug in through Adapter), latency histograms, and process statistics
+// read from /proc.
 //
-// This first version holds the idle scenario (server memory per subscribed
-// idle connection); the other scenarios of DESIGN.md build on the same
-// pieces.
+// Clients run in several worker processes (the per-process file limit is
+// 20,000) spread over 127.0.0.x source addresses; the coordinator reads the
+// server's and the workers' CPU from /proc beside every figure, because the
+// client core can become what a run measures. Latency is always taken from
+// a timestamp inside the payload to its receipt at a client.
+//
+// The package reads no flags or environment: cmd/huddle-bench does.
 package bench
 
 import (
-	"bufio"
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/gobwas/ws"
-
-	"github.com/huddle-rt/huddle/protocol"
 )
+
+// ErrNoProc means /proc is not there (not Linux), so no process statistics.
+var ErrNoProc = errors.New("bench: /proc not available")
 
 // ProcStats is a process's memory and CPU time, from /proc.
 type ProcStats struct {
@@ -31,88 +33,114 @@ type ProcStats struct {
 	CPUTime time.Duration // user + system
 }
 
+// clockTick is USER_HZ, the unit of /proc/<pid>/stat times; 100 on every
+// Linux architecture Go supports.
+const clockTick = 100
+
 // ReadProc reads /proc/<pid>/status and /proc/<pid>/stat.
 func ReadProc(pid int) (ProcStats, error) {
 	var st ProcStats
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			if _, serr := os.Stat("/proc/self"); serr != nil {
+				return st, ErrNoProc
+			}
+		}
 		return st, err
 	}
 	for _, line := range strings.Split(string(b), "\n") {
 		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.Fields(v)[0], 10, 64)
-			st.RSS = kb << 10
+			if f := strings.Fields(v); len(f) > 0 {
+				kb, _ := strconv.ParseInt(f[0], 10, 64)
+				st.RSS = kb << 10
+			}
 		}
 	}
 	b, err = os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return st, err
 	}
-	// Fields after the command name (which may hold spaces) start at ')'.
-	if i := bytes.LastIndexByte(b, ')'); i >= 0 {
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) > 13 {
-			ut, _ := strconv.ParseInt(f[11], 10, 64)
-			stt, _ := strconv.ParseInt(f[12], 10, 64)
-			st.CPUTime = time.Duration(ut+stt) * time.Second / 100 // USER_HZ
-		}
-	}
-	return st, nil
+	st.CPUTime, err = parseStatCPU(b)
+	return st, err
 }
 
-// IdleConn opens one connection from local, connects with token and
-// subscribes to stream, reading until subscribed; then it stops reading.
-func IdleConn(ctx context.Context, url string, local net.IP, token, stream string) (net.Conn, error) {
-	d := ws.Dialer{Protocols: []string{protocol.SubprotocolMsgpack}}
-	if local != nil {
-		nd := net.Dialer{LocalAddr: &net.TCPAddr{IP: local}}
-		d.NetDial = nd.DialContext
+// parseStatCPU returns utime+stime from the text of /proc/<pid>/stat. The
+// fields after the command name (which may hold spaces and parentheses)
+// start after the last ')'.
+func parseStatCPU(b []byte) (time.Duration, error) {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, errors.New("bench: malformed /proc stat")
 	}
-	conn, br, _, err := d.Dial(ctx, url)
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, errors.New("bench: short /proc stat")
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, errors.New("bench: malformed /proc stat times")
+	}
+	return time.Duration(ut+st) * time.Second / clockTick, nil
+}
+
+// CoreTimes is, per CPU core, the busy and total time from /proc/stat.
+// IRQ is the part of Busy spent in interrupts and softirqs, which on
+// loopback is mostly the run's own network traffic, charged to no process.
+type CoreTimes struct {
+	Busy, IRQ, Total []int64 // clock ticks
+}
+
+// ReadCores reads the per-core lines of /proc/stat. It shows how busy each
+// core was, including by processes that are not part of the run (a shared
+// machine's noise).
+func ReadCores() (CoreTimes, error) {
+	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		return nil, err
+		return CoreTimes{}, ErrNoProc
 	}
-	frame, _ := protocol.EncodeFrame(protocol.Msgpack,
-		&protocol.Connect{ID: 1, Token: token},
-		&protocol.Subscribe{ID: 2, S: stream})
-	f := ws.MaskFrameInPlace(ws.NewBinaryFrame(frame))
-	if err := ws.WriteFrame(conn, f); err != nil {
-		conn.Close()
-		return nil, err
-	}
-	var r *bufio.Reader
-	if br != nil {
-		r = br
-	} else {
-		r = bufio.NewReaderSize(conn, 512)
-	}
-	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
-	defer conn.SetReadDeadline(time.Time{})
-	for {
-		fr, err := ws.ReadFrame(r)
-		if err != nil {
-			conn.Close()
-			return nil, err
+	return parseCores(b), nil
+}
+
+func parseCores(b []byte) CoreTimes {
+	var ct CoreTimes
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 || !strings.HasPrefix(f[0], "cpu") || f[0] == "cpu" {
+			continue
 		}
-		msgs, err := protocol.DecodeServer(protocol.Msgpack, fr.Payload, nil)
-		if err != nil {
-			conn.Close()
-			return nil, err
-		}
-		for _, m := range msgs {
-			switch m := m.Msg.(type) {
-			case *protocol.Subscribed:
-				return conn, nil
-			case *protocol.ErrorReply:
-				conn.Close()
-				return nil, fmt.Errorf("subscribe: %d %s", m.Code, m.Reason)
-			case *protocol.Disconnect:
-				conn.Close()
-				return nil, fmt.Errorf("disconnected: %d %s", m.Code, m.Reason)
+		var total, idle, irq int64
+		for j, s := range f[1:] {
+			v, _ := strconv.ParseInt(s, 10, 64)
+			if j >= 8 { // guest times are already in user and nice
+				break
+			}
+			total += v
+			switch j {
+			case 3, 4: // idle, iowait
+				idle += v
+			case 5, 6: // irq, softirq
+				irq += v
 			}
 		}
+		ct.Busy = append(ct.Busy, total-idle)
+		ct.IRQ = append(ct.IRQ, irq)
+		ct.Total = append(ct.Total, total)
 	}
+	return ct
 }
 
-// ErrNoProc means /proc is not there (not Linux).
-var ErrNoProc = errors.New("bench: /proc not available")
+// BusyFractions is how busy each core was between a and b (0..1), and how
+// much of that was interrupts and softirqs.
+func BusyFractions(a, b CoreTimes) (busy, irq []float64) {
+	n := min(len(a.Busy), len(b.Busy), len(a.IRQ), len(b.IRQ))
+	busy, irq = make([]float64, n), make([]float64, n)
+	for i := 0; i < n; i++ {
+		if dt := b.Total[i] - a.Total[i]; dt > 0 {
+			busy[i] = round3(float64(b.Busy[i]-a.Busy[i]) / float64(dt))
+			irq[i] = round3(float64(b.IRQ[i]-a.IRQ[i]) / float64(dt))
+		}
+	}
+	return busy, irq
+}

@@ -1,178 +1,125 @@
 package bench
 
 import (
-	"bufio"
 	"context"
-	"encoding/binary"
-	"errors"
-	"net"
-	"sort"
-	"sync"
+	"fmt"
+	"strconv"
 	"time"
-
-	"github.com/gobwas/ws"
-
-	"github.com/huddle-rt/huddle/protocol"
 )
 
-// Payload is a publication body that carries its sequence number and send
-// time, so receivers measure latency from inside the message: msgpack
-// bin of 16 bytes (seq, unix nanos) followed by padding to size.
-func Payload(seq uint64, sent time.Time, size int) protocol.Raw {
-	n := max(size, 16)
-	b := make([]byte, 0, n+5)
-	switch {
-	case n <= 0xff:
-		b = append(b, 0xc4, byte(n))
-	case n <= 0xffff:
-		b = append(b, 0xc5, byte(n>>8), byte(n))
-	default:
-		b = append(b, 0xc6, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+// BroadcastConfig is the broadcast scenario: N subscribers of one stream,
+// one publisher (in the coordinator) at Rate messages a second of Size
+// bytes for Duration. The figure is each message's time to its LAST
+// subscriber.
+type BroadcastConfig struct {
+	N        int           // subscribers; default 1,000
+	Rate     float64       // messages per second; default 10
+	Duration time.Duration // how long to publish; default 10s
+	Size     int           // payload bytes (at least 24); default 100
+	Drain    time.Duration // wait for deliveries after the last publish; default 2s
+}
+
+func (c *BroadcastConfig) defaults() {
+	c.N = def(c.N, 1000)
+	c.Rate = def(c.Rate, 10)
+	c.Duration = def(c.Duration, 10*time.Second)
+	c.Size = def(c.Size, 100)
+	c.Drain = def(c.Drain, 2*time.Second)
+}
+
+// ServerArgs lift the per-connection message rate above the publisher's.
+func (c BroadcastConfig) ServerArgs() []string {
+	c.defaults()
+	return messageRateArgs(c.Rate)
+}
+
+// messageRateArgs lifts --message-rate (default 1000/s) over rate.
+func messageRateArgs(rate float64) []string {
+	if rate*1.5 < 1000 {
+		return nil
 	}
-	b = binary.BigEndian.AppendUint64(b, seq)
-	b = binary.BigEndian.AppendUint64(b, uint64(sent.UnixNano()))
-	return append(b, make([]byte, n-16)...)
+	return []string{"--message-rate", strconv.Itoa(int(rate*2 + 100))}
 }
 
-// ParsePayload reads what Payload wrote.
-func ParsePayload(r protocol.Raw) (seq uint64, sent int64, ok bool) {
-	var hdr int
-	switch {
-	case len(r) > 2 && r[0] == 0xc4:
-		hdr = 2
-	case len(r) > 3 && r[0] == 0xc5:
-		hdr = 3
-	case len(r) > 5 && r[0] == 0xc6:
-		hdr = 5
-	default:
-		return 0, 0, false
-	}
-	if len(r) < hdr+16 {
-		return 0, 0, false
-	}
-	return binary.BigEndian.Uint64(r[hdr:]), int64(binary.BigEndian.Uint64(r[hdr+8:])), true
+// BroadcastResult is the broadcast scenario's outcome. Usage and
+// Deliveries cover the publishing (not the drain after it).
+type BroadcastResult struct {
+	Common
+	Subscribers int     `json:"subscribers"`
+	Rate        float64 `json:"rate_per_second"`
+	Size        int     `json:"size_bytes"`
+	Messages    int     `json:"messages"`
+	Missing     int64   `json:"missing_deliveries"`
+	P50ms       float64 `json:"time_to_last_p50_ms"`
+	P99ms       float64 `json:"time_to_last_p99_ms"`
+	Maxms       float64 `json:"time_to_last_max_ms"`
+	TimeToLast  Latency `json:"time_to_last"`
+	Delivery    Latency `json:"delivery"` // every delivery's latency
+	Deliveries  float64 `json:"deliveries_per_second"`
+	PubErrors   int64   `json:"publisher_errors,omitempty"`
 }
 
-// Recorder keeps, per sequence number, the worst latency and how many
-// receivers saw it.
-type Recorder struct {
-	mu    sync.Mutex
-	worst map[uint64]int64
-	count map[uint64]int
+// Table implements Result.
+func (r *BroadcastResult) Table() ([]string, [][]string) {
+	return []string{"scenario", "subs", "rate/s", "bytes", "msgs", "missing", "deliv/s", "last p50 ms", "last p99 ms", "last max ms", "each p99 ms", "srv cpu", "srv RSS", "cli cpu"},
+		[][]string{{r.Scenario, fmt.Sprint(r.Subscribers), fRate(r.Rate), fmt.Sprint(r.Size), fmt.Sprint(r.Messages), fInt(r.Missing),
+			fRate(r.Deliveries), fMS(r.P50ms), fMS(r.P99ms), fMS(r.Maxms), fMS(r.Delivery.P99ms), fCPU(r.Usage), fRSS(r.Usage), fCli(r.Usage)}}
 }
 
-// NewRecorder returns an empty recorder.
-func NewRecorder() *Recorder {
-	return &Recorder{worst: make(map[uint64]int64), count: make(map[uint64]int)}
-}
+const broadcastStream = "bench:broadcast"
 
-// Record notes that seq, sent at sent (unix nanos), arrived now.
-func (r *Recorder) Record(seq uint64, sent, now int64) {
-	lat := now - sent
-	r.mu.Lock()
-	if lat > r.worst[seq] {
-		r.worst[seq] = lat
-	}
-	r.count[seq]++
-	r.mu.Unlock()
-}
-
-// SeqStat is one message's worst latency and receiver count.
-type SeqStat struct {
-	Seq   uint64 `json:"i"`
-	Worst int64  `json:"w"`
-	Count int    `json:"n"`
-}
-
-// Stats returns every recorded sequence.
-func (r *Recorder) Stats() []SeqStat {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]SeqStat, 0, len(r.worst))
-	for s, w := range r.worst {
-		out = append(out, SeqStat{Seq: s, Worst: w, Count: r.count[s]})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Seq < out[j].Seq })
-	return out
-}
-
-// Subscriber connects, subscribes to stream and records every publication
-// until ctx ends or the connection drops. ready is called once subscribed.
-func Subscriber(ctx context.Context, url string, local net.IP, token, stream string, rec *Recorder, ready func(error)) {
-	d := ws.Dialer{Protocols: []string{protocol.SubprotocolMsgpack}}
-	if local != nil {
-		nd := net.Dialer{LocalAddr: &net.TCPAddr{IP: local}}
-		d.NetDial = nd.DialContext
-	}
-	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	conn, br, _, err := d.Dial(dctx, url)
-	cancel()
+// RunBroadcast runs the broadcast scenario.
+func RunBroadcast(ctx context.Context, e *Env, c BroadcastConfig) (*BroadcastResult, error) {
+	c.defaults()
+	total := int(c.Duration.Seconds() * c.Rate)
+	r, err := e.start(ctx, "broadcast", c.N, Shape{Stream: broadcastStream, Seqs: total + 1})
 	if err != nil {
-		ready(err)
-		return
+		return nil, err
 	}
-	defer conn.Close()
-	go func() {
-		<-ctx.Done()
-		conn.Close()
-	}()
-	frame, _ := protocol.EncodeFrame(protocol.Msgpack, &protocol.Connect{ID: 1, Token: token}, &protocol.Subscribe{ID: 2, S: stream})
-	if err := ws.WriteFrame(conn, ws.MaskFrameInPlace(ws.NewBinaryFrame(frame))); err != nil {
-		ready(err)
-		return
+	defer r.close()
+	ctr, err := r.ready(ctx, c.N)
+	if err != nil {
+		return nil, err
 	}
-	r := br
-	if r == nil {
-		r = bufio.NewReaderSize(conn, 4096)
+	pub, err := r.dialPublisher(ctx, broadcastStream, c.Size)
+	if err != nil {
+		return nil, err
 	}
-	subscribed := false
-	var msgs []protocol.Decoded
-	for {
-		f, err := ws.ReadFrame(r)
-		if err != nil {
-			if !subscribed {
-				ready(err)
-			}
-			return
-		}
-		now := time.Now().UnixNano()
-		if f.Header.OpCode == ws.OpClose {
-			if !subscribed {
-				ready(errors.New("closed by server"))
-			}
-			return
-		}
-		msgs, err = protocol.DecodeServer(protocol.Msgpack, f.Payload, msgs[:0])
-		if err != nil {
-			continue
-		}
-		for _, d := range msgs {
-			switch m := d.Msg.(type) {
-			case *protocol.Pub:
-				if seq, sent, ok := ParsePayload(m.Data); ok {
-					rec.Record(seq, sent, now)
-				}
-			case *protocol.Subscribed:
-				subscribed = true
-				ready(nil)
-			case *protocol.Ping:
-				pong, _ := protocol.EncodeFrame(protocol.Msgpack, &protocol.Pong{})
-				_ = ws.WriteFrame(conn, ws.MaskFrameInPlace(ws.NewBinaryFrame(pong)))
-			case *protocol.ErrorReply:
-				if !subscribed {
-					ready(errors.New(m.Reason))
-					return
-				}
-			}
-		}
+	defer pub.close()
+	r.setLabel(fmt.Sprintf("%.0f msg/s", c.Rate))
+	r.markCounters(ctx)
+	a := r.sample()
+	r.profile(ctx, c.Duration)
+	sent, err := pub.publish(ctx, c.Rate, c.Duration)
+	if err != nil {
+		return nil, err
 	}
-}
-
-// Percentile returns the p-th percentile (0-100) of sorted values.
-func Percentile(sorted []int64, p float64) int64 {
-	if len(sorted) == 0 {
-		return 0
+	b := r.sample()
+	r.setLabel("drain")
+	if err := sleep(ctx, c.Drain); err != nil {
+		return nil, err
 	}
-	i := int(float64(len(sorted)-1) * p / 100)
-	return sorted[i]
+	st, err := r.pool.collect(ctx, true)
+	if err != nil {
+		return nil, err
+	}
+	ttl, missing := st.Seq.TimeToLast(sent, int(ctr.Up))
+	s := ttl.Summary()
+	u := b.since(a)
+	res := &BroadcastResult{
+		Subscribers: c.N, Rate: c.Rate, Size: max(c.Size, StampSize), Messages: len(sent), Missing: missing,
+		P50ms: s.P50ms, P99ms: s.P99ms, Maxms: s.Maxms, TimeToLast: s, Delivery: st.Lat.Summary(),
+		PubErrors: pub.errs.Load(),
+	}
+	if u.Seconds > 0 {
+		res.Deliveries = round3(float64(st.Recv) / u.Seconds)
+	}
+	if n := sumCodes(st.Closes); n > 0 {
+		r.notef("%d subscribers were disconnected (codes %v)", n, st.Closes)
+	}
+	if res.PubErrors > 0 {
+		r.notef("the publisher got %d error replies (a rate limit?)", res.PubErrors)
+	}
+	res.Common = r.common(u, r.counterDelta(ctx))
+	return res, nil
 }

@@ -1,58 +1,63 @@
-// Command huddle-bench measures a Huddle server. Scenarios so far:
+// Command huddle-bench measures a real-time server under load. Scenarios:
 //
-//	idle       N connections, each subscribed to a stream: server RSS per connection
-//	broadcast  N subscribers of one stream, messages at a rate: time from publish
-//	           to the LAST subscriber (p50/p99/max) and missing deliveries
+//	idle       N connections, each subscribed: server RSS per connection
+//	connect    a connect+subscribe storm at a concurrency: rate, failures
+//	broadcast  N subscribers of one stream: time from publish to the LAST one
+//	rooms      M rooms of K, publish rate ramped: deliveries/s within a p99
+//	whisper    pairs whispering at an offered rate: delivered? latency
+//	cursors    rooms of K clients whispering cursors at a rate: latency, CPU
+//	presence   join+leave churn on big presence streams: visibility, RSS
+//	slow       subscribers that stop reading: others unaffected, slow get 4008
 //
-// Without -url it builds ./cmd/huddle and runs it pinned to core 0 with
-// GOMAXPROCS=1; client processes run on core 1.
+// Without -url it builds cmd/huddle and starts it pinned to core 0 with
+// GOMAXPROCS=1, with the flags the scenario needs (see each one's -h);
+// client processes run on the other cores. Every figure comes with the
+// server's and the clients' CPU, read from /proc.
 //
-//	huddle-bench idle -n 10000
+//	huddle-bench idle -n 15000
 //	huddle-bench broadcast -n 1000 -rate 10 -duration 10s -size 100
+//	huddle-bench rooms -rooms 1000 -group 10 -slo 100ms
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
+	"os/signal"
+	"runtime"
 	"sort"
-	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
-	"time"
+	"syscall"
 
 	"github.com/huddle-rt/huddle/bench"
-	"github.com/huddle-rt/huddle/internal/auth"
-	"github.com/huddle-rt/huddle/internal/wsclient"
-	"github.com/huddle-rt/huddle/protocol"
 )
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: huddle-bench idle|broadcast [flags]   (-h for the flags of one)")
+		usage()
 		os.Exit(2)
 	}
+	name := os.Args[1]
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	var err error
-	switch os.Args[1] {
-	case "idle":
-		err = runIdle(os.Args[2:])
+	switch name {
 	case "worker":
-		err = runWorker(os.Args[2:])
-	case "broadcast":
-		err = runBroadcast(os.Args[2:])
-	case "bsub":
-		err = runBroadcastWorker(os.Args[2:])
+		// A client process started by the coordinator: task and commands on
+		// stdin, reports on stdout.
+		err = bench.RunWorker(ctx, os.Stdin, os.Stdout)
+	case "help", "-h", "-help", "--help":
+		usage()
+		return
 	default:
-		err = fmt.Errorf("unknown scenario %q (have: idle, broadcast)", os.Args[1])
+		s, ok := scenarios[name]
+		if !ok {
+			fmt.Fprintf(os.Stderr, "huddle-bench: unknown scenario %q\n\n", name)
+			usage()
+			os.Exit(2)
+		}
+		err = runScenario(ctx, s, os.Args[2:])
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "huddle-bench:", err)
@@ -60,433 +65,217 @@ func main() {
 	}
 }
 
-type idleResult struct {
-	Scenario       string  `json:"scenario"`
-	Connections    int     `json:"connections"`
-	Failed         int64   `json:"failed"`
-	BaselineRSS    int64   `json:"baseline_rss_bytes"`
-	LoadedRSS      int64   `json:"loaded_rss_bytes"`
-	PerConnBytes   float64 `json:"rss_per_connection_bytes"`
-	ServerCPUSec   float64 `json:"server_cpu_seconds"`
-	ConnectSeconds float64 `json:"connect_seconds"`
+func usage() {
+	fmt.Fprintln(os.Stderr, "usage: huddle-bench SCENARIO [flags]   (huddle-bench SCENARIO -h for its flags)")
+	fmt.Fprintln(os.Stderr, "\nscenarios:")
+	names := make([]string, 0, len(scenarios))
+	for n := range scenarios {
+		names = append(names, n)
+	}
+	sort.Slice(names, func(i, j int) bool { return scenarios[names[i]].order < scenarios[names[j]].order })
+	for _, n := range names {
+		fmt.Fprintf(os.Stderr, "  %-10s %s\n", n, scenarios[n].summary)
+	}
 }
 
-func runIdle(args []string) error {
-	fs := flag.NewFlagSet("idle", flag.ExitOnError)
-	n := fs.Int("n", 10000, "connections")
-	workers := fs.Int("workers", 0, "client processes (default: one per 5,000 connections)")
-	tg := targetFlags(fs)
-	streams := fs.Int("streams", 100, "streams the connections spread over")
-	settle := fs.Duration("settle", 3*time.Second, "wait after connecting before reading RSS")
-	_ = fs.Parse(args)
-	if *workers <= 0 {
-		*workers = (*n + 4999) / 5000
+// scenario binds a bench scenario to its flags.
+type scenario struct {
+	order   int
+	summary string
+	about   string
+	// flags defines the scenario's flags and returns the server flags it
+	// needs and its run function, both reading the parsed values.
+	flags func(fs *flag.FlagSet) (serverArgs func() []string, run runFunc)
+}
+
+type runFunc func(ctx context.Context, e *bench.Env) (bench.Result, error)
+
+func runScenario(ctx context.Context, s scenario, args []string) error {
+	fs := flag.NewFlagSet(args0(), flag.ExitOnError)
+	tf := targetFlags(fs)
+	serverArgs, run := s.flags(fs)
+	fs.Usage = func() {
+		out := fs.Output()
+		fmt.Fprintf(out, "%s\n\n", strings.TrimSpace(s.about))
+		if a := serverArgs(); len(a) > 0 {
+			fmt.Fprintf(out, "When it starts the server, it adds: %s\n\n", strings.Join(a, " "))
+		} else {
+			fmt.Fprintf(out, "When it starts the server, it adds no flags of its own.\n\n")
+		}
+		fmt.Fprintln(out, "Flags:")
+		fs.PrintDefaults()
 	}
-	stop, err := tg.start()
+	_ = fs.Parse(args)
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	env, stop, err := tf.env(ctx, serverArgs())
 	if err != nil {
 		return err
 	}
 	defer stop()
-	url, pid, secret, jsonOut := &tg.url, &tg.pid, &tg.secret, &tg.json
-	var base bench.ProcStats
-	if *pid > 0 {
-		base, _ = bench.ReadProc(*pid)
-	}
-	start := time.Now()
-	procs, err := spawnWorkers(*n, *workers, func(w, first, count int) []string {
-		return []string{"worker", "-url", *url, "-n", strconv.Itoa(count), "-first", strconv.Itoa(first),
-			"-local", localAddr(w), "-secret", *secret, "-streams", strconv.Itoa(*streams)}
-	})
+	res, err := run(ctx, env)
 	if err != nil {
 		return err
 	}
-	failed := waitReady(procs)
-	connectTime := time.Since(start)
-	fmt.Fprintf(os.Stderr, "%d connections up in %v (%d failed); settling %v\n", *n, connectTime.Round(time.Millisecond), failed, *settle)
-	time.Sleep(*settle)
-	res := idleResult{Scenario: "idle", Connections: *n, Failed: failed, ConnectSeconds: connectTime.Seconds()}
-	if *pid > 0 {
-		loaded, _ := bench.ReadProc(*pid)
-		res.BaselineRSS, res.LoadedRSS = base.RSS, loaded.RSS
-		res.PerConnBytes = float64(loaded.RSS-base.RSS) / float64(int64(*n)-failed)
-		res.ServerCPUSec = (loaded.CPUTime - base.CPUTime).Seconds()
+	bench.WriteTable(os.Stdout, res)
+	if err := bench.WriteJSON(os.Stdout, res); err != nil {
+		return err
 	}
-	for _, p := range procs {
-		p.stdin.Close()
-	}
-	for _, p := range procs {
-		_ = p.cmd.Wait()
-	}
-	fmt.Printf("%-8s %12s %8s %14s %14s %16s %10s\n", "scenario", "connections", "failed", "baseline RSS", "loaded RSS", "RSS/connection", "server CPU")
-	fmt.Printf("%-8s %12d %8d %13.1fM %13.1fM %14.0f B %9.2fs\n", res.Scenario, res.Connections, res.Failed,
-		float64(res.BaselineRSS)/(1<<20), float64(res.LoadedRSS)/(1<<20), res.PerConnBytes, res.ServerCPUSec)
-	return report(res, *jsonOut)
-}
-
-// runWorker opens connections and holds them until stdin closes.
-func runWorker(args []string) error {
-	fs := flag.NewFlagSet("worker", flag.ExitOnError)
-	url := fs.String("url", "", "")
-	n := fs.Int("n", 0, "")
-	first := fs.Int("first", 0, "")
-	local := fs.String("local", "", "")
-	secret := fs.String("secret", "", "")
-	streams := fs.Int("streams", 100, "")
-	_ = fs.Parse(args)
-	ip := net.ParseIP(*local)
-	var failed atomic.Int64
-	var mu sync.Mutex
-	var conns []net.Conn
-	sem := make(chan struct{}, 200)
-	var wg sync.WaitGroup
-	for i := 0; i < *n; i++ {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func(i int) {
-			defer wg.Done()
-			defer func() { <-sem }()
-			user := "u" + strconv.Itoa(*first+i)
-			tok, _ := auth.SignHS256([]byte(*secret), user, time.Now().Add(time.Hour), nil,
-				map[string][]string{"idle:*": {"sub"}})
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			c, err := bench.IdleConn(ctx, *url, ip, tok, "idle:"+strconv.Itoa((*first+i)%*streams))
-			if err != nil {
-				if failed.Add(1) <= 3 {
-					fmt.Fprintln(os.Stderr, "worker:", err)
-				}
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}(i)
-	}
-	wg.Wait()
-	fmt.Printf("ready %d\n", failed.Load())
-	_, _ = io.Copy(io.Discard, os.Stdin)
-	for _, c := range conns {
-		c.Close()
+	if tf.json != "" {
+		f, err := os.Create(tf.json)
+		if err != nil {
+			return err
+		}
+		if err := bench.WriteJSON(f, res); err != nil {
+			f.Close()
+			return err
+		}
+		return f.Close()
 	}
 	return nil
 }
 
-type server struct {
-	cmd *exec.Cmd
-	url string
-	dir string
+// args0 names the flag set after the command line, for messages.
+func args0() string {
+	if len(os.Args) > 1 {
+		return "huddle-bench " + os.Args[1]
+	}
+	return "huddle-bench"
 }
 
-// startServer builds ./cmd/huddle and runs it pinned to core 0 with
-// GOMAXPROCS=1 (clients run on the other core).
-func startServer(secret string) (*server, error) {
-	dir, err := os.MkdirTemp("", "huddle-bench")
-	if err != nil {
-		return nil, err
-	}
-	bin := filepath.Join(dir, "huddle")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/huddle")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		return nil, fmt.Errorf("build ./cmd/huddle (run from the repository root): %w", err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	args := []string{"--addr", addr, "--secret", secret, "--log-level", "warn"}
-	var cmd *exec.Cmd
-	if _, err := exec.LookPath("taskset"); err == nil {
-		cmd = exec.Command("taskset", append([]string{"-c", "0", bin}, args...)...)
-	} else {
-		cmd = exec.Command(bin, args...)
-	}
-	cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	s := &server{cmd: cmd, url: "ws://" + addr + "/ws", dir: dir}
-	for i := 0; i < 100; i++ {
-		if resp, err := http.Get("http://" + addr + "/readyz"); err == nil {
-			resp.Body.Close()
-			return s, nil
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	s.stop()
-	return nil, fmt.Errorf("server did not become ready on %s", addr)
-}
-
-func (s *server) stop() {
-	_ = s.cmd.Process.Signal(os.Interrupt)
-	done := make(chan struct{})
-	go func() { _ = s.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		_ = s.cmd.Process.Kill()
-	}
-	os.RemoveAll(s.dir)
-}
-
-// clientCommand runs a client worker process, pinned to core 1 when taskset
-// is there (the server has core 0).
-func clientCommand(self string, args ...string) *exec.Cmd {
-	if _, err := exec.LookPath("taskset"); err == nil && os.Getenv("HUDDLE_BENCH_NOPIN") == "" {
-		return exec.Command("taskset", append([]string{"-c", "1", self}, args...)...)
-	}
-	return exec.Command(self, args...)
-}
-
-type broadcastResult struct {
-	Scenario      string  `json:"scenario"`
-	Subscribers   int     `json:"subscribers"`
-	Rate          float64 `json:"rate_per_second"`
-	Size          int     `json:"size_bytes"`
-	Messages      int     `json:"messages"`
-	Missing       int64   `json:"missing_deliveries"`
-	P50ms         float64 `json:"time_to_last_p50_ms"`
-	P99ms         float64 `json:"time_to_last_p99_ms"`
-	Maxms         float64 `json:"time_to_last_max_ms"`
-	ServerCPU     float64 `json:"server_cpu_percent"`
-	ServerRSS     int64   `json:"server_rss_bytes"`
-	ClientWorkers int     `json:"client_workers"`
-}
-
-func runBroadcast(args []string) error {
-	fs := flag.NewFlagSet("broadcast", flag.ExitOnError)
-	n := fs.Int("n", 1000, "subscribers")
-	rate := fs.Float64("rate", 10, "messages per second")
-	duration := fs.Duration("duration", 10*time.Second, "how long to publish")
-	size := fs.Int("size", 100, "payload bytes")
-	workers := fs.Int("workers", 0, "client processes (default: one per 2,500 subscribers, at least 2)")
-	tg := targetFlags(fs)
-	_ = fs.Parse(args)
-	if *workers <= 0 {
-		*workers = max(2, (*n+2499)/2500)
-	}
-	stop, err := tg.start()
-	if err != nil {
-		return err
-	}
-	defer stop()
-	url, pid, secret, jsonOut := &tg.url, &tg.pid, &tg.secret, &tg.json
-	stream := "bench:broadcast"
-	procs, err := spawnWorkers(*n, *workers, func(w, first, count int) []string {
-		return []string{"bsub", "-url", *url, "-n", strconv.Itoa(count), "-local", localAddr(w), "-secret", *secret, "-stream", stream}
-	})
-	if err != nil {
-		return err
-	}
-	waitReady(procs)
-	tok, _ := auth.SignHS256([]byte(*secret), "publisher", time.Now().Add(time.Hour), nil, map[string][]string{"bench:*": {"pub"}})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	pub, _, err := wsclient.DialConnected(ctx, *url, tok, wsclient.Options{})
-	cancel()
-	if err != nil {
-		return fmt.Errorf("publisher: %w", err)
-	}
-	defer pub.Close()
-	var before bench.ProcStats
-	if *pid > 0 {
-		before, _ = bench.ReadProc(*pid)
-	}
-	start := time.Now()
-	interval := time.Duration(float64(time.Second) / *rate)
-	total := int(duration.Seconds() * *rate)
-	next := start
-	for i := 0; i < total; i++ {
-		if d := time.Until(next); d > 0 {
-			time.Sleep(d)
-		}
-		next = next.Add(interval)
-		if err := pub.Send(&protocol.Publish{ID: uint64(i + 1), S: stream, Data: bench.Payload(uint64(i), time.Now(), *size)}); err != nil {
-			return fmt.Errorf("publish: %w", err)
-		}
-		if i%int(max(1, *rate)) == 0 {
-			fmt.Fprintf(os.Stderr, "\rpublished %d/%d", i+1, total)
-		}
-	}
-	elapsed := time.Since(start)
-	fmt.Fprintf(os.Stderr, "\rpublished %d in %v; waiting for deliveries\n", total, elapsed.Round(time.Millisecond))
-	time.Sleep(2 * time.Second)
-	res := broadcastResult{Scenario: "broadcast", Subscribers: *n, Rate: *rate, Size: *size, Messages: total, ClientWorkers: len(procs)}
-	if *pid > 0 {
-		after, _ := bench.ReadProc(*pid)
-		res.ServerCPU = 100 * (after.CPUTime - before.CPUTime).Seconds() / (elapsed + 2*time.Second).Seconds()
-		res.ServerRSS = after.RSS
-	}
-	worst := make(map[uint64]int64)
-	counts := make(map[uint64]int)
-	for _, p := range procs {
-		p.stdin.Close()
-		for p.out.Scan() {
-			var st []bench.SeqStat
-			if err := json.Unmarshal(p.out.Bytes(), &st); err != nil {
-				continue
-			}
-			for _, s := range st {
-				worst[s.Seq] = max(worst[s.Seq], s.Worst)
-				counts[s.Seq] += s.Count
-			}
-		}
-		_ = p.cmd.Wait()
-	}
-	var lats []int64
-	for i := 0; i < total; i++ {
-		res.Missing += int64(*n - counts[uint64(i)])
-		if counts[uint64(i)] > 0 {
-			lats = append(lats, worst[uint64(i)])
-		}
-	}
-	sort.Slice(lats, func(i, j int) bool { return lats[i] < lats[j] })
-	res.P50ms = float64(bench.Percentile(lats, 50)) / 1e6
-	res.P99ms = float64(bench.Percentile(lats, 99)) / 1e6
-	if len(lats) > 0 {
-		res.Maxms = float64(lats[len(lats)-1]) / 1e6
-	}
-	fmt.Printf("%-10s %8s %8s %6s %9s %8s %10s %10s %10s %10s\n", "scenario", "subs", "rate/s", "bytes", "messages", "missing", "p50 ms", "p99 ms", "max ms", "server CPU")
-	fmt.Printf("%-10s %8d %8.0f %6d %9d %8d %10.2f %10.2f %10.2f %9.0f%%\n", res.Scenario, res.Subscribers, res.Rate, res.Size, res.Messages, res.Missing, res.P50ms, res.P99ms, res.Maxms, res.ServerCPU)
-	return report(res, *jsonOut)
-}
-
-// runBroadcastWorker holds subscribers until stdin closes, then prints the
-// per-message worst latency and count as JSON.
-func runBroadcastWorker(args []string) error {
-	fs := flag.NewFlagSet("bsub", flag.ExitOnError)
-	url := fs.String("url", "", "")
-	n := fs.Int("n", 0, "")
-	local := fs.String("local", "", "")
-	secret := fs.String("secret", "", "")
-	stream := fs.String("stream", "", "")
-	_ = fs.Parse(args)
-	ip := net.ParseIP(*local)
-	rec := bench.NewRecorder()
-	ctx, cancel := context.WithCancel(context.Background())
-	var ready sync.WaitGroup
-	var failed atomic.Int64
-	sem := make(chan struct{}, 200)
-	for i := 0; i < *n; i++ {
-		ready.Add(1)
-		sem <- struct{}{}
-		tok, _ := auth.SignHS256([]byte(*secret), "s"+strconv.Itoa(i), time.Now().Add(time.Hour), nil, map[string][]string{"bench:*": {"sub"}})
-		var once sync.Once
-		go bench.Subscriber(ctx, *url, ip, tok, *stream, rec, func(err error) {
-			once.Do(func() {
-				if err != nil && failed.Add(1) <= 3 {
-					fmt.Fprintln(os.Stderr, "subscriber:", err)
-				}
-				<-sem
-				ready.Done()
-			})
-		})
-	}
-	ready.Wait()
-	fmt.Printf("ready %d\n", failed.Load())
-	_, _ = io.Copy(io.Discard, os.Stdin)
-	cancel()
-	b, _ := json.Marshal(rec.Stats())
-	fmt.Println(string(b))
-	return nil
-}
-
-// proc is a client worker process: it prints "ready <failed>" once its
-// connections are up, holds them until its stdin closes, then may print
-// results.
-type proc struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	out   *bufio.Scanner
-}
-
-// spawnWorkers starts worker processes sharing n connections; args gives
-// each one's command line.
-func spawnWorkers(n, workers int, args func(w, first, count int) []string) ([]proc, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	var procs []proc
-	per := (n + workers - 1) / workers
-	for w := 0; w < workers; w++ {
-		count := min(per, n-w*per)
-		if count <= 0 {
-			break
-		}
-		cmd := clientCommand(self, args(w, w*per, count)...)
-		cmd.Stderr = os.Stderr
-		stdin, _ := cmd.StdinPipe()
-		stdout, _ := cmd.StdoutPipe()
-		if err := cmd.Start(); err != nil {
-			return procs, err
-		}
-		sc := bufio.NewScanner(stdout)
-		sc.Buffer(make([]byte, 1<<20), 64<<20)
-		procs = append(procs, proc{cmd, stdin, sc})
-	}
-	return procs, nil
-}
-
-// waitReady waits until every worker has its connections up and returns
-// how many failed.
-func waitReady(procs []proc) int64 {
-	var failed int64
-	for _, p := range procs {
-		for p.out.Scan() {
-			if v, ok := strings.CutPrefix(p.out.Text(), "ready "); ok {
-				f, _ := strconv.ParseInt(v, 10, 64)
-				failed += f
-				break
-			}
-		}
-	}
-	return failed
-}
-
-// localAddr spreads worker w over its own loopback source address.
-func localAddr(w int) string { return fmt.Sprintf("127.0.0.%d", 2+w) }
-
-// report prints res as JSON and writes it to path when set.
-func report(res any, path string) error {
-	b, err := json.Marshal(res)
-	if err != nil {
-		return err
-	}
-	fmt.Println(string(b))
-	if path != "" {
-		return os.WriteFile(path, append(b, '\n'), 0o644)
-	}
-	return nil
-}
-
-// target is the server a scenario runs against, from the flags every
-// scenario shares.
+// target holds the flags every scenario shares: which server, which
+// protocol, how the clients run.
 type target struct {
-	url, secret, json string
-	pid               int
+	url, secret, apiKey, json     string
+	pid                           int
+	adapter, codec                string
+	workers, ips, setupConc       int
+	serverBin, serverCPUs         string
+	clientCPUs                    string
+	serverProcs                   int
+	serverFlags                   multiFlag
+	profile                       string
+	quiet, inproc                 bool
+	defaultClientCPUs, defaultSrv string
 }
+
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, " ") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
 func targetFlags(fs *flag.FlagSet) *target {
 	t := &target{}
-	fs.StringVar(&t.url, "url", "", "server WebSocket URL; empty builds and starts ./cmd/huddle")
-	fs.IntVar(&t.pid, "pid", 0, "server pid for /proc readings (with -url)")
-	fs.StringVar(&t.secret, "secret", "bench-secret", "HS256 secret of the server")
+	t.defaultSrv, t.defaultClientCPUs = defaultCPUs()
+	fs.StringVar(&t.url, "url", "", "server WebSocket URL; empty builds cmd/huddle and starts it")
+	fs.IntVar(&t.pid, "pid", 0, "with -url: the server's pid, for its CPU and RSS from /proc")
+	fs.StringVar(&t.secret, "secret", "bench-secret", "HS256 secret the server verifies client tokens with")
+	fs.StringVar(&t.apiKey, "api-key", "", "the server's API key, for /api/stats and presence counts (set for a server it starts)")
 	fs.StringVar(&t.json, "json", "", "also write the result as JSON to this file")
+	fs.StringVar(&t.adapter, "adapter", "huddle", "protocol adapter: "+strings.Join(bench.AdapterNames(), ", "))
+	fs.StringVar(&t.codec, "codec", "msgpack", "wire format, where the protocol has several (huddle: msgpack or json)")
+	fs.IntVar(&t.workers, "workers", 0, "client processes (default: one per 5,000 clients, at least 2)")
+	fs.IntVar(&t.ips, "ips", 16, "spread clients over this many source addresses 127.0.0.2 and up (loopback targets)")
+	fs.IntVar(&t.setupConc, "setup-concurrency", 100, "connects each worker has in flight while setting up")
+	fs.StringVar(&t.serverBin, "server-bin", "", "huddle binary to start (default: go build ./cmd/huddle)")
+	fs.StringVar(&t.serverCPUs, "server-cpus", t.defaultSrv, "taskset CPU list for the server it starts; empty: unpinned")
+	fs.IntVar(&t.serverProcs, "server-procs", 1, "GOMAXPROCS of the server it starts; 0: Go's default")
+	fs.StringVar(&t.clientCPUs, "client-cpus", t.defaultClientCPUs, "taskset CPU list for client processes; empty: unpinned (also with HUDDLE_BENCH_NOPIN set)")
+	fs.Var(&t.serverFlags, "server-flag", "extra flag for the server it starts, e.g. -server-flag=--workers=64 (repeatable)")
+	fs.StringVar(&t.profile, "profile", "", "write a CPU profile of the server over the measured phase to this file (starts it with --pprof)")
+	fs.BoolVar(&t.quiet, "quiet", false, "no live progress line")
+	fs.BoolVar(&t.inproc, "inproc", false, "run the clients in this process instead of worker processes (debugging)")
 	return t
 }
 
-// start builds and starts the server unless -url names one; stop ends it.
-func (t *target) start() (stop func(), err error) {
-	if t.url != "" {
-		return func() {}, nil
+// defaultCPUs puts the server on core 0 and the clients on the others.
+func defaultCPUs() (server, clients string) {
+	n := runtime.NumCPU()
+	switch {
+	case n < 2:
+		return "", ""
+	case n == 2:
+		server, clients = "0", "1"
+	default:
+		server, clients = "0", fmt.Sprintf("1-%d", n-1)
 	}
-	srv, err := startServer(t.secret)
-	if err != nil {
-		return nil, err
+	if os.Getenv("HUDDLE_BENCH_NOPIN") != "" {
+		clients = ""
 	}
-	t.url, t.pid = srv.url, srv.cmd.Process.Pid
-	return srv.stop, nil
+	return server, clients
+}
+
+// cpuCount counts the CPUs in a taskset list such as "1-3,5".
+func cpuCount(list string) int {
+	n := 0
+	for _, part := range strings.Split(list, ",") {
+		var a, b int
+		if k, _ := fmt.Sscanf(part, "%d-%d", &a, &b); k == 2 {
+			n += b - a + 1
+		} else if k, _ := fmt.Sscanf(part, "%d", &a); k == 1 {
+			n++
+		}
+	}
+	return n
+}
+
+// env starts the server unless -url names one and returns the scenario's
+// environment; stop ends the server.
+func (t *target) env(ctx context.Context, serverArgs []string) (*bench.Env, func(), error) {
+	stop := func() {}
+	tg := bench.Target{URL: t.url, Pid: t.pid, APIKey: t.apiKey}
+	if t.url == "" {
+		if t.apiKey == "" {
+			t.apiKey = "bench-api-key"
+		}
+		args := append(append([]string(nil), serverArgs...), t.serverFlags...)
+		flags := strings.Join(args, " ")
+		if flags == "" {
+			flags = "no scenario flags"
+		}
+		fmt.Fprintf(os.Stderr, "starting huddle (cpus %q, GOMAXPROCS=%d) with %s\n", t.serverCPUs, t.serverProcs, flags)
+		srv, err := bench.StartHuddle(ctx, bench.ServerOptions{
+			Bin: t.serverBin, CPUs: t.serverCPUs, GOMAXPROCS: t.serverProcs, Secret: t.secret, APIKey: t.apiKey,
+			Pprof: t.profile != "", Args: args, Stderr: os.Stderr,
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+		stop = srv.Stop
+		tg = bench.Target{URL: srv.URL, Pid: srv.Pid, APIKey: t.apiKey, Pprof: t.profile != "", Started: true, Args: srv.Args}
+	} else if t.profile != "" {
+		tg.Pprof = true // the caller says the server has --pprof
+	}
+	e := &bench.Env{
+		Target:      tg,
+		Adapter:     bench.AdapterConfig{Name: t.adapter, URL: tg.URL, Secret: t.secret, Codec: t.codec},
+		Workers:     t.workers,
+		IPs:         t.ips,
+		Concurrency: t.setupConc,
+		Log:         os.Stderr,
+		Profile:     t.profile,
+	}
+	if _, err := bench.NewAdapter(e.Adapter); err != nil {
+		stop()
+		return nil, nil, err
+	}
+	if !t.quiet {
+		e.Progress = os.Stderr
+	}
+	if t.inproc {
+		e.Launcher = bench.InProcLauncher{}
+		e.ClientCores = 0
+	} else {
+		self, err := os.Executable()
+		if err != nil {
+			stop()
+			return nil, nil, err
+		}
+		e.Launcher = &bench.ProcLauncher{Exe: self, Args: []string{"worker"}, CPUs: t.clientCPUs, Stderr: os.Stderr}
+		if t.clientCPUs != "" {
+			e.ClientCores = cpuCount(t.clientCPUs)
+		}
+	}
+	return e, stop, nil
 }
