@@ -12,6 +12,8 @@ package broker
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"hash/maphash"
 	"sync"
 
@@ -55,6 +57,18 @@ type Broker interface {
 	// node's Handler, this node's included. It returns the stored
 	// publication and the stream's position after it.
 	Publish(ctx context.Context, stream string, pub storage.Publication, opts storage.Options) (storage.Publication, storage.Position, error)
+	// PublishBatch publishes items as Publish would, in their order: each
+	// stream gets its items' offsets in the order they come in items. It
+	// returns one Result per item and, if an item failed, the first
+	// failure's error (naming the item's index); nil when all were stored.
+	//
+	// A failure never leaves a hole in a stream's run of the batch: once an
+	// item fails, the later items of the same stream are not stored and
+	// fail with ErrSkipped. Whether items of other streams after it are
+	// stored depends on the broker (the memory broker stops the whole
+	// batch; the Redis broker goes on with the other streams), so the
+	// caller must look at every Result.
+	PublishBatch(ctx context.Context, items []Item) ([]Result, error)
 	// PublishEphemeral relays payload to the Handlers of the other nodes
 	// subscribed to stream; never to this node's, as the caller delivered
 	// it here already. It never blocks: an ephemeral message that cannot
@@ -70,6 +84,29 @@ type Broker interface {
 	// node stops receiving the stream.
 	Unsubscribe(ctx context.Context, stream string) error
 }
+
+// Item is one publication of a PublishBatch, with the arguments Publish
+// takes.
+type Item struct {
+	Stream string
+	Pub    storage.Publication
+	Opts   storage.Options
+}
+
+// Result is the outcome of one Item of a PublishBatch: the stored
+// publication and the stream's position after it, or Err. An Err that is
+// (or wraps) ErrSkipped or a refusal of the backend means the item was not
+// stored; one wrapping storage.ErrUnavailable or the context's error means
+// it may have been, as for Publish.
+type Result struct {
+	Pub storage.Publication
+	Pos storage.Position
+	Err error
+}
+
+// ErrSkipped is the error of a batch item that was not stored because an
+// earlier item of the batch failed.
+var ErrSkipped = errors.New("broker: not stored: an earlier item of the batch failed")
 
 // Reporter is a Broker that counts notable events (for metrics), such as
 // resubscriptions and dropped relays.
@@ -109,6 +146,25 @@ func (m *Memory) Publish(ctx context.Context, stream string, pub storage.Publica
 	}
 	m.handler.HandlePublication(stream, pos.Epoch, stored)
 	return stored, pos, nil
+}
+
+// PublishBatch publishes the items one after the other, each under its
+// stream's stripe as Publish does. It stops at the first failure: every
+// later item, of any stream, fails with ErrSkipped.
+func (m *Memory) PublishBatch(ctx context.Context, items []Item) ([]Result, error) {
+	res := make([]Result, len(items))
+	for i, it := range items {
+		pub, pos, err := m.Publish(ctx, it.Stream, it.Pub, it.Opts)
+		if err != nil {
+			res[i].Err = err
+			for j := i + 1; j < len(items); j++ {
+				res[j].Err = ErrSkipped
+			}
+			return res, fmt.Errorf("item %d: %w", i, err)
+		}
+		res[i] = Result{Pub: pub, Pos: pos}
+	}
+	return res, nil
 }
 
 // PublishEphemeral does nothing: there is no other node.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/huddle-rt/huddle/internal/auth"
+	"github.com/huddle-rt/huddle/internal/broker"
 	"github.com/huddle-rt/huddle/protocol"
 	"github.com/huddle-rt/huddle/storage"
 )
@@ -107,11 +108,24 @@ type apiPub struct {
 	Data   json.RawMessage `json:"data"`
 }
 
+// apiPubResult is one item's outcome in a POST /api/publish response:
+// where it was stored, or why not (offsets start at 1, so a failed item
+// has none).
 type apiPubResult struct {
-	Offset uint64 `json:"offset"`
-	Epoch  string `json:"epoch"`
+	Offset uint64  `json:"offset,omitempty"`
+	Epoch  string  `json:"epoch,omitempty"`
+	Error  *apiErr `json:"error,omitempty"`
 }
 
+// apiPublish publishes one item or a batch, in order, as one broker batch.
+// The response lists one result per item. When an item fails, the
+// response carries the first failure as "error" and the status says what
+// kind it was (503: the backend is unreachable or timed out, 500: it
+// refused); each failed item's result says, by its code, what happened
+// to it: "skipped" (not stored: an earlier item of its stream, or with
+// the memory broker of the batch, failed), "unavailable" (it may have
+// been stored) or "publish_failed" (not stored). The items of a stream
+// that were stored are always a prefix of that stream's items.
 func (s *Server) apiPublish(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxAPIBody))
 	if err != nil {
@@ -136,38 +150,56 @@ func (s *Server) apiPublish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Validate everything first so a bad item publishes nothing.
-	datas := make([]protocol.Raw, len(batch))
+	streams := make([]string, len(batch))
+	pubs := make([]storage.Publication, len(batch))
 	for i, p := range batch {
 		if !auth.ValidStream(p.Stream) {
 			apiError(w, http.StatusBadRequest, "bad_stream", "item "+strconv.Itoa(i)+": invalid stream name")
 			return
 		}
+		streams[i] = p.Stream
 		if len(p.Data) == 0 {
-			datas[i] = protocol.RawNil
+			pubs[i].Data = protocol.RawNil
 			continue
 		}
-		if datas[i], err = protocol.RawFromJSON(p.Data); err != nil {
+		if pubs[i].Data, err = protocol.RawFromJSON(p.Data); err != nil {
 			apiError(w, http.StatusBadRequest, "bad_data", "item "+strconv.Itoa(i)+": "+err.Error())
 			return
 		}
 	}
-	results := make([]apiPubResult, 0, len(batch))
-	for i, p := range batch {
-		pub, pos, err := s.publish(r.Context(), p.Stream, storage.Publication{Data: datas[i]})
-		if err != nil {
-			status := http.StatusInternalServerError
-			if errors.Is(err, storage.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
-				status = http.StatusServiceUnavailable
-			}
-			writeJSON(w, status, map[string]any{
-				"error":   apiErr{Code: "publish_failed", Message: "item " + strconv.Itoa(i) + ": " + err.Error()},
-				"results": results,
-			})
-			return
+	res, err := s.publishBatch(r.Context(), streams, pubs)
+	results := make([]apiPubResult, len(res))
+	for i, r := range res {
+		if r.Err != nil {
+			results[i].Error = &apiErr{Code: publishErrCode(r.Err), Message: r.Err.Error()}
+			continue
 		}
-		results = append(results, apiPubResult{Offset: pub.Offset, Epoch: pos.Epoch})
+		results[i] = apiPubResult{Offset: r.Pub.Offset, Epoch: r.Pos.Epoch}
+	}
+	if err != nil {
+		status := http.StatusInternalServerError
+		if publishErrCode(err) == "unavailable" {
+			status = http.StatusServiceUnavailable
+		}
+		writeJSON(w, status, map[string]any{
+			"error":   apiErr{Code: "publish_failed", Message: err.Error()},
+			"results": results,
+		})
+		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"results": results})
+}
+
+// publishErrCode names what a failed publish left stored: "skipped" and
+// "publish_failed" stored nothing, "unavailable" may have stored it.
+func publishErrCode(err error) string {
+	switch {
+	case errors.Is(err, broker.ErrSkipped):
+		return "skipped"
+	case errors.Is(err, storage.ErrUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return "unavailable"
+	}
+	return "publish_failed"
 }
 
 func (s *Server) apiHistory(w http.ResponseWriter, r *http.Request) {

@@ -315,11 +315,10 @@ func (c *conn) closeLocked(code protocol.Code, reason string, reconnect, dropQue
 	// A client told not to reconnect is gone for good: its presence ends at
 	// once. One told to reconnect keeps the presence grace.
 	c.cleanClose = c.cleanClose || !reconnect
-	grace := closeGrace
-	if dropQueue {
-		grace = 200 * time.Millisecond
-	}
-	c.closeBy = time.Now().Add(grace).UnixNano()
+	// A slow consumer gets the same grace: its queue is gone, and a reader
+	// that resumes within it still reads the 4008 behind what the kernel
+	// already holds. One that never reads again cannot get it in-band.
+	c.closeBy = time.Now().Add(closeGrace).UnixNano()
 	c.srv.metrics.countOut(protocol.TypeDisconnect, 1)
 	c.srv.metrics.countDisconnect(code)
 	return c.wantFlushLocked()

@@ -1,7 +1,9 @@
 package server_test
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/huddle-rt/huddle/internal/wsclient"
 	"github.com/huddle-rt/huddle/protocol"
+	"github.com/huddle-rt/huddle/storage"
 )
 
 // apiClient bounds every API call, so a stuck server fails a test instead of
@@ -693,4 +696,60 @@ func TestAPIPublishBadRequest(t *testing.T) {
 			t.Fatalf("history %d %s, want offset 0", status, body)
 		}
 	})
+}
+
+// brokenLog fails every Append to one stream.
+type brokenLog struct {
+	storage.Log
+	bad string
+}
+
+func (l brokenLog) Append(ctx context.Context, stream string, pub storage.Publication, opts storage.Options) (storage.Publication, storage.Position, error) {
+	if stream == l.bad {
+		return storage.Publication{}, storage.Position{}, errors.New("disk on fire")
+	}
+	return l.Log.Append(ctx, stream, pub, opts)
+}
+
+// TestAPIPublish_BatchFailure: a batch that fails in the middle answers
+// with the first failure and one result per item, which says what was
+// stored; nothing after the failure is stored.
+func TestAPIPublish_BatchFailure(t *testing.T) {
+	log := storage.NewMemoryLog()
+	h := start(t, func(o *harnessOpts) { o.deps.Log = brokenLog{Log: log, bad: "bad"} })
+	code, body := apiPublishT(t, h, `[{"stream":"a","data":1},{"stream":"b","data":2},{"stream":"bad","data":3},{"stream":"a","data":4}]`)
+	if code != http.StatusInternalServerError {
+		t.Fatalf("status %d %s", code, body)
+	}
+	var resp struct {
+		Error   apiErrBody
+		Results []struct {
+			Offset uint64
+			Epoch  string
+			Error  *apiErrBody
+		}
+	}
+	if err := json.Unmarshal([]byte(body), &resp); err != nil {
+		t.Fatal(err)
+	}
+	if resp.Error.Code != "publish_failed" || !strings.HasPrefix(resp.Error.Message, "item 2: ") || len(resp.Results) != 4 {
+		t.Fatalf("response %s", body)
+	}
+	for i, want := range []string{"", "", "publish_failed", "skipped"} {
+		r := resp.Results[i]
+		switch {
+		case want == "" && (r.Error != nil || r.Offset != 1 || r.Epoch == ""):
+			t.Errorf("result %d: %+v, want stored", i, r)
+		case want != "" && (r.Error == nil || r.Error.Code != want || r.Offset != 0):
+			t.Errorf("result %d: %+v, want error %s", i, r, want)
+		}
+	}
+	if res, err := log.Read(t.Context(), "a", storage.Query{}); err != nil || res.Top.Offset != 1 {
+		t.Errorf("stream a: top %+v, %v; want only the item before the failure", res.Top, err)
+	}
+}
+
+type apiErrBody struct {
+	Code    string
+	Message string
 }

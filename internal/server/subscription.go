@@ -344,6 +344,17 @@ func (srv *Server) publish(ctx context.Context, stream string, pub storage.Publi
 	return srv.broker.Publish(ctx, stream, pub, storage.Options{Size: opts.HistorySize, TTL: opts.HistoryTTL})
 }
 
+// publishBatch publishes pubs[i] to streams[i], in order, as one broker
+// batch; see broker.Broker.PublishBatch for what a failure leaves stored.
+func (srv *Server) publishBatch(ctx context.Context, streams []string, pubs []storage.Publication) ([]broker.Result, error) {
+	items := make([]broker.Item, len(pubs))
+	for i, pub := range pubs {
+		opts := srv.auth.StreamOptions(streams[i])
+		items[i] = broker.Item{Stream: streams[i], Pub: pub, Opts: storage.Options{Size: opts.HistorySize, TTL: opts.HistoryTTL}}
+	}
+	return srv.broker.PublishBatch(ctx, items)
+}
+
 // HandlePublication delivers a stored publication to this node's
 // subscribers, encoding it once per wire format in use.
 func (srv *Server) HandlePublication(stream, epoch string, pub storage.Publication) {

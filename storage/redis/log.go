@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -105,9 +106,15 @@ func (l *Log) append(ctx context.Context, stream string, pub storage.Publication
 	if err := ctx.Err(); err != nil {
 		return storage.Publication{}, storage.Position{}, err
 	}
-	opts = normalize(opts)
 	keys := []string{l.metaKey(stream), l.streamKey(stream)}
-	args := []string{
+	args := appendArgs(pub, opts, publishCmd, channel, payload)
+	return parseAppend(pub, appendScript.Exec(ctx, l.client, keys, args))
+}
+
+// appendArgs returns ARGV of appendScript, without the batch guard.
+func appendArgs(pub storage.Publication, opts storage.Options, publishCmd, channel string, payload []byte) []string {
+	opts = normalize(opts)
+	return append(make([]string, 0, 12),
 		newEpoch(),
 		millis(opts.MetaTTL),
 		strconv.Itoa(opts.Size),
@@ -118,9 +125,16 @@ func (l *Log) append(ctx context.Context, stream string, pub storage.Publication
 		publishCmd,
 		channel,
 		string(payload),
-	}
-	reply, err := appendScript.Exec(ctx, l.client, keys, args).ToArray()
+	)
+}
+
+// parseAppend reads appendScript's reply into pub and its position.
+func parseAppend(pub storage.Publication, res rueidis.RedisResult) (storage.Publication, storage.Position, error) {
+	reply, err := res.ToArray()
 	if err != nil {
+		if isSkipped(err) {
+			return storage.Publication{}, storage.Position{}, ErrSkipped
+		}
 		return storage.Publication{}, storage.Position{}, err
 	}
 	if len(reply) != 3 {
@@ -134,6 +148,156 @@ func (l *Log) append(ctx context.Context, stream string, pub storage.Publication
 	}
 	pub.Offset, pub.Time = offset, now
 	return pub, storage.Position{Epoch: epoch, Offset: offset}, nil
+}
+
+// ErrSkipped is the error of a batch item that was not stored because an
+// earlier item of the same stream in the batch failed.
+var ErrSkipped = errors.New("not stored: an earlier item of the stream in the batch failed")
+
+// Item is one publication of AppendPublishBatch, with the arguments
+// AppendPublish takes.
+type Item struct {
+	Stream  string
+	Pub     storage.Publication
+	Opts    storage.Options
+	Channel string
+	Payload []byte
+}
+
+// Result is the outcome of one Item: the stored publication and the
+// stream's position after it, or Err.
+type Result struct {
+	Pub storage.Publication
+	Pos storage.Position
+	Err error
+}
+
+// AppendPublishBatch does AppendPublish for every item, as one pipeline:
+// one round trip (per Redis node of a Cluster) whatever the number of
+// items. Redis runs the scripts one after the other in the items' order
+// (on a Cluster, in order per node, and a stream lives on one node), so
+// each stream gets its items' offsets in order, and no other append to a
+// stream can come between an item's append and its message.
+//
+// It returns one Result per item. A failed script does not stop the
+// pipeline, so the batch guards each stream instead: once an item fails,
+// the later items of the same stream are not stored and fail with
+// ErrSkipped; items of other streams are unaffected. Hence the items of
+// a stream that were stored are always a prefix of that stream's items in
+// the batch. What an error says about storage is as for AppendPublish: a
+// Redis error reply (or ErrSkipped) means the item was not stored; an
+// error wrapping storage.ErrUnavailable, or ctx's, means it may have been.
+func (l *Log) AppendPublishBatch(ctx context.Context, items []Item) []Result {
+	out := make([]Result, len(items))
+	if err := ctx.Err(); err != nil {
+		for i, it := range items {
+			out[i].Err = wrap("append and publish to", it.Stream, err)
+		}
+		return out
+	}
+	// next[i] is the index of the next item of the same stream, or -1.
+	next := make([]int, len(items))
+	last := make(map[string]int, 8)
+	for i := len(items) - 1; i >= 0; i-- {
+		j, ok := last[items[i].Stream]
+		if !ok {
+			j = -1
+		}
+		next[i] = j
+		last[items[i].Stream] = i
+	}
+	token := newEpoch()
+	prev := make(map[string]int, len(last))
+	execs := make([]rueidis.LuaExec, len(items))
+	for i, it := range items {
+		keys := []string{l.metaKey(it.Stream), l.streamKey(it.Stream)}
+		args := appendArgs(it.Pub, it.Opts, l.publishCmd, it.Channel, it.Payload)
+		p, hasPrev := prev[it.Stream]
+		if hasPrev || next[i] >= 0 {
+			keys = append(keys, l.guardKey(it.Stream, token))
+			expect, leave := "", ""
+			if hasPrev {
+				expect = strconv.Itoa(p)
+			}
+			if next[i] >= 0 {
+				leave = strconv.Itoa(i)
+			}
+			args = append(args, expect, leave)
+		}
+		prev[it.Stream] = i
+		execs[i] = rueidis.LuaExec{Keys: keys, Args: args}
+	}
+	for i, res := range l.execBatch(ctx, items, execs) {
+		it := items[i]
+		pub, pos, err := parseAppend(it.Pub, res)
+		if err != nil {
+			out[i].Err = wrap("append and publish to", it.Stream, err)
+			continue
+		}
+		out[i] = Result{Pub: pub, Pos: pos}
+	}
+	return out
+}
+
+// execBatch runs appendScript once per exec, in one pipeline of EVALSHA.
+// The commands are not retryable: a command that may have run is never
+// sent twice, and an outage fails the batch at once rather than waiting
+// for Redis (rueidis's ExecMulti loads the script first with a command it
+// retries until ctx ends).
+//
+// Where Redis does not know the script yet (it restarted, or this is a new
+// node of a Cluster), it loads it on every node and sends once more the
+// items that did not run: from each stream's first NOSCRIPT on, those that
+// failed with NOSCRIPT or were refused by the guard. Their predecessors of
+// the same stream were stored and left the guard values the retried items
+// expect, so each stream stays in order.
+func (l *Log) execBatch(ctx context.Context, items []Item, execs []rueidis.LuaExec) []rueidis.RedisResult {
+	res := l.client.DoMulti(ctx, evalshaCmds(l.client, execs)...)
+	var retry []int
+	noScript := make(map[string]bool)
+	for i, r := range res {
+		s := items[i].Stream
+		if isNoScript(r.Error()) {
+			noScript[s] = true
+		}
+		if noScript[s] && (isNoScript(r.Error()) || isSkipped(r.Error())) {
+			retry = append(retry, i)
+		}
+	}
+	if len(retry) == 0 {
+		return res
+	}
+	for _, n := range l.client.Nodes() {
+		if err := n.Do(ctx, n.B().ScriptLoad().Script(appendLua).Build()).Error(); err != nil {
+			return res // the NOSCRIPT replies say that nothing was stored
+		}
+	}
+	again := make([]rueidis.LuaExec, len(retry))
+	for k, i := range retry {
+		again[k] = execs[i]
+	}
+	for k, r := range l.client.DoMulti(ctx, evalshaCmds(l.client, again)...) {
+		res[retry[k]] = r
+	}
+	return res
+}
+
+func evalshaCmds(c rueidis.Client, execs []rueidis.LuaExec) rueidis.Commands {
+	cmds := make(rueidis.Commands, len(execs))
+	for i, e := range execs {
+		cmds[i] = c.B().Evalsha().Sha1(appendSHA).Numkeys(int64(len(e.Keys))).Key(e.Keys...).Arg(e.Args...).Build()
+	}
+	return cmds
+}
+
+func isNoScript(err error) bool {
+	re, ok := rueidis.IsRedisErr(err)
+	return ok && re.IsNoScript()
+}
+
+func isSkipped(err error) bool {
+	re, ok := rueidis.IsRedisErr(err)
+	return ok && strings.HasPrefix(re.Error(), skipMark)
 }
 
 // Read returns the publications of stream selected by q. Reading a stream
@@ -263,6 +427,13 @@ func (l *Log) metaKey(stream string) string {
 	return l.prefix + "history-meta:{" + stream + "}"
 }
 
+// guardKey names the key through which the items of one stream in the
+// batch token tell each other that they were stored; it shares the
+// stream's hash tag.
+func (l *Log) guardKey(stream, token string) string {
+	return l.prefix + "batch:{" + stream + "}:" + token
+}
+
 // streamKey names the Redis stream holding the retained publications.
 func (l *Log) streamKey(stream string) string {
 	return l.prefix + "history:{" + stream + "}"
@@ -273,11 +444,11 @@ func (l *Log) streamKey(stream string) string {
 var errReply = errors.New("unexpected reply")
 
 // wrap names the operation in err and marks errors that are neither the
-// caller's context, nor an error reply from Redis, nor a malformed reply as
-// storage.ErrUnavailable.
+// caller's context, nor an error reply from Redis, nor ErrSkipped, nor a
+// malformed reply as storage.ErrUnavailable.
 func wrap(op, stream string, err error) error {
 	_, redisErr := rueidis.IsRedisErr(err)
-	if redisErr || errors.Is(err, errReply) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if redisErr || errors.Is(err, ErrSkipped) || errors.Is(err, errReply) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("storage/redis: %s %q: %w", op, stream, err)
 	}
 	return fmt.Errorf("storage/redis: %s %q: %w: %w", op, stream, storage.ErrUnavailable, err)

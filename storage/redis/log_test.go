@@ -418,3 +418,160 @@ func TestLog_Unavailable(t *testing.T) {
 		t.Errorf("Top with a canceled context: %v, want context.Canceled only", err)
 	}
 }
+
+// batchItems returns n items spread round-robin over streams, with data
+// "<stream>/<k>" where k counts the stream's items.
+func batchItems(streams []string, n int) []Item {
+	items := make([]Item, n)
+	for i := range items {
+		s := streams[i%len(streams)]
+		items[i] = Item{Stream: s, Pub: storage.Publication{Data: []byte(s + "/" + strconv.Itoa(i/len(streams)))}, Opts: storage.Options{Size: n}, Channel: "ch:{" + s + "}"}
+	}
+	return items
+}
+
+func TestLog_AppendPublishBatch_Order(t *testing.T) {
+	l, c := newLog(t)
+	streams := []string{"a", "b", "c", "d", "e"}
+	mustAppend(t, l, "c", "before", storage.Options{Size: 2000})
+	items := batchItems(streams, 1000)
+	res := l.AppendPublishBatch(t.Context(), items)
+	if len(res) != len(items) {
+		t.Fatalf("%d results for %d items", len(res), len(items))
+	}
+	for i, r := range res {
+		if r.Err != nil {
+			t.Fatalf("item %d: %v", i, r.Err)
+		}
+		want := uint64(i/len(streams) + 1)
+		if items[i].Stream == "c" {
+			want++
+		}
+		if r.Pub.Offset != want || r.Pos.Offset != want || r.Pub.Time == 0 {
+			t.Fatalf("item %d (%s): offset %d, pos %+v; want %d", i, items[i].Stream, r.Pub.Offset, r.Pos, want)
+		}
+	}
+	for _, s := range streams {
+		got := mustRead(t, l, s, storage.Query{})
+		var data []string
+		for _, p := range got.Pubs {
+			data = append(data, string(p.Data))
+		}
+		var want []string
+		if s == "c" {
+			want = append(want, "before")
+		}
+		for k := range 200 {
+			want = append(want, s+"/"+strconv.Itoa(k))
+		}
+		if !slices.Equal(data, want) {
+			t.Errorf("stream %s holds %d publications, not the batch's in order: %.5q...", s, len(data), data)
+		}
+	}
+	// The guards are gone once each stream's last item ran.
+	keys, err := c.Do(t.Context(), c.B().Keys().Pattern(l.prefix+"batch:*").Build()).AsStrSlice()
+	if err != nil || len(keys) != 0 {
+		t.Errorf("guard keys left: %q, %v", keys, err)
+	}
+}
+
+// TestLog_AppendPublishBatch_Failure breaks one stream's meta key: its
+// first item fails with Redis's error, its later items are refused by the
+// guard before they touch the keys, and the other streams' items, before
+// and after, are stored in order.
+func TestLog_AppendPublishBatch_Failure(t *testing.T) {
+	l, c := newLog(t)
+	if err := c.Do(t.Context(), c.B().Set().Key(l.metaKey("bad")).Value("x").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	items := batchItems([]string{"a", "bad", "b"}, 9)
+	res := l.AppendPublishBatch(t.Context(), items)
+	for i, r := range res {
+		switch it := items[i]; {
+		case it.Stream != "bad":
+			if r.Err != nil || r.Pub.Offset != uint64(i/3+1) {
+				t.Errorf("item %d (%s): offset %d, %v", i, it.Stream, r.Pub.Offset, r.Err)
+			}
+		case i == 1:
+			if _, ok := rueidis.IsRedisErr(errors.Unwrap(r.Err)); !ok || errors.Is(r.Err, ErrSkipped) || errors.Is(r.Err, storage.ErrUnavailable) {
+				t.Errorf("item 1: %v, want Redis's WRONGTYPE", r.Err)
+			}
+		default:
+			if !errors.Is(r.Err, ErrSkipped) || errors.Is(r.Err, storage.ErrUnavailable) {
+				t.Errorf("item %d: %v, want ErrSkipped", i, r.Err)
+			}
+		}
+	}
+	for _, s := range []string{"a", "b"} {
+		if got := offsets(mustRead(t, l, s, storage.Query{}).Pubs); !slices.Equal(got, []uint64{1, 2, 3}) {
+			t.Errorf("stream %s: offsets %v", s, got)
+		}
+	}
+}
+
+// TestLog_AppendPublishBatch_Guard fails an item by a guard value that its
+// predecessor did not leave, as if the predecessor's script had failed:
+// it and the stream's later items store nothing.
+func TestLog_AppendPublishBatch_Guard(t *testing.T) {
+	l, _ := newLog(t)
+	mustAppend(t, l, "s", "first", keep)
+	keys := []string{l.metaKey("s"), l.streamKey("s"), l.guardKey("s", "t")}
+	args := append(appendArgs(storage.Publication{Data: []byte("x")}, keep, "", "", nil), "0", "1")
+	_, _, err := parseAppend(storage.Publication{}, appendScript.Exec(t.Context(), l.client, keys, args))
+	if !errors.Is(err, ErrSkipped) {
+		t.Fatalf("append after a missing guard: %v, want ErrSkipped", err)
+	}
+	if got := mustRead(t, l, "s", storage.Query{}); got.Top.Offset != 1 || len(got.Pubs) != 1 {
+		t.Fatalf("after a refused append: top %+v, %d pubs", got.Top, len(got.Pubs))
+	}
+}
+
+// TestLog_AppendPublishBatch_Unavailable kills Redis while a large batch
+// is in flight, after it stored some items: the items answered are a
+// prefix of the batch, and every other one fails as unavailable, which
+// means it may have been stored (rueidis fails a whole pipeline whose
+// connection broke, even the replies it had read).
+func TestLog_AppendPublishBatch_Unavailable(t *testing.T) {
+	srv := redistest.Start(t)
+	c := redistest.Client(t, srv.URL())
+	l := New(c, Config{Prefix: redistest.Prefix(t, c)})
+	items := batchItems([]string{"a", "b", "c"}, 30000)
+	done := make(chan []Result)
+	go func() { done <- l.AppendPublishBatch(context.Background(), items) }()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if n, _ := c.Do(t.Context(), c.B().Hget().Key(l.metaKey("a")).Field("offset").Build()).AsInt64(); n > 2000 {
+			break
+		}
+	}
+	srv.Kill()
+	res := <-done
+	srv.Restart()
+	stored := 0
+	for stored < len(res) && res[stored].Err == nil {
+		stored++
+	}
+	for i, r := range res[stored:] {
+		if !errors.Is(r.Err, storage.ErrUnavailable) {
+			t.Fatalf("item %d after the first failure (%d): %v, want ErrUnavailable", stored+i, stored, r.Err)
+		}
+	}
+	t.Logf("%d of %d items answered before Redis was killed", stored, len(items))
+}
+
+// TestLog_AppendPublishBatch_NoScript runs a batch on a Redis that does
+// not know the script: the batch loads it and runs every item once.
+func TestLog_AppendPublishBatch_NoScript(t *testing.T) {
+	l, c := newLog(t)
+	if err := c.Do(t.Context(), c.B().ScriptFlush().Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	items := batchItems([]string{"a", "b"}, 10)
+	for i, r := range l.AppendPublishBatch(t.Context(), items) {
+		if r.Err != nil || r.Pub.Offset != uint64(i/2+1) {
+			t.Fatalf("item %d: offset %d, %v", i, r.Pub.Offset, r.Err)
+		}
+	}
+	if top := mustRead(t, l, "a", storage.Query{}).Top.Offset; top != 5 {
+		t.Fatalf("stream a: top %d, want 5", top)
+	}
+}

@@ -1,6 +1,15 @@
 package redis
 
-import "github.com/redis/rueidis"
+import (
+	"crypto/sha1"
+	"encoding/hex"
+
+	"github.com/redis/rueidis"
+)
+
+// skipMark starts the error reply of an append that a batch's guard
+// refused (see appendScript).
+const skipMark = "HUDDLESKIP"
 
 // Every script takes KEYS[1] = the stream's meta hash and KEYS[2] = its
 // Redis stream, which share one hash tag and so one Cluster slot, and
@@ -62,10 +71,22 @@ end
 // (PUBLISH or SPUBLISH), ARGV[9] channel, ARGV[10] envelope payload.
 // It returns {offset, epoch, time}.
 //
+// Within a batch (AppendPublishBatch), KEYS[3] is the batch's guard key
+// for the stream, ARGV[11] the value the previous item of the same stream
+// left in it (empty for the stream's first item: no check) and ARGV[12]
+// the value this item leaves for the next one (empty for the stream's
+// last item, which deletes the key). An item whose predecessor did not
+// leave its value (it failed) stores nothing and fails with skipMark, so
+// a failure never leaves a hole in the middle of a stream's run of the
+// batch, although the pipeline goes on running the later scripts.
+//
 // Redis does not roll a failed script back, so the script writes nothing
 // before the XADD but what Top would (a new meta), and the offset only
 // after the XADD succeeded.
-var appendScript = rueidis.NewLuaScript(luaCommon + `
+const appendLua = luaCommon + `
+if ARGV[11] and ARGV[11] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[11] then
+  return redis.error_reply('` + skipMark + ` an earlier item of the stream in the batch failed')
+end
 local epoch, offset = meta()
 offset = offset + 1
 local metattl, size, ttl = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -91,11 +112,24 @@ else
 end
 redis.call('HSET', KEYS[1], 'offset', offset, 'ttl', ttl)
 redis.call('PEXPIRE', KEYS[1], metattl)
+if ARGV[12] and ARGV[12] ~= '' then
+  redis.call('SET', KEYS[3], ARGV[12], 'PX', 60000)
+elseif ARGV[11] and ARGV[11] ~= '' then
+  redis.call('DEL', KEYS[3])
+end
 if ARGV[8] ~= '' then
   redis.call(ARGV[8], ARGV[9], off .. ':' .. epoch .. ':' .. ms .. ':' .. ARGV[10])
 end
 return {offset, epoch, now}
-`)
+`
+
+var appendScript = rueidis.NewLuaScript(appendLua)
+
+// appendSHA is the SHA1 digest of appendLua, for the EVALSHA of a batch.
+var appendSHA = func() string {
+	sum := sha1.Sum([]byte(appendLua))
+	return hex.EncodeToString(sum[:])
+}()
 
 // topScript returns {epoch, offset}, creating the meta if missing. It
 // writes only when it creates the meta, so retrying it is safe.

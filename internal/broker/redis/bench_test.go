@@ -71,3 +71,49 @@ func BenchmarkBroker_Publish(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkBroker_PublishBatch measures a batch of 1,000 publications over
+// 10 streams through PublishBatch (one pipeline) against as many Publish
+// calls one after the other, until another node has delivered them all.
+func BenchmarkBroker_PublishBatch(b *testing.B) {
+	url := redistest.URL(b)
+	const size = 1000
+	data := []byte(`{"x":100,"y":200,"pad":"0123456789abcdef0123456789abcdef"}`)
+	for _, mode := range []string{"batch", "loop"} {
+		b.Run(fmt.Sprintf("mode=%s/items=%d", mode, size), func(b *testing.B) {
+			c := newCluster(b, url, false)
+			recv := &counter{done: make(chan struct{})}
+			recv.want.Store(int64(b.N) * size)
+			pub, sub := c.node(b), c.nodeWith(b, recv)
+			items := make([]broker.Item, size)
+			for i := range items {
+				items[i] = broker.Item{Stream: fmt.Sprintf("bench%d", i%10), Pub: storage.Publication{Data: data, User: "u", Client: "c"}, Opts: keep}
+			}
+			for i := range 10 {
+				sub.subscribe(b, fmt.Sprintf("bench%d", i))
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				if mode == "batch" {
+					if _, err := pub.b.PublishBatch(context.Background(), items); err != nil {
+						b.Fatal(err)
+					}
+					continue
+				}
+				for _, it := range items {
+					if _, _, err := pub.b.Publish(context.Background(), it.Stream, it.Pub, it.Opts); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			select {
+			case <-recv.done:
+			case <-time.After(60 * time.Second):
+				b.Fatalf("the subscribed node got %d of %d publications", recv.n.Load(), int64(b.N)*size)
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "pubs/s")
+		})
+	}
+}

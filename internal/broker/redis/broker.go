@@ -251,6 +251,47 @@ func (b *Broker) Publish(ctx context.Context, stream string, pub storage.Publica
 	return stored, pos, nil
 }
 
+// PublishBatch publishes items as Publish does, all in one pipeline
+// (storage/redis AppendPublishBatch): one round trip for the whole batch
+// rather than one per item. Redis runs the scripts in the items' order, so
+// each stream's items get their offsets, and reach every node, in order.
+//
+// A failed script does not stop the pipeline: the later items of its
+// stream are refused (broker.ErrSkipped), but items of other streams that
+// come after it are still stored, and their Results say so. The node
+// keeps no state of its own about what it published (it delivers its own
+// publications from the channel like any other node's), so a batch needs
+// no bookkeeping beyond Publish's.
+func (b *Broker) PublishBatch(ctx context.Context, items []broker.Item) ([]broker.Result, error) {
+	in := make([]redislog.Item, len(items))
+	for i, it := range items {
+		in[i] = redislog.Item{
+			Stream:  it.Stream,
+			Pub:     it.Pub,
+			Opts:    it.Opts,
+			Channel: b.channelName(it.Stream),
+			Payload: appendPubPayload(nil, it.Pub.User, it.Pub.Client, it.Pub.Data),
+		}
+	}
+	out := make([]broker.Result, len(items))
+	var first error
+	for i, r := range b.log.AppendPublishBatch(ctx, in) {
+		switch {
+		case r.Err == nil:
+			out[i] = broker.Result{Pub: r.Pub, Pos: r.Pos}
+			continue
+		case errors.Is(r.Err, redislog.ErrSkipped):
+			out[i].Err = fmt.Errorf("broker/redis: publish to %q: %w", items[i].Stream, broker.ErrSkipped)
+		default:
+			out[i].Err = fmt.Errorf("broker/redis: publish: %w", r.Err)
+		}
+		if first == nil {
+			first = fmt.Errorf("item %d: %w", i, out[i].Err)
+		}
+	}
+	return out, first
+}
+
 // Subscribe counts one more local subscriber of stream and, for the first,
 // subscribes the node to the stream's channel. It returns once Redis has
 // confirmed the subscription, or with the error of the attempt (wrapping

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -723,4 +724,71 @@ func TestBroker_RedisCluster(t *testing.T) {
 	for k, n := range nodes[1:] {
 		n.rec.waitFor(t, fmt.Sprintf("node %d: the ephemeral message", k+1), func() bool { return len(n.rec.ephOf(streams[5])) == 1 })
 	}
+}
+
+// TestBroker_PublishBatch publishes a batch of 1,000 items over four
+// streams from one node: both nodes deliver each stream's items in batch
+// order with contiguous offsets, as the results say.
+func TestBroker_PublishBatch(t *testing.T) {
+	url := redistest.URL(t)
+	forBoth(t, func(t *testing.T, sharded bool) {
+		c := newCluster(t, url, sharded)
+		a, b := c.node(t), c.node(t)
+		streams := []string{"s0", "s1", "s2", "s3"}
+		for _, s := range streams {
+			a.subscribe(t, s)
+			b.subscribe(t, s)
+		}
+		items := make([]broker.Item, 1000)
+		for i := range items {
+			items[i] = broker.Item{Stream: streams[i%4], Pub: storage.Publication{Data: []byte(strconv.Itoa(i)), User: "u", Client: "c"}, Opts: storage.Options{Size: 1000}}
+		}
+		res, err := a.b.PublishBatch(t.Context(), items)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, r := range res {
+			if want := uint64(i/4 + 1); r.Err != nil || r.Pub.Offset != want || r.Pos.Offset != want {
+				t.Fatalf("item %d: %+v, want offset %d", i, r, want)
+			}
+		}
+		for _, n := range []*node{a, b} {
+			for k, s := range streams {
+				n.rec.waitFor(t, s+" delivered", func() bool { return len(n.rec.delivered(s)) >= 250 })
+				for j, d := range n.rec.delivered(s) {
+					if d.pub.Offset != uint64(j+1) || string(d.pub.Data) != strconv.Itoa(4*j+k) || d.pub.User != "u" || d.epoch != res[k].Pos.Epoch {
+						t.Fatalf("%s delivery %d: %+v in epoch %s", s, j, d.pub, d.epoch)
+					}
+				}
+			}
+		}
+	})
+}
+
+// TestBroker_PublishBatch_Failure breaks one stream's history: its first
+// item fails, its later ones are skipped, and the other streams' items,
+// before and after, are stored and delivered.
+func TestBroker_PublishBatch_Failure(t *testing.T) {
+	c := newCluster(t, redistest.URL(t), false)
+	a := c.node(t)
+	a.subscribe(t, "ok")
+	if err := c.admin.Do(t.Context(), c.admin.B().Set().Key(c.prefix+"history-meta:{bad}").Value("x").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	items := []broker.Item{{Stream: "ok"}, {Stream: "bad"}, {Stream: "ok"}, {Stream: "bad"}}
+	for i := range items {
+		items[i].Pub.Data = []byte(strconv.Itoa(i))
+		items[i].Opts = keep
+	}
+	res, err := a.b.PublishBatch(t.Context(), items)
+	if err == nil || !strings.HasPrefix(err.Error(), "item 1: ") || errors.Is(err, storage.ErrUnavailable) {
+		t.Fatalf("error %v, want item 1's refusal", err)
+	}
+	if res[0].Err != nil || res[0].Pub.Offset != 1 || res[2].Err != nil || res[2].Pub.Offset != 2 {
+		t.Errorf("the other stream's items: %+v, %+v", res[0], res[2])
+	}
+	if res[1].Err == nil || errors.Is(res[1].Err, broker.ErrSkipped) || !errors.Is(res[3].Err, broker.ErrSkipped) {
+		t.Errorf("the broken stream's items: %v, %v", res[1].Err, res[3].Err)
+	}
+	a.rec.waitFor(t, "ok delivered", func() bool { return len(a.rec.offsets("ok")) == 2 })
 }
