@@ -167,7 +167,9 @@ func (s *Server) apiPublish(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	res, err := s.publishBatch(r.Context(), streams, pubs)
+	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+	defer cancel()
+	res, err := s.publishBatch(ctx, streams, pubs)
 	results := make([]apiPubResult, len(res))
 	for i, r := range res {
 		if r.Err != nil {
@@ -228,7 +230,9 @@ func (s *Server) apiHistory(w http.ResponseWriter, r *http.Request) {
 	}
 	q.After.Epoch = qs.Get("epoch")
 	q.Reverse = qs.Get("reverse") == "true"
-	res, err := s.history.Read(r.Context(), stream, q)
+	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+	defer cancel()
+	res, err := s.history.Read(ctx, stream, q)
 	if errors.Is(err, storage.ErrEpochMismatch) {
 		apiError(w, http.StatusConflict, "epoch_mismatch", "epoch "+q.After.Epoch+" is gone; the stream is now at epoch "+res.Top.Epoch)
 		return

@@ -177,7 +177,9 @@ func (s *Server) apiPresence(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusBadRequest, "bad_stream", "invalid stream name")
 		return
 	}
-	members, err := s.presence.Members(r.Context(), stream)
+	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+	defer cancel()
+	members, err := s.presence.Members(ctx, stream)
 	if err != nil {
 		apiError(w, http.StatusServiceUnavailable, "presence_failed", err.Error())
 		return

@@ -64,8 +64,19 @@ func newChannel(b *Broker, stream string) *channel {
 // local subscriber is left (or the broker closes). run then exits unless a
 // Subscribe revives the channel first. Lock b.mu must be held.
 func (ch *channel) stopLocked() {
-	if ch.cancel != nil {
-		ch.cancel()
+	if cancel := ch.cancel; cancel != nil {
+		ch.cancel = nil
+		if ch.b.closed {
+			cancel()
+		} else {
+			// Unsubscribe in Redis and let Receive end on the reply, reading
+			// on meanwhile: cancelling Receive first would stop it reading
+			// the channel's messages, and on a busy channel the connection's
+			// reader then blocks on the full buffer, so the UNSUBSCRIBE reply
+			// (and every other stream's messages) waited for a timeout.
+			ch.b.wg.Add(1)
+			go ch.unsubscribe(cancel)
+		}
 	}
 	select {
 	case ch.wake <- struct{}{}:
@@ -80,6 +91,17 @@ func (ch *channel) stopLocked() {
 	clear(ch.pending)
 	ch.pending = ch.pending[:0]
 	ch.mu.Unlock()
+}
+
+// unsubscribe sends UNSUBSCRIBE (SUNSUBSCRIBE) for an attempt that
+// stopLocked ended, then cancels the attempt's Receive in case the reply did
+// not end it (an error, a timeout).
+func (ch *channel) unsubscribe(cancel context.CancelFunc) {
+	defer ch.b.wg.Done()
+	defer cancel()
+	ctx, done := context.WithTimeout(ch.b.ctx, 2*time.Second)
+	defer done()
+	_ = ch.b.pubsub.Do(ctx, unsubscribeCmd(ch.b.pubsub, ch.b.cfg.Sharded, ch.name)).Error()
 }
 
 // run keeps the channel subscribed while it has local subscribers: one
@@ -112,7 +134,12 @@ func (ch *channel) run() {
 		b.mu.Unlock()
 
 		err := ch.receive(ctx, attempt)
-		stopped := ctx.Err() != nil // Unsubscribe or Close ended it, and reset the state
+		ch.mu.Lock()
+		superseded := ch.attempt != attempt
+		ch.mu.Unlock()
+		// Unsubscribe or Close ended it (and reset the state), by cancelling
+		// or by unsubscribing in Redis.
+		stopped := ctx.Err() != nil || superseded
 		cancel()
 		if stopped {
 			continue
@@ -141,6 +168,13 @@ func (ch *channel) run() {
 		}
 		b.warn("redis subscription lost; subscribing again", "stream", ch.stream, "err", err)
 		if !b.sleep(b.backoff(failures), ch.wake) {
+			// The broker closes: release Subscribe calls still waiting.
+			b.mu.Lock()
+			if b.channels[ch.stream] == ch {
+				delete(b.channels, ch.stream)
+			}
+			b.mu.Unlock()
+			ch.failWaiters(errStopped)
 			return
 		}
 	}
@@ -164,7 +198,9 @@ func (ch *channel) receive(ctx context.Context, attempt uint64) error {
 		}
 		return err
 	})
-	return ch.b.pubsub.Receive(hctx, ch.b.subscribeCmd(ch.name), ch.onMessage)
+	return ch.b.pubsub.Receive(hctx, ch.b.subscribeCmd(ch.name), func(m rueidis.PubSubMessage) {
+		ch.onMessage(attempt, m)
+	})
 }
 
 // confirm records Redis's confirmation of attempt. It runs on the client's
@@ -251,9 +287,15 @@ func (ch *channel) baseline(ctx context.Context) {
 }
 
 // onMessage handles one message of the channel, in channel order.
-func (ch *channel) onMessage(m rueidis.PubSubMessage) {
+func (ch *channel) onMessage(attempt uint64, m rueidis.PubSubMessage) {
 	msg := m.Message
 	if msg == "" {
+		return
+	}
+	ch.mu.Lock()
+	stale := ch.attempt != attempt // arrived after stopLocked, before the UNSUBSCRIBE reply
+	ch.mu.Unlock()
+	if stale {
 		return
 	}
 	if msg[0] == ephemeralMark {
@@ -426,6 +468,12 @@ func (ch *channel) drainLocked() bool {
 // publications keep waiting in pending until then, so none reaches a
 // subscriber before it was told of the loss.
 func (ch *channel) giveUp(gen uint64) {
+	ch.mu.Lock()
+	stale := ch.gen != gen // every subscriber left meanwhile: newer ones missed nothing
+	ch.mu.Unlock()
+	if stale {
+		return
+	}
 	ch.b.lost.Add(1)
 	ch.b.handler.HandleLost(ch.stream, broker.LostPublications|broker.LostEphemeral)
 	ch.mu.Lock()
