@@ -207,8 +207,11 @@ func TestScenariosEndToEnd(t *testing.T) {
 		if r.Baseline.Messages != 100 || r.Baseline.Missing != 0 || r.Slowdown.Missing != 0 || r.GoodCut != 0 {
 			t.Fatalf("good subscribers affected: %+v", r)
 		}
-		if r.SlowClosed != 2 || r.NotCut != 0 || r.AllCutMS == nil {
-			t.Fatalf("slow subscribers not cut: %+v", r)
+		// Both are cut, and (having resumed reading within the server's
+		// close grace) both read the 4008. When the sockets close depends
+		// on that grace, so the cut times are reported, not asserted.
+		if r.SlowClosed != 2 || r.NotCut != 0 || r.Cut4008 != 2 {
+			t.Fatalf("slow subscribers not cut with 4008: %+v", r)
 		}
 	})
 }
