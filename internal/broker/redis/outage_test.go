@@ -27,25 +27,7 @@ func TestBroker_UnsubscribeBusyStreamDoesNotStallOthers(t *testing.T) {
 	n.subscribe(t, "hot")
 	n.subscribe(t, "cold")
 
-	// Flood "hot" with ephemeral messages of a foreign node.
-	ctx, stop := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			msg := "eother:" + string(make([]byte, 512))
-			for ctx.Err() == nil {
-				cmds := make([]rueidis.Completed, 0, 64)
-				for range 64 {
-					cmds = append(cmds, c.admin.B().Publish().Channel(n.b.channelName("hot")).Message(msg).Build())
-				}
-				c.admin.DoMulti(context.Background(), cmds...)
-			}
-		}()
-	}
-	defer func() { stop(); wg.Wait() }()
-	n.rec.waitFor(t, "flood arriving", func() bool { return len(n.rec.ephOf("hot")) > 100 })
+	defer flood(t, c, n, "hot")()
 
 	var worst time.Duration
 	for i := 1; i <= 3; i++ {
@@ -97,24 +79,7 @@ func TestBroker_ResubscribeBusyStream(t *testing.T) {
 	c := newCluster(t, url, false)
 	n := c.node(t)
 	n.subscribe(t, "hot")
-	ctx, stop := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			msg := "eother:" + string(make([]byte, 512))
-			for ctx.Err() == nil {
-				cmds := make([]rueidis.Completed, 0, 64)
-				for range 64 {
-					cmds = append(cmds, c.admin.B().Publish().Channel(n.b.channelName("hot")).Message(msg).Build())
-				}
-				c.admin.DoMulti(context.Background(), cmds...)
-			}
-		}()
-	}
-	defer func() { stop(); wg.Wait() }()
-	n.rec.waitFor(t, "flood arriving", func() bool { return len(n.rec.ephOf("hot")) > 100 })
+	defer flood(t, c, n, "hot")()
 	var failures []string
 	for i := 0; i < 3; i++ {
 		n.b.Unsubscribe(context.Background(), "hot")
@@ -133,4 +98,31 @@ func TestBroker_ResubscribeBusyStream(t *testing.T) {
 	if len(failures) > 0 {
 		t.Fatalf("resubscribing a busy stream right after its last unsubscribe: %v", failures)
 	}
+}
+
+// flood publishes ephemeral messages of a foreign node on stream from 8
+// goroutines until the returned stop is called, and returns once n
+// receives them.
+func flood(t *testing.T, c *cluster, n *node, stream string) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			msg := "eother:" + string(make([]byte, 512))
+			for ctx.Err() == nil {
+				cmds := make([]rueidis.Completed, 0, 64)
+				for range 64 {
+					cmds = append(cmds, c.admin.B().Publish().Channel(n.b.channelName(stream)).Message(msg).Build())
+				}
+				c.admin.DoMulti(context.Background(), cmds...)
+			}
+		}()
+	}
+	stop = func() { cancel(); wg.Wait() }
+	t.Cleanup(stop) // also when waitFor fails
+	n.rec.waitFor(t, "flood arriving", func() bool { return len(n.rec.ephOf(stream)) > 100 })
+	return stop
 }
