@@ -91,8 +91,9 @@ func run(args []string) error {
 		MessageBurst:     int(2 * o.messageRate),
 		Presence: presence.Config{Grace: o.presenceGrace, TTL: o.presenceTTL, MaxState: int(o.maxState),
 			MaxMembers: o.maxMembers, UpdateRate: o.updateRate, UpdateBurst: int(2 * o.updateRate)},
-		Whisper: whisper.Config{Rate: o.whisperRate, Burst: o.whisperBurst, MaxData: int(o.maxWhisper)},
-		Logger:  logger,
+		Whisper:     whisper.Config{Rate: o.whisperRate, Burst: o.whisperBurst, MaxData: int(o.maxWhisper)},
+		WhisperPace: pace(o.whisperPace),
+		Logger:      logger,
 	}
 	if dev != nil {
 		cfg.Pages = dev.pages()
@@ -192,4 +193,12 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// pace maps the flag's 0 (off) to the server's "never pace".
+func pace(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
 }

@@ -5,7 +5,9 @@ package netpoll
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -36,7 +38,7 @@ const baseEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT
 // Add starts watching fd for readability; events report key.
 func (p *Poller) Add(fd int, key int32) error {
 	ev := unix.EpollEvent{Events: baseEvents, Fd: key}
-	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+	if err := epollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		return fmt.Errorf("netpoll: add fd %d: %w", fd, err)
 	}
 	return nil
@@ -50,7 +52,7 @@ func (p *Poller) Arm(fd int, key int32, write bool) error {
 		events |= unix.EPOLLOUT
 	}
 	ev := unix.EpollEvent{Events: events, Fd: key}
-	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, fd, &ev); err != nil {
+	if err := epollCtl(p.epfd, unix.EPOLL_CTL_MOD, fd, &ev); err != nil {
 		return fmt.Errorf("netpoll: arm fd %d: %w", fd, err)
 	}
 	return nil
@@ -58,7 +60,7 @@ func (p *Poller) Arm(fd int, key int32, write bool) error {
 
 // Remove stops watching fd. Call it before closing fd.
 func (p *Poller) Remove(fd int) error {
-	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, fd, nil); err != nil && !errors.Is(err, unix.ENOENT) {
+	if err := epollCtl(p.epfd, unix.EPOLL_CTL_DEL, fd, nil); err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("netpoll: remove fd %d: %w", fd, err)
 	}
 	return nil
@@ -87,8 +89,13 @@ func (p *Poller) run() {
 	defer close(p.done)
 	events := make([]unix.EpollEvent, 256)
 	for {
-		// A bounded wait lets Close stop the loop without a wake-up fd.
-		n, err := unix.EpollWait(p.epfd, events, 100)
+		// Take what is ready without a blocking system call; block (and
+		// let the scheduler hand the P on) only when nothing is. A bounded
+		// wait lets Close stop the loop without a wake-up fd.
+		n, err := epollWaitNow(p.epfd, events)
+		if n == 0 && err == nil {
+			n, err = unix.EpollWait(p.epfd, events, 100)
+		}
 		if err != nil && !errors.Is(err, unix.EINTR) {
 			return
 		}
@@ -109,5 +116,26 @@ func (p *Poller) run() {
 		if p.isClosed() {
 			return
 		}
+		// Let the work just handed out run before looking again: with one
+		// P, a poller that never blocks would otherwise keep it.
+		runtime.Gosched()
 	}
+}
+
+// epollCtl and epollWaitNow never wait, so they skip the scheduler's
+// syscall bookkeeping (see sysWrite in internal/server).
+func epollCtl(epfd, op, fd int, ev *unix.EpollEvent) error {
+	_, _, e := unix.RawSyscall6(unix.SYS_EPOLL_CTL, uintptr(epfd), uintptr(op), uintptr(fd), uintptr(unsafe.Pointer(ev)), 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+func epollWaitNow(epfd int, events []unix.EpollEvent) (int, error) {
+	n, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
 }

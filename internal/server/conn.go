@@ -44,6 +44,10 @@ type outItem struct {
 	kind uint8
 }
 
+// conflateAbove is the queued bytes beyond which a receiver counts as
+// behind and its whispers conflate (see behindLocked).
+const conflateAbove = 8 << 10
+
 // conflateScan bounds how far back a whisper looks for a queued one to
 // replace; a queue that long is mostly publications anyway.
 const conflateScan = 1024
@@ -87,6 +91,8 @@ type conn struct {
 	subs       []*subscription // few per connection: a slice beats a map
 	joined     []string        // streams whose presence this connection is in
 	closeBy    int64           // unix nanos when stateClosing gives way to closing the socket
+	corked     bool            // whispers queued wait for the pacer's round
+	lastFlush  int64           // unix nanos of the last write of queued items (with a pacer)
 	cleanClose bool            // the peer sent a close frame, or was told not to reconnect: presence ends at once
 	closeFd    bool            // destroy ran while a worker was on the socket: the worker closes fd
 	wake       chan struct{}
@@ -216,7 +222,7 @@ func (c *conn) enqueueLocked(it outItem) (scheduled bool) {
 	if c.state != stateOpen {
 		return false
 	}
-	if it.key != 0 {
+	if it.key != 0 && c.behindLocked() {
 		// A whisper replaces the same sender's queued one of the same event
 		// in place: a slow receiver gets fewer, fresher cursors.
 		for i, n := len(c.queue)-1, 0; i >= 0 && n < conflateScan; i, n = i-1, n+1 {
@@ -227,10 +233,10 @@ func (c *conn) enqueueLocked(it outItem) (scheduled bool) {
 				return false // a flush is already pending for the queued one
 			}
 		}
-		if c.queued+c.pendingLen+len(it.b) > c.srv.cfg.MaxQueue {
-			c.srv.metrics.drops[dropWhisperQueueFull].Add(1)
-			return false // ephemeral: dropped, never a reason to disconnect
-		}
+	}
+	if it.key != 0 && c.queued+c.pendingLen+len(it.b) > c.srv.cfg.MaxQueue {
+		c.srv.metrics.drops[dropWhisperQueueFull].Add(1)
+		return false // ephemeral: dropped, never a reason to disconnect
 	}
 	if c.queued+c.pendingLen+len(it.b) > c.srv.cfg.MaxQueue {
 		c.srv.metrics.drops[dropSlowConsumer].Add(1)
@@ -239,7 +245,27 @@ func (c *conn) enqueueLocked(it outItem) (scheduled bool) {
 	}
 	c.queue = append(c.queue, it)
 	c.queued += len(it.b)
+	if it.key != 0 && !c.running && c.srv.pacer != nil {
+		// Whisper-only output that flushed less than a pace ago waits for
+		// the pacer's round (see pacer).
+		if c.corked {
+			return false
+		}
+		if time.Now().UnixNano()-c.lastFlush < int64(c.srv.pacer.every) {
+			c.corked = true
+			c.srv.pacer.hold(c)
+			return false
+		}
+	}
 	return c.wantFlushLocked()
+}
+
+// behindLocked reports whether the connection is a slow receiver: the socket
+// did not take all of the last write, or more is queued than one pace of a
+// busy cursor room. Only then do whispers conflate; a receiver that keeps up
+// gets every one. Lock c.mu must be held.
+func (c *conn) behindLocked() bool {
+	return c.pendingLen > 0 || c.queued >= conflateAbove
 }
 
 // wantFlushLocked marks a flush pending; it reports whether the caller must

@@ -226,6 +226,9 @@ func (c *conn) flush() {
 	items := c.queue
 	c.queue, c.spare, c.queued = c.spare, nil, 0
 	state := c.state
+	if len(items) > 0 && c.srv.pacer != nil {
+		c.lastFlush = time.Now().UnixNano()
+	}
 	c.mu.Unlock()
 	if len(items) == 0 {
 		if state == stateClosing {

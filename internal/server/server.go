@@ -66,6 +66,11 @@ type Config struct {
 	MessageBurst int
 	// Whisper tunes whispers: rate limit, size limit, cache bounds.
 	Whisper whisper.Config
+	// WhisperPace is how long whispers for a connection that flushed less
+	// than that ago may wait, to go out together in one write (see pacer).
+	// Publications, replies and presence never wait. Default 20ms; negative
+	// sends every whisper at once.
+	WhisperPace time.Duration
 	// Presence tunes presence: grace, TTL, tick, limits.
 	Presence presence.Config
 	// Profiling serves net/http/pprof at /debug/pprof/ behind the API key.
@@ -97,6 +102,9 @@ func (c *Config) setDefaults() {
 		c.Logger = slog.Default()
 	}
 	c.Whisper = c.Whisper.WithDefaults()
+	if c.WhisperPace == 0 {
+		c.WhisperPace = 20 * time.Millisecond
+	}
 	if c.MaxSubscriptions <= 0 {
 		c.MaxSubscriptions = 1000
 	}
@@ -142,6 +150,7 @@ type Server struct {
 	// msgLimit is the inbound message rate limit.
 	msgLimit whisper.Config
 	presence *presence.Tracker
+	pacer    *pacer // nil: whispers are not paced
 	metrics  *metrics
 	poller   *netpoll.Poller // nil in portable mode
 	pool     *workerPool
@@ -207,6 +216,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.updateLimit = whisper.Config{Rate: cfg.Presence.UpdateRate, Burst: cfg.Presence.UpdateBurst}.WithDefaults()
 	s.msgLimit = whisper.Config{Rate: cfg.MessageRate, Burst: cfg.MessageBurst}.WithDefaults()
 	s.pool = newWorkerPool(cfg.Workers)
+	if cfg.WhisperPace > 0 {
+		s.pacer = newPacer(cfg.WhisperPace)
+	}
 	s.api = s.routes()
 	s.httpLn = newChanListener()
 	s.http = &http.Server{
@@ -327,6 +339,9 @@ wait:
 	s.presence.Close()
 	if c, ok := s.broker.(interface{ Close() error }); ok {
 		_ = c.Close()
+	}
+	if s.pacer != nil {
+		s.pacer.stop()
 	}
 	s.pool.close()
 	if s.poller != nil {
