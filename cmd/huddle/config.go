@@ -137,7 +137,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.BoolVar(&o.portable, "portable", false, "use a goroutine per connection instead of epoll")
 	fs.Float64Var(&o.whisperRate, "whisper-rate", 60, "whispers per second a connection may send (excess dropped, one 4006 error a second)")
 	fs.IntVar(&o.whisperBurst, "whisper-burst", 120, "whispers a connection may send at once")
-	fs.DurationVar(&o.whisperPace, "whisper-pace", 20*time.Millisecond, "longest a whisper may wait to share a write with the next ones, for a receiver written to less than this ago (0: send each at once)")
+	fs.DurationVar(&o.whisperPace, "whisper-pace", 25*time.Millisecond, "longest a whisper may wait to share a write with the next ones, for a receiver written to less than this ago (0: send each at once)")
 	o.maxWhisper = 4096
 	fs.Var(&o.maxWhisper, "max-whisper", "largest whisper data (larger gets error 4005)")
 	fs.DurationVar(&o.presenceGrace, "presence-grace", 5*time.Second, "how long a member whose connection dropped stays before its leave goes out")

@@ -33,27 +33,14 @@ func New(h Handler) (*Poller, error) {
 	return p, nil
 }
 
-const baseEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT
+const events = unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET
 
-// Add starts watching fd for readability; events report key.
+// Add starts watching fd; events report key. The registration lasts until
+// Remove: there is nothing to re-arm after an event.
 func (p *Poller) Add(fd int, key int32) error {
-	ev := unix.EpollEvent{Events: baseEvents, Fd: key}
+	ev := unix.EpollEvent{Events: events, Fd: key}
 	if err := epollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		return fmt.Errorf("netpoll: add fd %d: %w", fd, err)
-	}
-	return nil
-}
-
-// Arm re-enables fd after an event: for readability, and for writability
-// too when write is set.
-func (p *Poller) Arm(fd int, key int32, write bool) error {
-	events := uint32(baseEvents)
-	if write {
-		events |= unix.EPOLLOUT
-	}
-	ev := unix.EpollEvent{Events: events, Fd: key}
-	if err := epollCtl(p.epfd, unix.EPOLL_CTL_MOD, fd, &ev); err != nil {
-		return fmt.Errorf("netpoll: arm fd %d: %w", fd, err)
 	}
 	return nil
 }

@@ -12,9 +12,6 @@ func New(Handler) (*Poller, error) { return nil, ErrUnsupported }
 // Add is never reached off Linux.
 func (p *Poller) Add(fd int, key int32) error { return ErrUnsupported }
 
-// Arm is never reached off Linux.
-func (p *Poller) Arm(fd int, key int32, write bool) error { return ErrUnsupported }
-
 // Remove is never reached off Linux.
 func (p *Poller) Remove(fd int) error { return ErrUnsupported }
 

@@ -2,11 +2,14 @@
 // idle connections need no goroutine of their own.
 //
 // It watches raw file descriptors taken with SyscallConn (never
-// conn.File(), which duplicates the descriptor and makes it blocking). Every
-// registration is one-shot: after an event is reported the descriptor stays
-// silent until Arm is called again, which is what lets the caller guarantee
-// at most one worker per connection. It owns no buffers and does no I/O on
-// the descriptors it watches.
+// conn.File(), which duplicates the descriptor and makes it blocking).
+// Registration is edge-triggered, once per descriptor, for reading and
+// writing: an event means "something changed since the last one", so the
+// caller reads until a read comes back short and, after a short write,
+// waits for a Writable event. Events may come while the caller is still
+// busy with the descriptor; keeping one worker per connection is the
+// caller's business. It owns no buffers and does no I/O on the descriptors
+// it watches.
 package netpoll
 
 import "errors"

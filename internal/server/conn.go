@@ -24,7 +24,7 @@ const (
 	evRead   = 1 << iota // socket readable (or bytes left from the handshake)
 	evWrite              // socket writable again after a short write
 	evFlush              // new outbound messages queued
-	evPolled             // the poller reported; it must be re-armed
+	evHangup             // the peer closed or the socket failed: read to the end
 )
 
 // How long a closing connection may take to flush before it is cut.
@@ -71,7 +71,7 @@ type conn struct {
 	need       int32  // total size of the incomplete frame, when known
 	partial    []byte // bytes of an incomplete frame
 	pendingOut []byte // bytes a short write left unsent
-	armedWrite bool   // poller armed for writability
+	hangup     bool   // the poller reported the peer's end: read until EOF, as no new event will come
 
 	handshaking atomic.Bool                   // the HTTP upgrade is still being read
 	ident       atomic.Pointer[auth.Identity] // nil until connect succeeds
@@ -150,7 +150,10 @@ func (s *Server) onReady(key int32, ev netpoll.Event) {
 	if ev&netpoll.Writable != 0 {
 		want |= evWrite
 	}
-	c.schedule(want | evPolled)
+	if ev&netpoll.Hangup != 0 {
+		want |= evHangup
+	}
+	c.schedule(want)
 }
 
 // schedule records work for the connection and starts a worker on it unless
@@ -189,23 +192,19 @@ func (c *conn) run() {
 			return
 		}
 		c.mu.Unlock()
+		if ev&evHangup != 0 {
+			c.hangup = true
+		}
 		if ev&evRead != 0 {
 			c.readAvailable()
 		}
-		if ev&(evWrite|evFlush|evRead) != 0 {
+		// A read does not flush by itself: what it queued asked for a flush
+		// (evFlush), and whispers held for the pacer must stay held. The
+		// edge-triggered poller reports Writable with every Readable, so
+		// evWrite counts only while a short write left bytes.
+		if ev&evFlush != 0 || (ev&evWrite != 0 && len(c.pendingOut) > 0) {
 			c.flush()
 		}
-		if ev&evPolled != 0 || c.armedWrite != (len(c.pendingOut) > 0) {
-			c.rearm()
-		}
-	}
-}
-
-func (c *conn) rearm() {
-	want := len(c.pendingOut) > 0
-	c.armedWrite = want
-	if c.nc == nil && c.isOpen() {
-		_ = c.srv.poller.Arm(c.fd, c.slot, want)
 	}
 }
 
@@ -245,7 +244,7 @@ func (c *conn) enqueueLocked(it outItem) (scheduled bool) {
 	}
 	c.queue = append(c.queue, it)
 	c.queued += len(it.b)
-	if it.key != 0 && !c.running && c.srv.pacer != nil {
+	if it.key != 0 && c.srv.pacer != nil {
 		// Whisper-only output that flushed less than a pace ago waits for
 		// the pacer's round (see pacer).
 		if c.corked {

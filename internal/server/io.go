@@ -76,6 +76,9 @@ func (c *conn) readAvailable() {
 		c.destroy(true)
 		return
 	}
+	if n == len(buf)-n0 || (n > 0 && c.hangup) {
+		c.readAgain()
+	}
 	if n > 0 {
 		c.lastSeen.Store(time.Now().UnixNano())
 		c.srv.metrics.bytesIn.Add(int64(n))
@@ -96,6 +99,17 @@ func (c *conn) readAvailable() {
 	if pooled != nil {
 		readBufs.Put(pooled)
 	}
+}
+
+// readAgain asks the worker for another read: a read that filled its buffer
+// may have left bytes, and the edge-triggered poller reports only new ones.
+func (c *conn) readAgain() {
+	if c.nc != nil {
+		return // portable mode: the reader goroutine reads on anyway
+	}
+	c.mu.Lock()
+	c.events |= evRead
+	c.mu.Unlock()
 }
 
 // processFrames handles every complete frame in data and returns the bytes
@@ -348,6 +362,9 @@ func (c *conn) readHandshake() {
 	if err != nil && err != errWouldBlock {
 		c.destroy(true)
 		return
+	}
+	if n == len(buf)-n0 || (n > 0 && c.hangup) {
+		c.readAgain()
 	}
 	data := buf[:n0+n]
 	i := bytes.Index(data, []byte("\r\n\r\n"))

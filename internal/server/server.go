@@ -68,7 +68,7 @@ type Config struct {
 	Whisper whisper.Config
 	// WhisperPace is how long whispers for a connection that flushed less
 	// than that ago may wait, to go out together in one write (see pacer).
-	// Publications, replies and presence never wait. Default 20ms; negative
+	// Publications, replies and presence never wait. Default 25ms; negative
 	// sends every whisper at once.
 	WhisperPace time.Duration
 	// Presence tunes presence: grace, TTL, tick, limits.
@@ -103,7 +103,7 @@ func (c *Config) setDefaults() {
 	}
 	c.Whisper = c.Whisper.WithDefaults()
 	if c.WhisperPace == 0 {
-		c.WhisperPace = 20 * time.Millisecond
+		c.WhisperPace = 25 * time.Millisecond
 	}
 	if c.MaxSubscriptions <= 0 {
 		c.MaxSubscriptions = 1000
