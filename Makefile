@@ -17,9 +17,10 @@ BENCH_FLAGS ?=
 HB           = $(BIN)/huddle-bench
 F            = -server-bin $(BIN)/huddle $(BENCH_FLAGS)
 
-ROWS = idle connect broadcast-1k broadcast-10k-1 broadcast-10k-10 whisper rooms cursors presence slow
+ROWS = idle connect broadcast-1k broadcast-10k-1 broadcast-10k-10 whisper rooms cursors presence presence-1k-watchers slow
+RUNS ?= 3
 
-.PHONY: bench bench-full bench-smoke bench-build $(addprefix bench-,$(ROWS))
+.PHONY: bench bench-full bench-smoke bench-build bench-results $(addprefix bench-,$(ROWS))
 
 bench-build:
 	$(GO) build -o $(BIN)/huddle ./cmd/huddle
@@ -47,11 +48,11 @@ bench-idle: bench-build
 bench-connect: bench-build
 	$(HB) connect $(F) -n 10000 -concurrency 500 -json $(BENCH_OUT)/connect.json
 bench-broadcast-1k: bench-build
-	$(HB) broadcast $(F) -n 1000 -rate 10 -duration 10s -size 100 -json $(BENCH_OUT)/broadcast-1k.json
+	$(HB) broadcast $(F) -n 1000 -rate 10 -duration 30s -size 100 -json $(BENCH_OUT)/broadcast-1k.json
 bench-broadcast-10k-1: bench-build
-	$(HB) broadcast $(F) -n 10000 -rate 1 -duration 20s -size 100 -json $(BENCH_OUT)/broadcast-10k-1.json
+	$(HB) broadcast $(F) -n 10000 -rate 1 -duration 60s -size 100 -json $(BENCH_OUT)/broadcast-10k-1.json
 bench-broadcast-10k-10: bench-build
-	$(HB) broadcast $(F) -n 10000 -rate 10 -duration 10s -size 100 -json $(BENCH_OUT)/broadcast-10k-10.json
+	$(HB) broadcast $(F) -n 10000 -rate 10 -duration 20s -size 100 -json $(BENCH_OUT)/broadcast-10k-10.json
 bench-whisper: bench-build
 	$(HB) whisper $(F) -pairs 500 -rate 50000 -duration 10s -json $(BENCH_OUT)/whisper.json
 bench-rooms: bench-build
@@ -60,8 +61,19 @@ bench-cursors: bench-build
 	$(HB) cursors $(F) -rooms 50 -group 20 -hz 30 -duration 10s -json $(BENCH_OUT)/cursors.json
 bench-presence: bench-build
 	$(HB) presence $(F) -streams 1 -members 10000 -rate 200 -duration 20s -json $(BENCH_OUT)/presence.json
+bench-presence-1k-watchers: bench-build
+	$(HB) presence $(F) -streams 1 -members 10000 -watchers 1000 -rate 200 -duration 20s -json $(BENCH_OUT)/presence-1k-watchers.json
 bench-slow: bench-build
 	$(HB) slow $(F) -good 500 -slow 50 -rate 200 -size 2000 -baseline 5s -slowdown 15s -json $(BENCH_OUT)/slow.json
+
+# bench/RESULTS.md: every row of bench-full $(RUNS) times (run by run, so
+# slow drifts of the machine spread over all rows), then the medians.
+# About 10 minutes a run.
+bench-results: bench-build
+	@for i in $$(seq 1 $(RUNS)); do \
+		$(MAKE) --no-print-directory bench-full BENCH_OUT=$(BENCH_OUT)/run$$i BENCH_FLAGS='-quiet $(BENCH_FLAGS)' || exit 1; \
+	done
+	$(HB) summarize $(addprefix $(BENCH_OUT)/run,$(shell seq 1 $(RUNS))) | tee $(BENCH_OUT)/summary.md
 
 # Tiny sizes: seconds per scenario.
 bench-smoke: bench-build

@@ -47,6 +47,13 @@ func main() {
 		// A client process started by the coordinator: task and commands on
 		// stdin, reports on stdout.
 		err = bench.RunWorker(ctx, os.Stdin, os.Stdout)
+	case "summarize":
+		// Medians over run directories of --json results (make bench-results).
+		if len(os.Args) < 3 {
+			fmt.Fprintln(os.Stderr, "usage: huddle-bench summarize RUNDIR...   (each holding <row>.json files)")
+			os.Exit(2)
+		}
+		err = bench.Summarize(os.Stdout, os.Args[2:])
 	case "help", "-h", "-help", "--help":
 		usage()
 		return
@@ -67,6 +74,7 @@ func main() {
 
 func usage() {
 	fmt.Fprintln(os.Stderr, "usage: huddle-bench SCENARIO [flags]   (huddle-bench SCENARIO -h for its flags)")
+	fmt.Fprintln(os.Stderr, "       huddle-bench summarize RUNDIR...   (medians of --json results, one <row>.json per row)")
 	fmt.Fprintln(os.Stderr, "\nscenarios:")
 	names := make([]string, 0, len(scenarios))
 	for n := range scenarios {
