@@ -89,7 +89,7 @@ func run(args []string) error {
 		MaxSubscriptions: o.maxSubs,
 		MessageRate:      o.messageRate,
 		MessageBurst:     int(2 * o.messageRate),
-		Presence: presence.Config{Grace: o.presenceGrace, TTL: o.presenceTTL, MaxState: int(o.maxState),
+		Presence: presence.Config{Grace: o.presenceGrace, TTL: o.presenceTTL, Tick: o.presenceTick, MaxState: int(o.maxState),
 			MaxMembers: o.maxMembers, UpdateRate: o.updateRate, UpdateBurst: int(2 * o.updateRate)},
 		Whisper:     whisper.Config{Rate: o.whisperRate, Burst: o.whisperBurst, MaxData: int(o.maxWhisper)},
 		WhisperPace: pace(o.whisperPace),
