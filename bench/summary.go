@@ -69,7 +69,9 @@ var Figures = map[string][]Figure{
 		{Label: "good missing", Path: "slowdown.missing_deliveries"},
 		{Label: "good cut", Path: "good_cut"},
 		{Label: "slow closed", Path: "slow_closed"},
+		{Label: "server 4008", Path: "server_disconnects_4008"},
 		{Label: "slow read 4008", Path: "slow_cut_4008"},
+		{Label: "all cut after s", Path: "all_cut_after_ms", Scale: 0.001, Digits: 1},
 	},
 }
 
