@@ -14,9 +14,9 @@ import (
 
 // A Figure is one number a summary takes from each run's JSON result.
 type Figure struct {
-	Label string // column label, e.g. "p99 ms"
-	Path  string // dotted path into the JSON, e.g. "latency.p99_ms"; "a/b" divides a by b
-	Scale float64
+	Label  string // column label, e.g. "p99 ms"
+	Path   string // dotted path into the JSON, e.g. "latency.p99_ms"; "a/b" divides a by b
+	Scale  float64
 	Digits int
 }
 
