@@ -197,6 +197,13 @@ func (c *conn) run() {
 		}
 		if ev&evRead != 0 {
 			c.readAvailable()
+			// Replies the read queued go out now, before a next read can
+			// meet the peer's EOF and drop them with the queue (a ping or
+			// a close frame followed by FIN). Held whispers set no evFlush.
+			c.mu.Lock()
+			ev |= c.events & evFlush
+			c.events &^= evFlush
+			c.mu.Unlock()
 		}
 		// A read does not flush by itself: what it queued asked for a flush
 		// (evFlush), and whispers held for the pacer must stay held. The
@@ -239,8 +246,9 @@ func (c *conn) enqueueLocked(it outItem) (scheduled bool) {
 	}
 	if c.queued+c.pendingLen+len(it.b) > c.srv.cfg.MaxQueue {
 		c.srv.metrics.drops[dropSlowConsumer].Add(1)
-		c.closeLocked(protocol.CodeSlowConsumer, "outbound queue over its bound", true, true)
-		return true
+		// Whether a worker must be started is closeLocked's to say: one
+		// may be running already, and a second must never run beside it.
+		return c.closeLocked(protocol.CodeSlowConsumer, "outbound queue over its bound", true, true)
 	}
 	c.queue = append(c.queue, it)
 	c.queued += len(it.b)

@@ -13,7 +13,10 @@ import (
 // out at once and takes them along.
 func TestWhisperPace(t *testing.T) {
 	const pace = time.Second
-	h := start(t, func(o *harnessOpts) { o.cfg.WhisperPace = pace })
+	h := start(t, func(o *harnessOpts) {
+		o.cfg.WhisperPace = pace
+		o.cfg.PingInterval = time.Hour // no ping may flush bob's queue or add a frame
+	})
 	const stream = "doc:pace"
 	alice := whConnect(t, h, token(t, "alice"))
 	bob := whConnect(t, h, token(t, "bob"))

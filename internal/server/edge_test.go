@@ -1,0 +1,201 @@
+package server
+
+// Tests of the edge-triggered transport at its edges: a peer that sends and
+// half-closes at once still gets its replies, and a slow-consumer close
+// never starts a second worker on a connection.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+
+	"github.com/huddle-rt/huddle/internal/auth"
+)
+
+func edgeServer(t *testing.T, cfg Config) (*Server, string) {
+	t.Helper()
+	a, err := auth.New(auth.Config{Secret: []byte("review-secret-0123456789")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv, err := New(cfg, Deps{Auth: a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(ln) }()
+	// Serve's acceptWG.Add must happen before Shutdown's Wait: one
+	// request through the server orders them.
+	if nc, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+		_, _ = io.WriteString(nc, "GET /nothing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+		_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, _ = io.ReadAll(nc)
+		nc.Close()
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	})
+	return srv, ln.Addr().String()
+}
+
+const reviewUpgrade = "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+	"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+
+// edgeUpgraded dials and completes the WebSocket upgrade by hand.
+func edgeUpgraded(t *testing.T, addr string) (*net.TCPConn, *bufio.Reader) {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	if _, err := io.WriteString(nc, reviewUpgrade); err != nil {
+		t.Fatal(err)
+	}
+	_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(nc)
+	var head strings.Builder
+	for !strings.HasSuffix(head.String(), "\r\n\r\n") {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("reading the upgrade response: %v (so far %q)", err, head.String())
+		}
+		head.WriteString(line)
+	}
+	if !strings.HasPrefix(head.String(), "HTTP/1.1 101") {
+		t.Fatalf("upgrade answered %q", head.String())
+	}
+	return nc.(*net.TCPConn), br
+}
+
+// TestEdgeHalfClosePingGetsPong: a peer sends a ping and then shuts down
+// its writing side (it still reads). The pong is queued by the read (evFlush
+// lands in c.events, not in the worker's snapshot ev), so run() does not
+// flush in that iteration; readAgain (hangup) makes the next iteration read
+// first, the read returns EOF, destroy drops the queue: the pong is never
+// written. Before c7e907d every read was followed by a flush in the same
+// iteration.
+func TestEdgeHalfClosePingGetsPong(t *testing.T) {
+	srv, addr := edgeServer(t, Config{})
+	if srv.Portable() {
+		t.Skip("epoll transport only")
+	}
+	for i := 0; i < 20; i++ {
+		nc, br := edgeUpgraded(t, addr)
+		if _, err := nc.Write(maskedFrame(ws.OpPing, true, []byte("hi"))); err != nil {
+			t.Fatal(err)
+		}
+		if err := nc.CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
+		_ = nc.SetReadDeadline(time.Now().Add(2 * time.Second))
+		f, err := ws.ReadFrame(br)
+		if err != nil {
+			t.Fatalf("attempt %d: no pong for a ping sent before a half-close: %v", i, err)
+		}
+		if f.Header.OpCode != ws.OpPong || string(f.Payload) != "hi" {
+			t.Fatalf("attempt %d: got op %v %q, want pong \"hi\"", i, f.Header.OpCode, f.Payload)
+		}
+	}
+}
+
+// TestEdgeCloseFrameThenFINGetsCloseReply: the same with a close frame
+// followed by FIN (a client that ends the closing handshake with
+// shutdown(SHUT_WR)): closeByPeer queues the echo, the next iteration reads
+// EOF first and destroys with abrupt=true, so no close frame comes back and
+// the connection counts as dropped.
+func TestEdgeCloseFrameThenFINGetsCloseReply(t *testing.T) {
+	srv, addr := edgeServer(t, Config{})
+	if srv.Portable() {
+		t.Skip("epoll transport only")
+	}
+	for i := 0; i < 20; i++ {
+		nc, br := edgeUpgraded(t, addr)
+		if _, err := nc.Write(maskedFrame(ws.OpClose, true, []byte{0x03, 0xe8})); err != nil {
+			t.Fatal(err)
+		}
+		if err := nc.CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
+		_ = nc.SetReadDeadline(time.Now().Add(2 * time.Second))
+		f, err := ws.ReadFrame(br)
+		if err != nil {
+			t.Fatalf("attempt %d: no close frame echoed before the socket closed: %v", i, err)
+		}
+		if f.Header.OpCode != ws.OpClose {
+			t.Fatalf("attempt %d: got op %v, want close", i, f.Header.OpCode)
+		}
+	}
+}
+
+// TestEdgeHalfCloseUpgradeAnswered: the upgrade request followed by FIN:
+// the 101 is queued by readHandshake, then the hangup read returns EOF
+// before anyone flushed it.
+func TestEdgeHalfCloseUpgradeAnswered(t *testing.T) {
+	srv, addr := edgeServer(t, Config{})
+	if srv.Portable() {
+		t.Skip("epoll transport only")
+	}
+	for i := 0; i < 20; i++ {
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		if _, err := io.WriteString(nc, reviewUpgrade); err != nil {
+			t.Fatal(err)
+		}
+		if err := nc.(*net.TCPConn).CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
+		_ = nc.SetReadDeadline(time.Now().Add(2 * time.Second))
+		got, _ := io.ReadAll(nc)
+		if !bytes.HasPrefix(got, []byte("HTTP/1.1 101")) {
+			t.Fatalf("attempt %d: upgrade followed by a half-close answered %q, want 101", i, got)
+		}
+	}
+}
+
+// TestEdgeSlowConsumerNoSecondWorker: enqueueLocked's slow-consumer branch
+// returns true whatever closeLocked (wantFlushLocked) decided, so when a
+// worker already owns the connection (c.running) the caller kicks a second
+// one: two goroutines in run() on the same conn (races on partial,
+// pendingOut, hangup; the first to leave clears running and may close the
+// fd under the other). Pre-existing (bc655f8), not from the pacer commits.
+func TestEdgeSlowConsumerNoSecondWorker(t *testing.T) {
+	a, err := auth.New(auth.Config{Secret: []byte("review-secret-0123456789")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(Config{MaxQueue: 1024, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, Deps{Auth: a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	c := &conn{srv: srv, fd: -1}
+	c.mu.Lock()
+	c.running = true // a worker is on the connection (reading, or queued in the pool)
+	start := c.enqueueLocked(outItem{b: make([]byte, 2048)})
+	state := c.state
+	c.mu.Unlock()
+	if state != stateClosing {
+		t.Fatalf("state %d, want closing (4008)", state)
+	}
+	if start {
+		t.Fatal("enqueueLocked asked the caller to kick a worker while one already runs the connection: a second worker would run c.run() concurrently")
+	}
+}
