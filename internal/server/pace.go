@@ -49,7 +49,7 @@ func (p *pacer) round() {
 	p.mu.Lock()
 	batch := p.conns
 	p.conns, p.spare = p.spare[:0], nil
-	p.armed = len(p.conns) > 0 // never: p.conns was just emptied
+	p.armed = false // the next hold schedules the next round
 	p.mu.Unlock()
 	for i, c := range batch {
 		c.mu.Lock()
