@@ -22,7 +22,7 @@ import (
 
 func edgeServer(t *testing.T, cfg Config) (*Server, string) {
 	t.Helper()
-	a, err := auth.New(auth.Config{Secret: []byte("review-secret-0123456789")})
+	a, err := auth.New(auth.Config{Secret: []byte("edge-secret-0123456789")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,14 +36,6 @@ func edgeServer(t *testing.T, cfg Config) (*Server, string) {
 		t.Fatal(err)
 	}
 	go func() { _ = srv.Serve(ln) }()
-	// Serve's acceptWG.Add must happen before Shutdown's Wait: one
-	// request through the server orders them.
-	if nc, err := net.Dial("tcp", ln.Addr().String()); err == nil {
-		_, _ = io.WriteString(nc, "GET /nothing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-		_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
-		_, _ = io.ReadAll(nc)
-		nc.Close()
-	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -52,7 +44,7 @@ func edgeServer(t *testing.T, cfg Config) (*Server, string) {
 	return srv, ln.Addr().String()
 }
 
-const reviewUpgrade = "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+const edgeUpgrade = "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
 	"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
 
 // edgeUpgraded dials and completes the WebSocket upgrade by hand.
@@ -63,7 +55,7 @@ func edgeUpgraded(t *testing.T, addr string) (*net.TCPConn, *bufio.Reader) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { nc.Close() })
-	if _, err := io.WriteString(nc, reviewUpgrade); err != nil {
+	if _, err := io.WriteString(nc, edgeUpgrade); err != nil {
 		t.Fatal(err)
 	}
 	_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -156,7 +148,7 @@ func TestEdgeHalfCloseUpgradeAnswered(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer nc.Close()
-		if _, err := io.WriteString(nc, reviewUpgrade); err != nil {
+		if _, err := io.WriteString(nc, edgeUpgrade); err != nil {
 			t.Fatal(err)
 		}
 		if err := nc.(*net.TCPConn).CloseWrite(); err != nil {
@@ -177,7 +169,7 @@ func TestEdgeHalfCloseUpgradeAnswered(t *testing.T) {
 // pendingOut, hangup; the first to leave clears running and may close the
 // fd under the other). Pre-existing (bc655f8), not from the pacer commits.
 func TestEdgeSlowConsumerNoSecondWorker(t *testing.T) {
-	a, err := auth.New(auth.Config{Secret: []byte("review-secret-0123456789")})
+	a, err := auth.New(auth.Config{Secret: []byte("edge-secret-0123456789")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,5 +189,32 @@ func TestEdgeSlowConsumerNoSecondWorker(t *testing.T) {
 	}
 	if start {
 		t.Fatal("enqueueLocked asked the caller to kick a worker while one already runs the connection: a second worker would run c.run() concurrently")
+	}
+}
+
+// TestEdgeServeAfterShutdown: a Serve that starts after Shutdown stopped the
+// accept loops returns ErrClosed at once instead of accepting on a stopped
+// node (and its count of accept loops is never raced by Shutdown's wait).
+func TestEdgeServeAfterShutdown(t *testing.T) {
+	srv, _ := edgeServer(t, Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	select {
+	case err := <-done:
+		if err != ErrClosed {
+			t.Fatalf("Serve after Shutdown: %v, want ErrClosed", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Serve after Shutdown is still accepting")
 	}
 }

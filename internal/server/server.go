@@ -134,6 +134,10 @@ type Deps struct {
 	Check func(ctx context.Context) error
 }
 
+// ErrClosed is returned by Serve once Shutdown has begun stopping the
+// accept loops.
+var ErrClosed = errors.New("server: closed")
+
 // Server is one Huddle node.
 type Server struct {
 	cfg      Config
@@ -247,10 +251,19 @@ func (s *Server) Handler() http.Handler { return s.api }
 // Serve accepts connections on ln until Shutdown. It returns nil after a
 // Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
+	// The accept loop is counted under s.mu, where Shutdown looks at the
+	// listeners after closing stop: either Shutdown waits for this loop, or
+	// this loop sees stop and never starts.
 	s.mu.Lock()
+	select {
+	case <-s.stop:
+		s.mu.Unlock()
+		return ErrClosed
+	default:
+	}
 	s.listeners = append(s.listeners, ln)
-	s.mu.Unlock()
 	s.acceptWG.Add(1)
+	s.mu.Unlock()
 	defer s.acceptWG.Done()
 	if s.isRaw(ln) {
 		return s.serveRaw(ln.(*net.TCPListener))
@@ -329,6 +342,12 @@ wait:
 		_ = ln.Close()
 	}
 	s.mu.Unlock()
+	// Sockets a raw accept loop took between the first pass and seeing
+	// stop (up to 100ms): refused as draining, but nothing would close them
+	// once the workers are gone.
+	for _, c := range s.reg.all() {
+		c.destroy(false)
+	}
 	hctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	_ = s.http.Shutdown(hctx)
 	cancel()
