@@ -74,63 +74,45 @@ func edgeUpgraded(t *testing.T, addr string) (*net.TCPConn, *bufio.Reader) {
 	return nc.(*net.TCPConn), br
 }
 
-// TestEdgeHalfClosePingGetsPong: a peer sends a ping and then shuts down
-// its writing side (it still reads). The pong is queued by the read (evFlush
-// lands in c.events, not in the worker's snapshot ev), so run() does not
-// flush in that iteration; readAgain (hangup) makes the next iteration read
-// first, the read returns EOF, destroy drops the queue: the pong is never
-// written. Before c7e907d every read was followed by a flush in the same
-// iteration.
-func TestEdgeHalfClosePingGetsPong(t *testing.T) {
+// TestEdgeHalfCloseGetsReply: a peer sends a control frame and at once
+// shuts down its sending side. The frame and the FIN arrive in one event:
+// the read queues the reply (a pong, or the close echo of a client that ends
+// the closing handshake with shutdown(SHUT_WR)), and the hangup makes the
+// next read meet EOF and destroy the connection with its queue. The reply
+// must be written first.
+func TestEdgeHalfCloseGetsReply(t *testing.T) {
 	srv, addr := edgeServer(t, Config{})
 	if srv.Portable() {
 		t.Skip("epoll transport only")
 	}
-	for i := 0; i < 20; i++ {
-		nc, br := edgeUpgraded(t, addr)
-		if _, err := nc.Write(maskedFrame(ws.OpPing, true, []byte("hi"))); err != nil {
-			t.Fatal(err)
-		}
-		if err := nc.CloseWrite(); err != nil {
-			t.Fatal(err)
-		}
-		_ = nc.SetReadDeadline(time.Now().Add(2 * time.Second))
-		f, err := ws.ReadFrame(br)
-		if err != nil {
-			t.Fatalf("attempt %d: no pong for a ping sent before a half-close: %v", i, err)
-		}
-		if f.Header.OpCode != ws.OpPong || string(f.Payload) != "hi" {
-			t.Fatalf("attempt %d: got op %v %q, want pong \"hi\"", i, f.Header.OpCode, f.Payload)
-		}
-	}
-}
-
-// TestEdgeCloseFrameThenFINGetsCloseReply: the same with a close frame
-// followed by FIN (a client that ends the closing handshake with
-// shutdown(SHUT_WR)): closeByPeer queues the echo, the next iteration reads
-// EOF first and destroys with abrupt=true, so no close frame comes back and
-// the connection counts as dropped.
-func TestEdgeCloseFrameThenFINGetsCloseReply(t *testing.T) {
-	srv, addr := edgeServer(t, Config{})
-	if srv.Portable() {
-		t.Skip("epoll transport only")
-	}
-	for i := 0; i < 20; i++ {
-		nc, br := edgeUpgraded(t, addr)
-		if _, err := nc.Write(maskedFrame(ws.OpClose, true, []byte{0x03, 0xe8})); err != nil {
-			t.Fatal(err)
-		}
-		if err := nc.CloseWrite(); err != nil {
-			t.Fatal(err)
-		}
-		_ = nc.SetReadDeadline(time.Now().Add(2 * time.Second))
-		f, err := ws.ReadFrame(br)
-		if err != nil {
-			t.Fatalf("attempt %d: no close frame echoed before the socket closed: %v", i, err)
-		}
-		if f.Header.OpCode != ws.OpClose {
-			t.Fatalf("attempt %d: got op %v, want close", i, f.Header.OpCode)
-		}
+	for _, tc := range []struct {
+		name      string
+		op, reply ws.OpCode
+		payload   []byte
+		check     func(f ws.Frame) bool
+	}{
+		{"ping gets pong", ws.OpPing, ws.OpPong, []byte("hi"), func(f ws.Frame) bool { return string(f.Payload) == "hi" }},
+		{"close frame gets close echo", ws.OpClose, ws.OpClose, []byte{0x03, 0xe8}, func(ws.Frame) bool { return true }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for i := 0; i < 20; i++ {
+				nc, br := edgeUpgraded(t, addr)
+				if _, err := nc.Write(maskedFrame(tc.op, true, tc.payload)); err != nil {
+					t.Fatal(err)
+				}
+				if err := nc.CloseWrite(); err != nil {
+					t.Fatal(err)
+				}
+				_ = nc.SetReadDeadline(time.Now().Add(2 * time.Second))
+				f, err := ws.ReadFrame(br)
+				if err != nil {
+					t.Fatalf("attempt %d: no reply to %v sent before a half-close: %v", i, tc.op, err)
+				}
+				if f.Header.OpCode != tc.reply || !tc.check(f) {
+					t.Fatalf("attempt %d: got op %v %q, want %v", i, f.Header.OpCode, f.Payload, tc.reply)
+				}
+			}
+		})
 	}
 }
 
