@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"encoding/base64"
 	"encoding/binary"
@@ -10,6 +9,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -76,19 +76,32 @@ func (a *huddleAdapter) Dial(ctx context.Context, o DialOptions, h Handler) (Con
 	if err != nil {
 		return nil, fmt.Errorf("dial: %w", err)
 	}
-	if br == nil {
-		br = bufio.NewReaderSize(nc, 4096)
+	r, err := clientReactor()
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	fd, err := detach(nc)
+	if err != nil {
+		return nil, err
 	}
 	c := &huddleConn{
-		nc:      nc,
-		br:      br,
+		fd:      fd,
+		r:       r,
 		codec:   a.codec,
 		h:       h,
 		done:    make(chan struct{}),
 		replies: make(chan reply, 1),
 		mask:    rand.Uint64() | 1,
 	}
-	go c.read()
+	if br != nil && br.Buffered() > 0 { // sent right after the 101: read with the next bytes
+		b, _ := br.Peek(br.Buffered())
+		c.pend = append(c.pend, b...)
+	}
+	if err := r.add(c); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
 	if err := c.request(ctx, func(id uint64) error {
 		return c.sendMsg(&protocol.Connect{ID: id, Token: tok, UA: "huddle-bench"})
 	}); err != nil {
@@ -96,6 +109,30 @@ func (a *huddleAdapter) Dial(ctx context.Context, o DialOptions, h Handler) (Con
 		return nil, fmt.Errorf("connect: %w", err)
 	}
 	return c, nil
+}
+
+// detach takes nc's socket away from the Go runtime's poller for the
+// reactor: it returns a duplicate of the descriptor (non-blocking, as the
+// two share the open file) and closes nc, which removes the original from
+// the runtime's epoll set.
+func detach(nc net.Conn) (int, error) {
+	defer nc.Close()
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return -1, fmt.Errorf("bench: %T has no descriptor", nc)
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd, derr := -1, error(nil)
+	if err := rc.Control(func(s uintptr) { fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return -1, err
+	}
+	if derr != nil {
+		return -1, fmt.Errorf("bench: dup: %w", derr)
+	}
+	return fd, nil
 }
 
 // socketOptions sets, before connect, IP_BIND_ADDRESS_NO_PORT when a source
@@ -123,12 +160,12 @@ func socketOptions(o DialOptions) func(network, address string, c syscall.RawCon
 	}
 }
 
-// huddleConn is one Huddle connection. Its reader goroutine decodes what
-// arrives and calls the handler; requests that need a reply (connect, sub)
-// wait for it one at a time.
+// huddleConn is one Huddle connection. The process's reactor reads it and
+// calls the handler; requests that need a reply (connect, sub) wait for it
+// one at a time. Writes go straight to the socket from the caller.
 type huddleConn struct {
-	nc    net.Conn
-	br    *bufio.Reader
+	fd    int
+	r     *reactor
 	codec protocol.Codec
 	h     Handler
 
@@ -140,11 +177,13 @@ type huddleConn struct {
 	wmu  sync.Mutex // guards the following
 	wbuf []byte
 	mask uint64 // xorshift state for masking keys
+	dead bool   // the reactor closed fd
 
-	resume atomic.Pointer[chan struct{}] // set while paused
+	closing atomic.Bool // Close was called
 
-	rbuf      []byte // the frame being read (reader goroutine only)
-	frag      []byte // a fragmented message (reader goroutine only)
+	pend      []byte // bytes of a frame not complete yet (reactor only)
+	frag      []byte // a fragmented message (reactor only)
+	ev        Event  // reactor only
 	decoded   []protocol.Decoded
 	b64       []byte
 	closeCode atomic.Int32
@@ -269,21 +308,18 @@ func (c *huddleConn) stateRaw(data []byte) protocol.Raw {
 	return append(appendStr(appendMapHeader(nil, 1), "b"), c.dataRaw(data)...)
 }
 
-func (c *huddleConn) Pause(paused bool) {
-	if paused {
-		ch := make(chan struct{})
-		c.resume.CompareAndSwap(nil, &ch)
-		return
-	}
-	if ch := c.resume.Swap(nil); ch != nil {
-		close(*ch)
-	}
-}
+func (c *huddleConn) Pause(paused bool) { c.r.pause(c, paused) }
 
+// Close shuts the socket down; the reactor sees the hangup and ends the
+// connection (only it closes the descriptor).
 func (c *huddleConn) Close() error {
-	err := c.nc.Close()
-	c.Pause(false) // a paused reader must see the close
-	return err
+	c.closing.Store(true)
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.dead {
+		return nil
+	}
+	return unix.Shutdown(c.fd, unix.SHUT_RDWR)
 }
 
 func (c *huddleConn) Done() <-chan struct{} { return c.done }
@@ -353,51 +389,111 @@ func (c *huddleConn) writeFrameLocked(b []byte) error {
 	binary.LittleEndian.PutUint32(key[:], uint32(c.mask))
 	copy(h[hs-4:], key[:])
 	ws.Cipher(payload, key, 0)
-	_ = c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
-	_, err := c.nc.Write(b[maxHeader-hs:])
-	return err
+	return c.writeLocked(b[maxHeader-hs:], writeTimeout)
 }
 
-// writeControl writes a control frame (pong, close) with payload p.
+// writeLocked writes b whole, waiting for room in the socket up to timeout.
+// Lock c.wmu must be held.
+func (c *huddleConn) writeLocked(b []byte, timeout time.Duration) error {
+	if c.dead {
+		return net.ErrClosed
+	}
+	var deadline time.Time
+	for len(b) > 0 {
+		n, err := unix.Write(c.fd, b)
+		switch {
+		case n > 0:
+			b = b[n:]
+		case err == unix.EINTR:
+		case err == unix.EAGAIN:
+			if deadline.IsZero() {
+				deadline = time.Now().Add(timeout)
+			}
+			left := time.Until(deadline)
+			if left <= 0 {
+				return os.ErrDeadlineExceeded
+			}
+			_, _ = unix.Poll([]unix.PollFd{{Fd: int32(c.fd), Events: unix.POLLOUT}}, int(left/time.Millisecond)+1)
+		case err != nil:
+			return err
+		default:
+			return io.ErrShortWrite
+		}
+	}
+	return nil
+}
+
+// writeControl writes a control frame (pong, close) with payload p. It
+// runs on the reactor, so it waits for room at most a little.
 func (c *huddleConn) writeControl(op ws.OpCode, p []byte) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	f := ws.MaskFrameInPlace(ws.NewFrame(op, true, append([]byte(nil), p...)))
-	_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
-	_ = ws.WriteFrame(c.nc, f)
+	b, err := ws.CompileFrame(f)
+	if err == nil {
+		_ = c.writeLocked(b, 100*time.Millisecond)
+	}
 }
 
-func (c *huddleConn) read() {
-	ev := Event{}
-	defer func() {
-		c.nc.Close()
-		ev = Event{Kind: EventClosed, At: time.Now().UnixNano(), Code: int(c.closeCode.Load())}
-		c.h(&ev)
-		close(c.done)
-	}()
+// errClosing ends a connection on the server's close frame.
+var errClosing = errors.New("close frame")
+
+// readable reads what c's socket holds into buf (the reactor's) and
+// handles every whole frame in it, keeping a partial one for the next
+// read. false ends the connection.
+func (c *huddleConn) readable(buf []byte) bool {
+	if c.closing.Load() {
+		return false
+	}
+	n, err := unix.Read(c.fd, buf)
+	if n <= 0 {
+		return err == unix.EAGAIN || err == unix.EINTR // 0 is the peer's FIN
+	}
+	now := time.Now().UnixNano()
+	data := buf[:n]
+	if len(c.pend) > 0 {
+		c.pend = append(c.pend, data...)
+		data = c.pend
+	}
+	used, err := c.frames(data, now)
+	if err != nil {
+		return false
+	}
+	switch rest := data[used:]; {
+	case len(rest) == 0 && cap(c.pend) > 64<<10:
+		c.pend = nil // do not keep a big buffer for small frames
+	case len(rest) == 0:
+		c.pend = c.pend[:0]
+	default:
+		c.pend = append(c.pend[:0], rest...) // copy handles the overlap
+	}
+	return true
+}
+
+// frames handles the whole frames at the start of b and returns how many
+// bytes they took.
+func (c *huddleConn) frames(b []byte, now int64) (int, error) {
+	used := 0
 	for {
-		if ch := c.resume.Load(); ch != nil {
-			<-*ch
+		op, fin, p, n, err := parseFrame(b[used:])
+		if err != nil || n == 0 {
+			return used, err
 		}
-		op, fin, p, err := c.readFrame()
-		if err != nil {
-			return
-		}
-		now := time.Now().UnixNano()
+		used += n
 		switch ws.OpCode(op) {
 		case ws.OpText, ws.OpBinary:
 			if !fin {
 				c.frag = append(c.frag[:0], p...)
 				continue
 			}
-			if err := c.dispatch(p, now, &ev); err != nil {
-				return
+			if err := c.dispatch(p, now, &c.ev); err != nil {
+				return used, err
 			}
 		case ws.OpContinuation:
 			c.frag = append(c.frag, p...)
 			if fin {
-				if err := c.dispatch(c.frag, now, &ev); err != nil {
-					return
+				if err := c.dispatch(c.frag, now, &c.ev); err != nil {
+					return used, err
 				}
 				c.frag = c.frag[:0]
 			}
@@ -408,55 +504,53 @@ func (c *huddleConn) read() {
 				c.closeCode.CompareAndSwap(0, int32(binary.BigEndian.Uint16(p)))
 			}
 			c.writeControl(ws.OpClose, p[:min(2, len(p))])
-			return
+			return used, errClosing
 		}
 	}
 }
 
-// readFrame reads one frame into c.rbuf (server frames are not masked, but
-// a mask is honoured).
-func (c *huddleConn) readFrame() (op byte, fin bool, payload []byte, err error) {
-	var hdr [8]byte
-	if _, err = io.ReadFull(c.br, hdr[:2]); err != nil {
-		return
+// parseFrame reads the frame at the start of b: n is 0 while b holds only
+// part of it. Server frames are not masked, but a mask is honoured (the
+// payload is unmasked in place).
+func parseFrame(b []byte) (op byte, fin bool, payload []byte, n int, err error) {
+	if len(b) < 2 {
+		return 0, false, nil, 0, nil
 	}
-	fin, op = hdr[0]&0x80 != 0, hdr[0]&0x0f
-	masked := hdr[1]&0x80 != 0
-	n := uint64(hdr[1] & 0x7f)
-	switch n {
+	fin, op = b[0]&0x80 != 0, b[0]&0x0f
+	masked := b[1]&0x80 != 0
+	size := uint64(b[1] & 0x7f)
+	h := 2
+	switch size {
 	case 126:
-		if _, err = io.ReadFull(c.br, hdr[:2]); err != nil {
-			return
+		if len(b) < 4 {
+			return 0, false, nil, 0, nil
 		}
-		n = uint64(binary.BigEndian.Uint16(hdr[:2]))
+		size, h = uint64(binary.BigEndian.Uint16(b[2:])), 4
 	case 127:
-		if _, err = io.ReadFull(c.br, hdr[:8]); err != nil {
-			return
+		if len(b) < 10 {
+			return 0, false, nil, 0, nil
 		}
-		n = binary.BigEndian.Uint64(hdr[:8])
+		size, h = binary.BigEndian.Uint64(b[2:]), 10
+	}
+	if size > maxFrame {
+		return 0, false, nil, 0, errors.New("frame too large")
 	}
 	var key [4]byte
 	if masked {
-		if _, err = io.ReadFull(c.br, key[:]); err != nil {
-			return
+		if len(b) < h+4 {
+			return 0, false, nil, 0, nil
 		}
+		copy(key[:], b[h:])
+		h += 4
 	}
-	if n > maxFrame {
-		return 0, false, nil, errors.New("frame too large")
+	if uint64(len(b)-h) < size {
+		return 0, false, nil, 0, nil
 	}
-	if uint64(cap(c.rbuf)) < n {
-		c.rbuf = make([]byte, n)
-	} else if cap(c.rbuf) > 256<<10 && n < 4<<10 {
-		c.rbuf = make([]byte, 4<<10) // do not keep a big buffer for small frames
-	}
-	payload = c.rbuf[:n]
-	if _, err = io.ReadFull(c.br, payload); err != nil {
-		return
-	}
+	payload = b[h : h+int(size)]
 	if masked {
 		ws.Cipher(payload, key, 0)
 	}
-	return op, fin, payload, nil
+	return op, fin, payload, h + int(size), nil
 }
 
 // dispatch decodes every message in a data frame. An error ends the

@@ -4,10 +4,12 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net"
+	"os"
 	"testing"
 	"time"
 
 	"github.com/gobwas/ws"
+	"golang.org/x/sys/unix"
 
 	"github.com/huddle-rt/huddle/protocol"
 )
@@ -116,10 +118,17 @@ func TestHuddleWrites(t *testing.T) {
 	stamp := AppendStamp(nil, 3, 4, 5, 30)
 	for _, codec := range []protocol.Codec{protocol.Msgpack, protocol.JSON} {
 		t.Run(codec.String(), func(t *testing.T) {
-			cli, srv := net.Pipe()
-			defer cli.Close()
+			fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer unix.Close(fds[0])
+			srv, err := net.FileConn(os.NewFile(uintptr(fds[1]), "server"))
+			if err != nil {
+				t.Fatal(err)
+			}
 			defer srv.Close()
-			c := &huddleConn{nc: cli, codec: codec, mask: 12345}
+			c := &huddleConn{fd: fds[0], codec: codec, mask: 12345}
 			go func() {
 				_ = c.Publish("s1", stamp)
 				_ = c.Whisper("s2", "cursor", stamp)

@@ -53,7 +53,7 @@ func TestSplitAndWorkers(t *testing.T) {
 		t.Fatalf("more workers than clients: %v %v", first, count)
 	}
 	e := &Env{}
-	for _, tc := range []struct{ clients, want int }{{1, 1}, {200, 2}, {15000, 3}, {60000, 12}} {
+	for _, tc := range []struct{ clients, want int }{{1, 1}, {200, 1}, {15000, 1}, {19000, 1}, {19001, 2}, {60000, 4}} {
 		if got := e.workers(tc.clients); got != tc.want {
 			t.Fatalf("workers(%d) = %d, want %d", tc.clients, got, tc.want)
 		}

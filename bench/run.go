@@ -17,8 +17,10 @@ type Env struct {
 	Target   Target
 	Adapter  AdapterConfig
 	Launcher Launcher
-	// Workers is the number of client processes; 0 lets the scenario choose
-	// (about one per 5,000 connections, at least 2).
+	// Workers is the number of client processes; 0 uses as few as the
+	// open-file limit allows (one per 19,000 connections): each reads all
+	// its connections on one thread, and more processes on the one client
+	// core would only take turns on it.
 	Workers int
 	// IPs spreads clients over this many source addresses 127.0.0.2 and up
 	// (only against a loopback target); 0 lets the system choose.
@@ -52,7 +54,7 @@ const maxPerWorker = 19000
 func (e *Env) workers(clients int) int {
 	w := e.Workers
 	if w <= 0 {
-		w = max(2, (clients+4999)/5000)
+		w = 1 // the reactor reads thousands of connections on one thread; processes would only contend for the client core
 	}
 	w = max(w, (clients+maxPerWorker-1)/maxPerWorker)
 	return max(min(w, clients), 1)

@@ -32,6 +32,7 @@ func RunWorker(ctx context.Context, in io.Reader, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	reactorSpin.Store(int64(t.Shape.Spin))
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	w := newWorker(t, ad, out)

@@ -183,7 +183,7 @@ func targetFlags(fs *flag.FlagSet) *target {
 	fs.StringVar(&t.json, "json", "", "also write the result as JSON to this file")
 	fs.StringVar(&t.adapter, "adapter", "huddle", "protocol adapter: "+strings.Join(bench.AdapterNames(), ", "))
 	fs.StringVar(&t.codec, "codec", "msgpack", "wire format, where the protocol has several (huddle: msgpack or json)")
-	fs.IntVar(&t.workers, "workers", 0, "client processes (default: one per 5,000 clients, at least 2)")
+	fs.IntVar(&t.workers, "workers", 0, "client processes (default: as few as the open-file limit allows, one per 19,000 clients)")
 	fs.IntVar(&t.ips, "ips", 16, "spread clients over this many source addresses 127.0.0.2 and up (loopback targets)")
 	fs.IntVar(&t.setupConc, "setup-concurrency", 100, "connects each worker has in flight while setting up")
 	fs.StringVar(&t.serverBin, "server-bin", "", "huddle binary to start (default: go build ./cmd/huddle)")
