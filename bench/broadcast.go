@@ -17,11 +17,6 @@ type BroadcastConfig struct {
 	Duration time.Duration // how long to publish; default 10s
 	Size     int           // payload bytes (at least 24); default 100
 	Drain    time.Duration // wait for deliveries after the last publish; default 2s
-	// Spin is how long each client process keeps polling its sockets
-	// before it sleeps; negative: not at all. Default 300µs, which covers
-	// the gaps between packets of a fan-out, so the server's core does not
-	// pay to wake the client for each subscriber (a loopback artifact).
-	Spin time.Duration
 }
 
 func (c *BroadcastConfig) defaults() {
@@ -30,7 +25,6 @@ func (c *BroadcastConfig) defaults() {
 	c.Duration = def(c.Duration, 10*time.Second)
 	c.Size = def(c.Size, 100)
 	c.Drain = def(c.Drain, 2*time.Second)
-	c.Spin = def(c.Spin, 300*time.Microsecond)
 }
 
 // ServerArgs lift the per-connection message rate above the publisher's.
@@ -63,7 +57,6 @@ type BroadcastResult struct {
 	Delivery    Latency `json:"delivery"` // every delivery's latency
 	Deliveries  float64 `json:"deliveries_per_second"`
 	PubErrors   int64   `json:"publisher_errors,omitempty"`
-	ClientSpin  string  `json:"client_spin"`
 }
 
 // Table implements Result.
@@ -79,7 +72,7 @@ const broadcastStream = "bench:broadcast"
 func RunBroadcast(ctx context.Context, e *Env, c BroadcastConfig) (*BroadcastResult, error) {
 	c.defaults()
 	total := int(c.Duration.Seconds() * c.Rate)
-	r, err := e.start(ctx, "broadcast", c.N, Shape{Stream: broadcastStream, Seqs: total + 1, Spin: max(c.Spin, 0)})
+	r, err := e.start(ctx, "broadcast", c.N, Shape{Stream: broadcastStream, Seqs: total + 1})
 	if err != nil {
 		return nil, err
 	}
@@ -116,7 +109,7 @@ func RunBroadcast(ctx context.Context, e *Env, c BroadcastConfig) (*BroadcastRes
 	res := &BroadcastResult{
 		Subscribers: c.N, Rate: c.Rate, Size: max(c.Size, StampSize), Messages: len(sent), Missing: missing,
 		P50ms: s.P50ms, P99ms: s.P99ms, Maxms: s.Maxms, TimeToLast: s, Delivery: st.Lat.Summary(),
-		PubErrors: pub.errs.Load(), ClientSpin: max(c.Spin, 0).String(),
+		PubErrors: pub.errs.Load(),
 	}
 	if u.Seconds > 0 {
 		res.Deliveries = round3(float64(st.Recv) / u.Seconds)

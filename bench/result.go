@@ -17,6 +17,7 @@ type Common struct {
 	StartedServer bool     `json:"started_server"`
 	ServerArgs    []string `json:"server_args,omitempty"`
 	ClientWorkers int      `json:"client_workers"`
+	ClientSpin    string   `json:"client_spin"` // how long clients poll before they sleep (Env.Spin)
 	Usage
 	// ServerCounters are the server's Prometheus counters that changed
 	// over the measured phase, by how much (messages and frames out,

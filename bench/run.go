@@ -22,6 +22,9 @@ type Env struct {
 	// its connections on one thread, and more processes on the one client
 	// core would only take turns on it.
 	Workers int
+	// Spin is how long each client process keeps polling its sockets
+	// before it sleeps (see reactorSpin); 0 sleeps at once.
+	Spin time.Duration
 	// IPs spreads clients over this many source addresses 127.0.0.2 and up
 	// (only against a loopback target); 0 lets the system choose.
 	IPs int
@@ -98,6 +101,7 @@ func (e *Env) start(ctx context.Context, scenario string, n int, shape Shape) (*
 	if conc <= 0 {
 		conc = 100
 	}
+	shape.Spin = max(e.Spin, 0)
 	tasks := make([]Task, len(first))
 	for w := range tasks {
 		tasks[w] = Task{
@@ -214,7 +218,7 @@ func (r *run) common(u Usage, counters map[string]float64) Common {
 	c := Common{
 		Scenario: r.name, Time: r.started.UTC().Format(time.RFC3339), Adapter: r.env.Adapter.Name,
 		URL: r.env.Target.URL, StartedServer: r.env.Target.Started, ServerArgs: r.env.Target.Args,
-		ClientWorkers: len(r.pool.workers), Usage: u, ServerCounters: counters, Notes: r.notes,
+		ClientWorkers: len(r.pool.workers), ClientSpin: max(r.env.Spin, 0).String(), Usage: u, ServerCounters: counters, Notes: r.notes,
 	}
 	if c.Adapter == "" {
 		c.Adapter = "huddle"

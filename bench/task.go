@@ -38,7 +38,7 @@ type Shape struct {
 	Lazy     bool          `json:"lazy,omitempty"`      // connect: dial on the "dial" command, not at start
 	Stream   string        `json:"stream,omitempty"`    // broadcast, slow: the one stream
 	DialWait time.Duration `json:"dial_wait,omitempty"` // give up on a connect after this long
-	Spin     time.Duration `json:"spin,omitempty"`      // broadcast: the reactor polls this long before it sleeps (see reactorSpin)
+	Spin     time.Duration `json:"spin,omitempty"`      // the reactor polls this long before it sleeps (Env.Spin, see reactorSpin)
 }
 
 // Commands a coordinator sends to its workers.

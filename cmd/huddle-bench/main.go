@@ -29,6 +29,7 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/huddle-rt/huddle/bench"
 )
@@ -159,6 +160,7 @@ type target struct {
 	pid                           int
 	adapter, codec                string
 	workers, ips, setupConc       int
+	spin                          time.Duration
 	serverBin, serverCPUs         string
 	clientCPUs                    string
 	serverProcs                   int
@@ -184,6 +186,7 @@ func targetFlags(fs *flag.FlagSet) *target {
 	fs.StringVar(&t.adapter, "adapter", "huddle", "protocol adapter: "+strings.Join(bench.AdapterNames(), ", "))
 	fs.StringVar(&t.codec, "codec", "msgpack", "wire format, where the protocol has several (huddle: msgpack or json)")
 	fs.IntVar(&t.workers, "workers", 0, "client processes (default: as few as the open-file limit allows, one per 19,000 clients)")
+	fs.DurationVar(&t.spin, "spin", 300*time.Microsecond, "how long each client process keeps polling its sockets before it sleeps: on loopback the server's core pays to wake a sleeping client for every packet, which a remote client never costs it (0: sleep at once)")
 	fs.IntVar(&t.ips, "ips", 16, "spread clients over this many source addresses 127.0.0.2 and up (loopback targets)")
 	fs.IntVar(&t.setupConc, "setup-concurrency", 100, "connects each worker has in flight while setting up")
 	fs.StringVar(&t.serverBin, "server-bin", "", "huddle binary to start (default: go build ./cmd/huddle)")
@@ -259,6 +262,7 @@ func (t *target) env(ctx context.Context, serverArgs []string) (*bench.Env, func
 		Target:      tg,
 		Adapter:     bench.AdapterConfig{Name: t.adapter, URL: tg.URL, Secret: t.secret, Codec: t.codec},
 		Workers:     t.workers,
+		Spin:        t.spin,
 		IPs:         t.ips,
 		Concurrency: t.setupConc,
 		Log:         os.Stderr,

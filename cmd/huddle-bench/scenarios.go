@@ -48,7 +48,6 @@ of -size bytes for -duration. Each message's latency is its time to the LAST sub
 			fs.DurationVar(&c.Duration, "duration", 10e9, "how long to publish")
 			fs.IntVar(&c.Size, "size", 100, "payload bytes (at least 24)")
 			fs.DurationVar(&c.Drain, "drain", 2e9, "wait for deliveries after the last publish")
-			fs.DurationVar(&c.Spin, "spin", 300e3, "how long each client process keeps polling before it sleeps (on loopback the server's core pays to wake a sleeping client for every packet; -1ns: sleep at once)")
 			return func() []string { return c.ServerArgs() }, func(ctx context.Context, e *bench.Env) (bench.Result, error) {
 				return bench.RunBroadcast(ctx, e, c)
 			}

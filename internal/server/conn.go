@@ -258,9 +258,9 @@ func (c *conn) enqueueLocked(it outItem) (scheduled bool) {
 		if c.corked {
 			return false
 		}
-		if time.Now().UnixNano()-c.lastFlush < int64(c.srv.pacer.every) {
+		if due := c.lastFlush + int64(c.srv.pacer.every); time.Now().UnixNano() < due {
 			c.corked = true
-			c.srv.pacer.hold(c)
+			c.srv.pacer.hold(c, due)
 			return false
 		}
 	}

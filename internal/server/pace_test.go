@@ -54,14 +54,24 @@ func TestWhisperPace(t *testing.T) {
 		t.Errorf("%v whispers conflated for a receiver that keeps up", c)
 	}
 
+	// A whisper late in the pace waits only for the rest of it: it is due
+	// one pace after bob's last write, not one pace after it came.
+	time.Sleep(pace * 6 / 10)
+	sent = time.Now()
+	whSend(t, alice.c, stream, "cursor", n+1, 1)
+	whWant(t, bob.c, stream, "cursor", alice.from, n+1, 1)
+	if d := time.Since(sent); d > pace*3/4 {
+		t.Errorf("a whisper 0.6 pace after the last write waited %v: not due one pace after that write", d)
+	}
+
 	// A held whisper, then a publication: both at once, in order.
-	whSend(t, alice.c, stream, "cursor", n+1, 0)
+	whSend(t, alice.c, stream, "cursor", n+2, 0)
 	whSync(t, alice.c)
 	sent = time.Now()
 	if _, err := whPublish(h, stream, 1); err != nil {
 		t.Fatal(err)
 	}
-	whWant(t, bob.c, stream, "cursor", alice.from, n+1, 0)
+	whWant(t, bob.c, stream, "cursor", alice.from, n+2, 0)
 	if p := nextAs[*protocol.Pub](t, bob.c); p.S != stream {
 		t.Fatalf("pub on %q", p.S)
 	}
