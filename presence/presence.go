@@ -33,7 +33,8 @@ type Config struct {
 	// TTL is how long a member lives without its node's heartbeat (a dead
 	// node's members vanish within it). Default 30s.
 	TTL time.Duration
-	// Tick batches a stream's changes into one diff. Default 50ms.
+	// Tick bounds a member's updates to one a tick; a stream's changes go
+	// out as one diff every half tick. Default 50ms.
 	Tick time.Duration
 	// MaxState bounds a member's state in bytes (msgpack). Default 4096.
 	MaxState int

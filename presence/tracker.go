@@ -23,6 +23,7 @@ type Tracker struct {
 
 	mu      sync.Mutex // guards the following
 	pending map[string]*diff
+	updated map[graceKey]time.Time // when a member's last update went out
 	local   map[string]map[string]struct{} // stream -> clients owned by this node
 	graces  map[graceKey]*time.Timer
 }
@@ -47,6 +48,7 @@ func NewTracker(cfg Config, store Store, emit Emit) *Tracker {
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 		pending: make(map[string]*diff),
+		updated: make(map[graceKey]time.Time),
 		local:   make(map[string]map[string]struct{}),
 		graces:  make(map[graceKey]*time.Timer),
 	}
@@ -82,7 +84,7 @@ func (t *Tracker) Close() {
 		}
 		cancel()
 	}
-	t.flush()
+	t.flushAll()
 }
 
 // Join enters m into stream's presence, or replaces its state.
@@ -184,6 +186,7 @@ func (t *Tracker) cancelGraceLocked(stream, client string) {
 }
 
 func (t *Tracker) leftLocked(stream string, who protocol.ClientInfo) {
+	delete(t.updated, graceKey{stream, who.Client})
 	d := t.diffLocked(stream, who.Client)
 	delete(d.updates, who.Client)
 	// A member that joined within this tick still gets its leave: a
@@ -218,7 +221,9 @@ func (t *Tracker) Members(ctx context.Context, stream string) ([]protocol.Member
 
 func (t *Tracker) run() {
 	defer close(t.done)
-	tick := time.NewTicker(t.cfg.Tick)
+	// Joins and leaves go out every half tick; a member's updates at most
+	// once a tick (see flush).
+	tick := time.NewTicker(max(t.cfg.Tick/2, time.Millisecond))
 	defer tick.Stop()
 	beat := time.NewTicker(t.cfg.TTL / 3)
 	defer beat.Stop()
@@ -238,8 +243,17 @@ func (t *Tracker) run() {
 	}
 }
 
-// flush emits every stream's pending diff.
-func (t *Tracker) flush() {
+// flush emits every stream's pending diff. It runs every half tick, so a
+// join or a leave waits at most half a tick; an update of a member whose
+// last update went out less than a tick ago stays pending (and merges with
+// the member's next patches) until a tick has passed: at most one updates
+// entry per member per tick, as the contract has it.
+func (t *Tracker) flush() { t.flushAt(time.Now()) }
+
+// flushAll emits everything pending, held updates included (at Close).
+func (t *Tracker) flushAll() { t.flushAt(time.Now().Add(t.cfg.Tick)) }
+
+func (t *Tracker) flushAt(now time.Time) {
 	t.mu.Lock()
 	pending := t.pending
 	if len(pending) == 0 {
@@ -247,6 +261,17 @@ func (t *Tracker) flush() {
 		return
 	}
 	t.pending = make(map[string]*diff, len(pending))
+	for stream, d := range pending {
+		for c, u := range d.updates {
+			k := graceKey{stream, c}
+			if last, ok := t.updated[k]; ok && now.Sub(last) < t.cfg.Tick-t.cfg.Tick/4 {
+				delete(d.updates, c)
+				t.diffLocked(stream, c).updates[c] = u
+				continue
+			}
+			t.updated[k] = now
+		}
+	}
 	t.mu.Unlock()
 	for stream, d := range pending {
 		msg := &protocol.Presence{S: stream}

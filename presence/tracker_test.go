@@ -600,3 +600,30 @@ func mustJSONRaw(t *testing.T, s string) protocol.Raw {
 	}
 	return r
 }
+
+// TestTrackerHalfTick: joins and leaves go out every half tick, while a
+// member's updates still go out at most once a tick.
+func TestTrackerHalfTick(t *testing.T) {
+	const tick = 400 * time.Millisecond
+	r := newRig(t, presence.Config{Tick: tick})
+	r.joined(t, "doc", "ann", "c1", map[string]any{"x": 0})
+
+	start := time.Now()
+	r.join(t, "doc", "bob", "c2", nil)
+	wantDiff(t, r.next(t, "doc"), map[string]string{"c2": ""}, nil, nil)
+	if d := time.Since(start); d > tick*3/4 {
+		t.Errorf("a join took %v to go out with a %v tick: want about half a tick at most", d, tick)
+	}
+
+	r.update(t, "doc", "ann", "c1", map[string]any{"x": 1})
+	wantDiff(t, r.next(t, "doc"), nil, nil, map[string]string{"c1": `{"x":1}`})
+	first := time.Now()
+	r.update(t, "doc", "ann", "c1", map[string]any{"x": 2})
+	r.update(t, "doc", "ann", "c1", map[string]any{"y": 3})
+	r.leave(t, "doc", "c2") // goes out on its own half tick, before ann's update
+	wantDiff(t, r.next(t, "doc"), nil, []string{"c2"}, nil)
+	wantDiff(t, r.next(t, "doc"), nil, nil, map[string]string{"c1": `{"x":2,"y":3}`})
+	if d := time.Since(first); d < tick*3/4-tick/8 {
+		t.Errorf("ann's second update went out %v after her first: want a tick apart", d)
+	}
+}

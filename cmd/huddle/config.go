@@ -142,7 +142,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	o.maxWhisper = 4096
 	fs.Var(&o.maxWhisper, "max-whisper", "largest whisper data (larger gets error 4005)")
 	fs.DurationVar(&o.presenceGrace, "presence-grace", 5*time.Second, "how long a member whose connection dropped stays before its leave goes out")
-	fs.DurationVar(&o.presenceTick, "presence-tick", 50*time.Millisecond, "a stream's joins, leaves and updates within one tick go out as one diff")
+	fs.DurationVar(&o.presenceTick, "presence-tick", 50*time.Millisecond, "a member's updates go out at most once a tick; a stream's changes go out as one diff every half tick")
 	fs.DurationVar(&o.presenceTTL, "presence-ttl", 30*time.Second, "how long a member lives without its node's heartbeat")
 	o.maxState = 4096
 	fs.Var(&o.maxState, "max-presence-state", "largest presence state (larger gets error 4005)")
