@@ -23,7 +23,10 @@ type Env struct {
 	// core would only take turns on it.
 	Workers int
 	// Spin is how long each client process keeps polling its sockets
-	// before it sleeps (see reactorSpin); 0 sleeps at once.
+	// before it sleeps (see reactorSpin); 0 sleeps at once, negative takes
+	// the scenario's default (300µs for broadcast, 0 for the others: a
+	// reactor that keeps polling also keeps the Go scheduler from polling
+	// the network for the goroutines that dial).
 	Spin time.Duration
 	// IPs spreads clients over this many source addresses 127.0.0.2 and up
 	// (only against a loopback target); 0 lets the system choose.
@@ -79,6 +82,7 @@ func (e *Env) locals() []string {
 type run struct {
 	env     *Env
 	name    string
+	spin    time.Duration // the clients' Shape.Spin
 	pool    *pool
 	started time.Time
 	label   atomic.Pointer[string]
@@ -101,7 +105,9 @@ func (e *Env) start(ctx context.Context, scenario string, n int, shape Shape) (*
 	if conc <= 0 {
 		conc = 100
 	}
-	shape.Spin = max(e.Spin, 0)
+	if e.Spin >= 0 {
+		shape.Spin = e.Spin
+	}
 	tasks := make([]Task, len(first))
 	for w := range tasks {
 		tasks[w] = Task{
@@ -113,7 +119,7 @@ func (e *Env) start(ctx context.Context, scenario string, n int, shape Shape) (*
 	if err != nil {
 		return nil, err
 	}
-	r := &run{env: e, name: scenario, pool: p, started: time.Now(), stop: make(chan struct{})}
+	r := &run{env: e, name: scenario, pool: p, spin: shape.Spin, started: time.Now(), stop: make(chan struct{})}
 	r.setLabel("connecting")
 	if e.Progress != nil {
 		r.wg.Add(1)
@@ -218,7 +224,7 @@ func (r *run) common(u Usage, counters map[string]float64) Common {
 	c := Common{
 		Scenario: r.name, Time: r.started.UTC().Format(time.RFC3339), Adapter: r.env.Adapter.Name,
 		URL: r.env.Target.URL, StartedServer: r.env.Target.Started, ServerArgs: r.env.Target.Args,
-		ClientWorkers: len(r.pool.workers), ClientSpin: max(r.env.Spin, 0).String(), Usage: u, ServerCounters: counters, Notes: r.notes,
+		ClientWorkers: len(r.pool.workers), ClientSpin: r.spin.String(), Usage: u, ServerCounters: counters, Notes: r.notes,
 	}
 	if c.Adapter == "" {
 		c.Adapter = "huddle"

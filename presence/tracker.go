@@ -23,7 +23,7 @@ type Tracker struct {
 
 	mu      sync.Mutex // guards the following
 	pending map[string]*diff
-	updated map[graceKey]time.Time // when a member's last update went out
+	updated map[graceKey]time.Time         // when a member's last update went out
 	local   map[string]map[string]struct{} // stream -> clients owned by this node
 	graces  map[graceKey]*time.Timer
 }

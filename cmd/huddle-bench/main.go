@@ -186,7 +186,7 @@ func targetFlags(fs *flag.FlagSet) *target {
 	fs.StringVar(&t.adapter, "adapter", "huddle", "protocol adapter: "+strings.Join(bench.AdapterNames(), ", "))
 	fs.StringVar(&t.codec, "codec", "msgpack", "wire format, where the protocol has several (huddle: msgpack or json)")
 	fs.IntVar(&t.workers, "workers", 0, "client processes (default: as few as the open-file limit allows, one per 19,000 clients)")
-	fs.DurationVar(&t.spin, "spin", 300*time.Microsecond, "how long each client process keeps polling its sockets before it sleeps: on loopback the server's core pays to wake a sleeping client for every packet, which a remote client never costs it (0: sleep at once)")
+	fs.DurationVar(&t.spin, "spin", -1, "how long each client process keeps polling its sockets before it sleeps: on loopback the server's core pays to wake a sleeping client for every packet, which a remote client never costs it (negative: the scenario's default, 300µs for broadcast and 0 for the others)")
 	fs.IntVar(&t.ips, "ips", 16, "spread clients over this many source addresses 127.0.0.2 and up (loopback targets)")
 	fs.IntVar(&t.setupConc, "setup-concurrency", 100, "connects each worker has in flight while setting up")
 	fs.StringVar(&t.serverBin, "server-bin", "", "huddle binary to start (default: go build ./cmd/huddle)")
