@@ -17,6 +17,9 @@ type BroadcastConfig struct {
 	Duration time.Duration // how long to publish; default 10s
 	Size     int           // payload bytes (at least 24); default 100
 	Drain    time.Duration // wait for deliveries after the last publish; default 2s
+	// Warmup publishes at Rate for this long before the measured phase;
+	// its messages are not in the figures. Default 2s; negative: none.
+	Warmup time.Duration
 }
 
 func (c *BroadcastConfig) defaults() {
@@ -25,6 +28,7 @@ func (c *BroadcastConfig) defaults() {
 	c.Duration = def(c.Duration, 10*time.Second)
 	c.Size = def(c.Size, 100)
 	c.Drain = def(c.Drain, 2*time.Second)
+	c.Warmup = def(c.Warmup, 2*time.Second)
 }
 
 // ServerArgs lift the per-connection message rate above the publisher's.
@@ -57,6 +61,7 @@ type BroadcastResult struct {
 	Delivery    Latency `json:"delivery"` // every delivery's latency
 	Deliveries  float64 `json:"deliveries_per_second"`
 	PubErrors   int64   `json:"publisher_errors,omitempty"`
+	Warmup      float64 `json:"warmup_seconds"` // published before the measured phase, not in the figures
 }
 
 // Table implements Result.
@@ -78,7 +83,8 @@ const broadcastSpin = 300 * time.Microsecond
 func RunBroadcast(ctx context.Context, e *Env, c BroadcastConfig) (*BroadcastResult, error) {
 	c.defaults()
 	total := int(c.Duration.Seconds() * c.Rate)
-	r, err := e.start(ctx, "broadcast", c.N, Shape{Stream: broadcastStream, Seqs: total + 1, Spin: broadcastSpin})
+	warm := int(max(c.Warmup, 0).Seconds() * c.Rate)
+	r, err := e.start(ctx, "broadcast", c.N, Shape{Stream: broadcastStream, Seqs: warm + total + 1, Spin: broadcastSpin})
 	if err != nil {
 		return nil, err
 	}
@@ -92,6 +98,24 @@ func RunBroadcast(ctx context.Context, e *Env, c BroadcastConfig) (*BroadcastRes
 		return nil, err
 	}
 	defer pub.close()
+	// The first messages after the connects meet cold caches and a
+	// growing heap: warm up, then start counting (the collect drops the
+	// warm-up's latencies; its deliveries are subtracted below).
+	var warmRecv int64
+	if warm > 0 {
+		r.setLabel("warm-up")
+		if _, err := pub.publish(ctx, c.Rate, c.Warmup); err != nil {
+			return nil, err
+		}
+		if err := sleep(ctx, 200*time.Millisecond); err != nil {
+			return nil, err
+		}
+		w, err := r.pool.collect(ctx, false)
+		if err != nil {
+			return nil, err
+		}
+		warmRecv = w.Recv
+	}
 	r.setLabel(fmt.Sprintf("%.0f msg/s", c.Rate))
 	r.markCounters(ctx)
 	a := r.sample()
@@ -115,10 +139,10 @@ func RunBroadcast(ctx context.Context, e *Env, c BroadcastConfig) (*BroadcastRes
 	res := &BroadcastResult{
 		Subscribers: c.N, Rate: c.Rate, Size: max(c.Size, StampSize), Messages: len(sent), Missing: missing,
 		P50ms: s.P50ms, P99ms: s.P99ms, Maxms: s.Maxms, TimeToLast: s, Delivery: st.Lat.Summary(),
-		PubErrors: pub.errs.Load(),
+		PubErrors: pub.errs.Load(), Warmup: max(c.Warmup, 0).Seconds(),
 	}
 	if u.Seconds > 0 {
-		res.Deliveries = round3(float64(st.Recv) / u.Seconds)
+		res.Deliveries = round3(float64(st.Recv-warmRecv) / u.Seconds)
 	}
 	if n := sumCodes(st.Closes); n > 0 {
 		r.notef("%d subscribers were disconnected (codes %v)", n, st.Closes)

@@ -48,6 +48,7 @@ of -size bytes for -duration. Each message's latency is its time to the LAST sub
 			fs.DurationVar(&c.Duration, "duration", 10e9, "how long to publish")
 			fs.IntVar(&c.Size, "size", 100, "payload bytes (at least 24)")
 			fs.DurationVar(&c.Drain, "drain", 2e9, "wait for deliveries after the last publish")
+			fs.DurationVar(&c.Warmup, "warmup", 2e9, "publish at -rate this long first, outside the figures (the first messages meet cold caches); -1ns: none")
 			return func() []string { return c.ServerArgs() }, func(ctx context.Context, e *bench.Env) (bench.Result, error) {
 				return bench.RunBroadcast(ctx, e, c)
 			}
