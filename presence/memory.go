@@ -129,21 +129,24 @@ func (s *MemoryStore) Members(ctx context.Context, stream string) ([]protocol.Me
 }
 
 // Touch implements Store.
-func (s *MemoryStore) Touch(ctx context.Context, stream string, clients []string, ttl time.Duration) error {
+func (s *MemoryStore) Touch(ctx context.Context, stream string, clients []string, ttl time.Duration) ([]string, error) {
 	if err := ctx.Err(); err != nil {
-		return err
+		return nil, err
 	}
 	exp := s.now().Add(ttl).UnixNano()
 	sh := s.shard(stream)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	members := sh.streams[stream]
+	var missing []string
 	for _, c := range clients {
 		if e := members[c]; e != nil {
 			e.expires = exp
+		} else {
+			missing = append(missing, c)
 		}
 	}
-	return nil
+	return missing, nil
 }
 
 // Expire implements Store.

@@ -92,8 +92,10 @@ type Store interface {
 	Leave(ctx context.Context, stream, client string) (m protocol.Member, ok bool, err error)
 	// Members returns the stream's members.
 	Members(ctx context.Context, stream string) ([]protocol.Member, error)
-	// Touch extends the life of the given members by ttl.
-	Touch(ctx context.Context, stream string, clients []string, ttl time.Duration) error
+	// Touch extends the life of the given members by ttl and returns the
+	// clients it did not find (expired while their node could not reach
+	// the store, say).
+	Touch(ctx context.Context, stream string, clients []string, ttl time.Duration) (missing []string, err error)
 	// Expire removes members whose life ended before now and returns them.
 	Expire(ctx context.Context, now time.Time) ([]Gone, error)
 }

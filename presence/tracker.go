@@ -23,8 +23,8 @@ type Tracker struct {
 
 	mu      sync.Mutex // guards the following
 	pending map[string]*diff
-	updated map[graceKey]time.Time         // when a member's last update went out
-	local   map[string]map[string]struct{} // stream -> clients owned by this node
+	updated map[graceKey]time.Time                // when a member's last update went out
+	local   map[string]map[string]protocol.Member // stream -> client -> member, for those this node owns (latest state)
 	graces  map[graceKey]*time.Timer
 }
 
@@ -49,7 +49,7 @@ func NewTracker(cfg Config, store Store, emit Emit) *Tracker {
 		done:    make(chan struct{}),
 		pending: make(map[string]*diff),
 		updated: make(map[graceKey]time.Time),
-		local:   make(map[string]map[string]struct{}),
+		local:   make(map[string]map[string]protocol.Member),
 		graces:  make(map[graceKey]*time.Timer),
 	}
 	go t.run()
@@ -97,10 +97,10 @@ func (t *Tracker) Join(ctx context.Context, stream string, m protocol.Member) er
 	t.cancelGraceLocked(stream, m.Client)
 	clients := t.local[stream]
 	if clients == nil {
-		clients = make(map[string]struct{})
+		clients = make(map[string]protocol.Member)
 		t.local[stream] = clients
 	}
-	clients[m.Client] = struct{}{}
+	clients[m.Client] = m
 	d := t.diffLocked(stream, m.Client)
 	delete(d.updates, m.Client)
 	delete(d.leaves, m.Client) // a leave and a rejoin in one tick: the join replaces
@@ -116,6 +116,10 @@ func (t *Tracker) Update(ctx context.Context, stream string, who protocol.Client
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if m, ok := t.local[stream][who.Client]; ok {
+		m.State = state // what a re-join after a partition restores
+		t.local[stream][who.Client] = m
+	}
 	d := t.diffLocked(stream, who.Client)
 	if j, ok := d.joins[who.Client]; ok {
 		j.State = state // the join goes out with the latest state
@@ -138,21 +142,39 @@ func (t *Tracker) Update(ctx context.Context, stream string, who protocol.Client
 
 // Leave removes a member now.
 func (t *Tracker) Leave(ctx context.Context, stream, client string) error {
+	// Forget the member first: a heartbeat that finds it missing from the
+	// store from now on does not bring it back (see rejoin).
+	t.mu.Lock()
+	t.cancelGraceLocked(stream, client)
+	own, owned := t.local[stream][client]
+	t.forgetLocked(stream, client)
+	t.mu.Unlock()
 	m, ok, err := t.store.Leave(ctx, stream, client)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		if !owned {
+			return nil // gone already, and its leave went out then
+		}
+		// Ours, but the store lost it (expired, being re-joined): announce
+		// the leave anyway; a subscriber that no longer holds the member
+		// ignores it.
+		m = own
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.cancelGraceLocked(stream, client)
+	t.leftLocked(stream, protocol.ClientInfo{User: m.User, Client: client})
+	return nil
+}
+
+func (t *Tracker) forgetLocked(stream, client string) {
 	if clients := t.local[stream]; clients != nil {
 		delete(clients, client)
 		if len(clients) == 0 {
 			delete(t.local, stream)
 		}
 	}
-	if err != nil || !ok {
-		return err
-	}
-	t.leftLocked(stream, protocol.ClientInfo{User: m.User, Client: client})
-	return nil
 }
 
 // LeaveAfterGrace removes a member after the grace period, unless it joins
@@ -307,8 +329,46 @@ func (t *Tracker) heartbeat() {
 	ctx, cancel := context.WithTimeout(context.Background(), t.cfg.TTL/3)
 	defer cancel()
 	for stream, clients := range work {
-		_ = t.store.Touch(ctx, stream, clients, t.cfg.TTL)
+		missing, _ := t.store.Touch(ctx, stream, clients, t.cfg.TTL)
+		for _, c := range missing {
+			t.rejoin(ctx, stream, c)
+		}
 	}
+}
+
+// rejoin puts back a member this node still owns that the store lost: it
+// expired while this node could not reach the store for longer than the
+// TTL, and the other nodes announced its leave. Its connection is still
+// open, so it joins again, with its latest state, and everyone sees the
+// join. A member in its grace period (connection gone) is left to leave.
+func (t *Tracker) rejoin(ctx context.Context, stream, client string) {
+	t.mu.Lock()
+	m, ok := t.local[stream][client]
+	_, grace := t.graces[graceKey{stream, client}]
+	t.mu.Unlock()
+	if !ok || grace {
+		return
+	}
+	if _, err := t.store.Join(ctx, stream, m, t.cfg.TTL, t.cfg.MaxMembers); err != nil {
+		return // the next heartbeat tries again
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, still := t.local[stream][client]; !still {
+		// It left while we re-joined it: Leave forgot it before removing
+		// it from the store, so if our join came after that removal, undo
+		// it (the leave went out already).
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_, _, _ = t.store.Leave(ctx, stream, client)
+		}()
+		return
+	}
+	d := t.diffLocked(stream, client)
+	delete(d.updates, client)
+	delete(d.leaves, client)
+	d.joins[client] = t.local[stream][client] // the latest, should a join have come meanwhile
 }
 
 // expire turns members whose node stopped heartbeating into leaves.
@@ -320,11 +380,20 @@ func (t *Tracker) expire(now time.Time) {
 		return
 	}
 	t.mu.Lock()
-	defer t.mu.Unlock()
+	var back []graceKey
 	for _, g := range gone {
-		if clients := t.local[g.Stream]; clients != nil {
-			delete(clients, g.Client)
+		k := graceKey{g.Stream, g.Client}
+		if _, ok := t.local[g.Stream][g.Client]; ok && t.graces[k] == nil {
+			// Our own live member, expired because our heartbeats did
+			// not reach the store in time: it joins again.
+			back = append(back, k)
+			continue
 		}
+		t.forgetLocked(g.Stream, g.Client)
 		t.leftLocked(g.Stream, g.ClientInfo)
+	}
+	t.mu.Unlock()
+	for _, k := range back {
+		t.rejoin(ctx, k.stream, k.client)
 	}
 }

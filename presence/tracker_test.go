@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -625,5 +626,76 @@ func TestTrackerHalfTick(t *testing.T) {
 	wantDiff(t, r.next(t, "doc"), nil, nil, map[string]string{"c1": `{"x":2,"y":3}`})
 	if d := time.Since(first); d < tick*3/4-tick/8 {
 		t.Errorf("ann's second update went out %v after her first: want a tick apart", d)
+	}
+}
+
+// lateStore is a MemoryStore whose heartbeats fail while cut is set, as
+// when a node cannot reach its store for a while.
+type lateStore struct {
+	*presence.MemoryStore
+	cut atomic.Bool
+}
+
+func (s *lateStore) Touch(ctx context.Context, stream string, clients []string, ttl time.Duration) ([]string, error) {
+	if s.cut.Load() {
+		return nil, errors.New("store unreachable")
+	}
+	return s.MemoryStore.Touch(ctx, stream, clients, ttl)
+}
+
+// TestTrackerOwnMemberExpired: a member whose heartbeats failed for longer
+// than the TTL, expired by its own node, joins again while its connection
+// is open (announced), and its leave is announced even if the store had
+// lost it.
+func TestTrackerOwnMemberExpired(t *testing.T) {
+	store := &lateStore{MemoryStore: presence.NewMemoryStore()}
+	diffs := make(chan *protocol.Presence, 64)
+	tr := presence.NewTracker(presence.Config{TTL: 600 * time.Millisecond, Tick: 10 * time.Millisecond}, store,
+		func(_ string, d *protocol.Presence) { diffs <- d })
+	defer tr.Close()
+	next := func() *protocol.Presence {
+		t.Helper()
+		select {
+		case d := <-diffs:
+			return d
+		case <-time.After(5 * time.Second):
+			t.Fatal("no diff within 5s")
+			return nil
+		}
+	}
+	ctx := context.Background()
+	if err := tr.Join(ctx, "doc", protocol.Member{User: "u", Client: "c1", State: protocol.MustRaw(map[string]any{"x": 1})}); err != nil {
+		t.Fatal(err)
+	}
+	if d := next(); len(d.Joins) != 1 {
+		t.Fatalf("first diff %s", diffString(d))
+	}
+	if err := tr.Update(ctx, "doc", protocol.ClientInfo{User: "u", Client: "c1"}, protocol.MustRaw(map[string]any{"x": 2})); err != nil {
+		t.Fatal(err)
+	}
+	next()
+	store.cut.Store(true)
+	time.Sleep(1500 * time.Millisecond) // past the TTL: the tracker's own expiry removes c1
+	store.cut.Store(false)
+	d := next()
+	if len(d.Joins) != 1 || d.Joins[0].Client != "c1" || canon(t, d.Joins[0].State) != `{"x":2}` {
+		t.Fatalf("after the outage: %s, want c1 joined again with its latest state", diffString(d))
+	}
+	if ms, _ := tr.Members(ctx, "doc"); len(ms) != 1 {
+		t.Fatalf("members after the outage: %v", ms)
+	}
+	// The store loses it again; the connection then leaves: announced.
+	if _, _, err := store.MemoryStore.Leave(ctx, "doc", "c1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Leave(ctx, "doc", "c1"); err != nil {
+		t.Fatal(err)
+	}
+	d = next()
+	if len(d.Leaves) == 0 { // a heartbeat may have re-joined it in between
+		d = next()
+	}
+	if len(d.Leaves) != 1 || d.Leaves[0].Client != "c1" {
+		t.Fatalf("leave of a member the store had lost: %s", diffString(d))
 	}
 }

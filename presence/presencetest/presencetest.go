@@ -115,8 +115,8 @@ func Run(t *testing.T, newStore func(t *testing.T) presence.Store) {
 		deadline := time.Now().Add(ttl + 700*time.Millisecond)
 		var gone []presence.Gone
 		for time.Now().Before(deadline) {
-			if err := s.Touch(ctx, st, []string{"kept"}, ttl); err != nil {
-				t.Fatal(err)
+			if missing, err := s.Touch(ctx, st, []string{"kept", "never"}, ttl); err != nil || len(missing) != 1 || missing[0] != "never" {
+				t.Fatalf("touch: missing %q, %v; want [never]", missing, err)
 			}
 			g, err := s.Expire(ctx, time.Now())
 			if err != nil {

@@ -87,15 +87,18 @@ return m
 `)
 
 // touchScript sets the expiry of those of the given clients that are
-// members.
+// members and returns the others.
 //
 // ARGV[1] expiry (unix ms), ARGV[2] key TTL in ms, ARGV[3:] clients.
 var touchScript = rueidis.NewLuaScriptRetryable(luaKeepAlive + `
+local missing = {}
 for i = 3, #ARGV do
-  redis.call('ZADD', KEYS[2], 'XX', ARGV[1], ARGV[i])
+  if redis.call('ZADD', KEYS[2], 'XX', 'CH', ARGV[1], ARGV[i]) == 0 and not redis.call('ZSCORE', KEYS[2], ARGV[i]) then
+    missing[#missing + 1] = ARGV[i]
+  end
 end
 if redis.call('EXISTS', KEYS[2]) == 1 then keepalive(ARGV[2]) end
-return 0
+return missing
 `)
 
 // membersScript returns the members whose expiry is not before ARGV[1]

@@ -195,25 +195,26 @@ func (s *Store) Members(ctx context.Context, stream string) ([]protocol.Member, 
 }
 
 // Touch implements presence.Store.
-func (s *Store) Touch(ctx context.Context, stream string, clients []string, ttl time.Duration) error {
+func (s *Store) Touch(ctx context.Context, stream string, clients []string, ttl time.Duration) ([]string, error) {
 	if err := ctx.Err(); err != nil {
-		return err
+		return nil, err
 	}
 	if len(clients) == 0 {
-		return nil
+		return nil, nil
 	}
 	exp := s.now().Add(ttl).UnixMilli()
 	args := make([]string, 0, 2+len(clients))
 	args = append(args, itoa(exp), keyTTL(ttl))
 	args = append(args, clients...)
-	if err := touchScript.Exec(ctx, s.client, s.keys(stream), args).Error(); err != nil {
-		return fmt.Errorf("presence/redis: touch %q: %w", stream, err)
+	missing, err := touchScript.Exec(ctx, s.client, s.keys(stream), args).AsStrSlice()
+	if err != nil && !rueidis.IsRedisNil(err) {
+		return nil, fmt.Errorf("presence/redis: touch %q: %w", stream, err)
 	}
 	// A shorter ttl than before may bring the earliest expiry forward.
 	if err := s.index(ctx, stream, exp); err != nil {
-		return fmt.Errorf("presence/redis: touch %q: %w", stream, err)
+		return missing, fmt.Errorf("presence/redis: touch %q: %w", stream, err)
 	}
-	return nil
+	return missing, nil
 }
 
 // Expire implements presence.Store. It looks only at the streams whose

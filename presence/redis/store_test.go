@@ -139,8 +139,8 @@ func TestStore_Expiry(t *testing.T) {
 	join(t, s, "a", member("u2", "long"), 10*time.Second)
 	join(t, s, "a", member("u3", "shortened"), time.Hour)
 	join(t, s, "b", member("u4", "other"), 5*time.Second)
-	if err := s.Touch(ctx, "a", []string{"shortened", "nobody"}, 2*time.Second); err != nil {
-		t.Fatal(err)
+	if missing, err := s.Touch(ctx, "a", []string{"shortened", "nobody"}, 2*time.Second); err != nil || !slices.Equal(missing, []string{"nobody"}) {
+		t.Fatalf("touch: missing %v, %v; want [nobody]", missing, err)
 	}
 
 	clk.advance(3 * time.Second)
