@@ -60,9 +60,13 @@ const DefaultPrefix = "huddle:"
 // ErrClosed is returned by Subscribe after Close.
 var ErrClosed = errors.New("broker/redis: closed")
 
-// ephemeralMark starts an ephemeral message; a publication envelope starts
-// with a digit.
-const ephemeralMark = 'e'
+// ephemeralMark starts an ephemeral message ("e<node>:<payload>"), lostMark
+// a loss marker ("l<node>": that node failed to relay an ephemeral message
+// of the stream); a publication envelope starts with a digit.
+const (
+	ephemeralMark = 'e'
+	lostMark      = 'l'
+)
 
 // readTimeout bounds the history read that fills a gap.
 const readTimeout = 5 * time.Second

@@ -305,6 +305,12 @@ func (ch *channel) onMessage(attempt uint64, m rueidis.PubSubMessage) {
 		}
 		return
 	}
+	if msg[0] == lostMark {
+		if msg[1:] != ch.b.node {
+			ch.b.handler.HandleLost(ch.stream, broker.LostEphemeral)
+		}
+		return
+	}
 	env, err := redislog.DecodeEnvelope([]byte(msg))
 	if err != nil {
 		ch.b.warn("undecodable message on a stream channel", "stream", ch.stream, "err", err)

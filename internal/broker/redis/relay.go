@@ -12,8 +12,16 @@ import (
 // relayTimeout bounds one batch of ephemeral PUBLISHes.
 const relayTimeout = time.Second
 
+// lostRetry is how soon a loss marker that could not be published is tried
+// again.
+const lostRetry = 250 * time.Millisecond
+
 // relay is the queue of ephemeral messages waiting to be published. Callers
-// never wait: a full queue drops.
+// never wait: a full queue drops. A stream that lost a message, to a full
+// queue or a failed PUBLISH, is remembered: the sender then publishes a loss
+// marker on it (lostMark), until one gets through, and the other nodes
+// report the loss to their subscribers (HandleLost) instead of keeping a
+// presence view that silently missed a diff.
 type relay struct {
 	max     int
 	wake    chan struct{}
@@ -22,6 +30,7 @@ type relay struct {
 
 	mu     sync.Mutex // guards the following
 	queue  []relayed
+	lost   map[string]struct{} // streams owed a loss marker
 	closed bool
 }
 
@@ -39,6 +48,9 @@ func (r *relay) init(max int) {
 func (r *relay) put(stream string, payload []byte) {
 	r.mu.Lock()
 	if r.closed || len(r.queue) >= r.max {
+		if !r.closed {
+			r.markLostLocked(stream)
+		}
 		r.mu.Unlock()
 		r.dropped.Add(1)
 		return
@@ -51,12 +63,32 @@ func (r *relay) put(stream string, payload []byte) {
 	}
 }
 
-// take swaps the queue for spare and returns what was queued.
-func (r *relay) take(spare []relayed) (batch []relayed, closed bool) {
+func (r *relay) markLostLocked(stream string) {
+	if r.lost == nil {
+		r.lost = make(map[string]struct{})
+	}
+	r.lost[stream] = struct{}{}
+}
+
+// markLost remembers that stream lost a message.
+func (r *relay) markLost(stream string) {
+	r.mu.Lock()
+	r.markLostLocked(stream)
+	r.mu.Unlock()
+}
+
+// take swaps the queue for spare and returns what was queued, and the
+// streams owed a loss marker (forgotten here: a marker that fails is owed
+// again).
+func (r *relay) take(spare []relayed) (batch []relayed, lost []string, closed bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	batch, r.queue = r.queue, spare[:0]
-	return batch, r.closed
+	for s := range r.lost {
+		lost = append(lost, s)
+	}
+	clear(r.lost)
+	return batch, lost, r.closed
 }
 
 func (r *relay) close() {
@@ -70,16 +102,18 @@ func (r *relay) close() {
 }
 
 // sendRelayed publishes queued ephemeral messages, everything queued at
-// once as one pipelined batch, until the relay closes and is empty.
+// once as one pipelined batch, and the loss markers owed, until the relay
+// closes and is empty.
 func (b *Broker) sendRelayed() {
 	defer b.wg.Done()
 	defer close(b.relay.done)
-	var batch, spare []relayed
+	var spare []relayed
 	var cmds rueidis.Commands
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
 	for {
-		var closed bool
-		batch, closed = b.relay.take(spare)
-		if len(batch) == 0 {
+		batch, lost, closed := b.relay.take(spare)
+		if len(batch) == 0 && len(lost) == 0 {
 			if closed {
 				return
 			}
@@ -96,15 +130,38 @@ func (b *Broker) sendRelayed() {
 			msg = append(msg, m.payload...)
 			cmds = append(cmds, b.publishCmd(b.channelName(m.stream), rueidis.BinaryString(msg)))
 		}
+		for _, s := range lost {
+			cmds = append(cmds, b.publishCmd(b.channelName(s), string(lostMark)+b.node))
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), relayTimeout)
-		for _, res := range b.client.DoMulti(ctx, cmds...) {
+		failed := false
+		for i, res := range b.client.DoMulti(ctx, cmds...) {
 			if err := res.Error(); err != nil {
-				b.relay.dropped.Add(1)
-				b.warn("relaying an ephemeral message failed; dropped", "err", err)
+				failed = true
+				if i < len(batch) {
+					b.relay.dropped.Add(1)
+					b.relay.markLost(batch[i].stream)
+					b.warn("relaying an ephemeral message failed; dropped, the other nodes will be told", "stream", batch[i].stream, "err", err)
+				} else {
+					b.relay.markLost(lost[i-len(batch)])
+				}
 			}
 		}
 		cancel()
 		clear(batch)
 		spare = batch
+		if failed {
+			if closed {
+				return // what is still owed is lost with this node
+			}
+			// Redis is not taking writes: try the markers again soon
+			// (sooner if more messages come).
+			retry.Reset(lostRetry)
+			select {
+			case <-retry.C:
+			case <-b.relay.wake:
+				retry.Stop()
+			}
+		}
 	}
 }
