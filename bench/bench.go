@@ -5,8 +5,9 @@
 // plug in through Adapter), latency histograms, and process statistics
 // read from /proc.
 //
-// Clients run in several worker processes (the per-process file limit is
-// 20,000) spread over 127.0.0.x source addresses; the coordinator reads the
+// Clients run in worker processes, as few as the per-process file limit
+// (20,000) allows, each reading all its connections with one epoll loop
+// (reactor.go), spread over 127.0.0.x source addresses; the coordinator reads the
 // server's and the workers' CPU from /proc beside every figure, because the
 // client core can become what a run measures. Latency is always taken from
 // a timestamp inside the payload to its receipt at a client.
