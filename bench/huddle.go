@@ -325,22 +325,34 @@ func (c *huddleConn) Close() error {
 func (c *huddleConn) Done() <-chan struct{} { return c.done }
 
 // sendMsg encodes one message with the connection's codec and writes it.
-func (c *huddleConn) sendMsg(m protocol.Message) error {
+func (c *huddleConn) sendMsg(m protocol.Message) error { return c.sendMsgWithin(m, writeTimeout) }
+
+// sendMsgWithin is sendMsg waiting for room in the socket at most timeout.
+func (c *huddleConn) sendMsgWithin(m protocol.Message, timeout time.Duration) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	b, err := protocol.AppendMessage(c.codec, c.frameStartLocked(), m)
 	if err != nil {
 		return err
 	}
-	return c.writeFrameLocked(b)
+	return c.writeFrameLocked(b, timeout)
 }
 
 // writeMsgpack writes the message enc appends.
 func (c *huddleConn) writeMsgpack(enc func([]byte) []byte) error {
+	return c.writeMsgpackWithin(enc, writeTimeout)
+}
+
+func (c *huddleConn) writeMsgpackWithin(enc func([]byte) []byte, timeout time.Duration) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	return c.writeFrameLocked(enc(c.frameStartLocked()))
+	return c.writeFrameLocked(enc(c.frameStartLocked()), timeout)
 }
+
+// replyTimeout bounds what the reactor writes itself (pongs, close
+// echoes): it must not stall every other connection of the process for a
+// socket the server stopped reading.
+const replyTimeout = 100 * time.Millisecond
 
 // A frame is encoded after room for the largest client frame header (14
 // bytes); writeFrameLocked puts the header right before the payload.
@@ -355,7 +367,7 @@ func (c *huddleConn) frameStartLocked() []byte {
 
 // writeFrameLocked masks b[maxHeader:] and writes it as one frame. Lock
 // c.wmu must be held.
-func (c *huddleConn) writeFrameLocked(b []byte) error {
+func (c *huddleConn) writeFrameLocked(b []byte, timeout time.Duration) error {
 	c.wbuf = b[:0]
 	payload := b[maxHeader:]
 	n := len(payload)
@@ -389,7 +401,7 @@ func (c *huddleConn) writeFrameLocked(b []byte) error {
 	binary.LittleEndian.PutUint32(key[:], uint32(c.mask))
 	copy(h[hs-4:], key[:])
 	ws.Cipher(payload, key, 0)
-	return c.writeLocked(b[maxHeader-hs:], writeTimeout)
+	return c.writeLocked(b[maxHeader-hs:], timeout)
 }
 
 // writeLocked writes b whole, waiting for room in the socket up to timeout.
@@ -413,7 +425,10 @@ func (c *huddleConn) writeLocked(b []byte, timeout time.Duration) error {
 			if left <= 0 {
 				return os.ErrDeadlineExceeded
 			}
-			_, _ = unix.Poll([]unix.PollFd{{Fd: int32(c.fd), Events: unix.POLLOUT}}, int(left/time.Millisecond)+1)
+			if c.closing.Load() { // Close waits for wmu: do not make it wait long
+				return net.ErrClosed
+			}
+			_, _ = unix.Poll([]unix.PollFd{{Fd: int32(c.fd), Events: unix.POLLOUT}}, int(min(left, 50*time.Millisecond)/time.Millisecond)+1)
 		case err != nil:
 			return err
 		default:
@@ -431,7 +446,7 @@ func (c *huddleConn) writeControl(op ws.OpCode, p []byte) {
 	f := ws.MaskFrameInPlace(ws.NewFrame(op, true, append([]byte(nil), p...)))
 	b, err := ws.CompileFrame(f)
 	if err == nil {
-		_ = c.writeLocked(b, 100*time.Millisecond)
+		_ = c.writeLocked(b, replyTimeout)
 	}
 }
 
@@ -620,9 +635,9 @@ func (c *huddleConn) dispatchMsgpack(b []byte, now int64, ev *Event) error {
 		case protocol.TypeDisconnect:
 			c.closeCode.CompareAndSwap(0, int32(code))
 		case protocol.TypePing:
-			_ = c.writeMsgpack(func(b []byte) []byte {
+			_ = c.writeMsgpackWithin(func(b []byte) []byte {
 				return appendStr(appendStr(appendMapHeader(b, 1), "t"), protocol.TypePong)
-			})
+			}, replyTimeout)
 		}
 	}
 	return nil
@@ -748,7 +763,7 @@ func (c *huddleConn) dispatchDecoded(frame []byte, now int64, ev *Event) error {
 		case *protocol.Disconnect:
 			c.closeCode.CompareAndSwap(0, int32(m.Code))
 		case *protocol.Ping:
-			_ = c.sendMsg(&protocol.Pong{})
+			_ = c.sendMsgWithin(&protocol.Pong{}, replyTimeout)
 		}
 	}
 	return nil

@@ -101,6 +101,11 @@ func (r *reactor) add(c *huddleConn) error {
 // pause stops (or resumes) reading c. A paused connection still reports a
 // hangup, so Close ends it.
 func (r *reactor) pause(c *huddleConn, paused bool) {
+	c.wmu.Lock() // the reactor closes fd under it: the number may not be ours any more
+	defer c.wmu.Unlock()
+	if c.dead {
+		return
+	}
 	ev := unix.EpollEvent{Events: readEvents, Fd: int32(c.fd)}
 	if paused {
 		ev.Events = 0 // a hangup (both ways, or a reset) is always reported

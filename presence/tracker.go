@@ -1,6 +1,7 @@
 package presence
 
 import (
+	"bytes"
 	"context"
 	"sync"
 	"time"
@@ -116,10 +117,12 @@ func (t *Tracker) Update(ctx context.Context, stream string, who protocol.Client
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if m, ok := t.local[stream][who.Client]; ok {
-		m.State = state // what a re-join after a partition restores
-		t.local[stream][who.Client] = m
+	m, ok := t.local[stream][who.Client]
+	if !ok {
+		return nil // it left while the store applied the patch: its leave is out
 	}
+	m.State = state // what a re-join after a partition restores
+	t.local[stream][who.Client] = m
 	d := t.diffLocked(stream, who.Client)
 	if j, ok := d.joins[who.Client]; ok {
 		j.State = state // the join goes out with the latest state
@@ -169,6 +172,7 @@ func (t *Tracker) Leave(ctx context.Context, stream, client string) error {
 }
 
 func (t *Tracker) forgetLocked(stream, client string) {
+	delete(t.updated, graceKey{stream, client})
 	if clients := t.local[stream]; clients != nil {
 		delete(clients, client)
 		if len(clients) == 0 {
@@ -349,12 +353,24 @@ func (t *Tracker) rejoin(ctx context.Context, stream, client string) {
 	if !ok || grace {
 		return
 	}
-	if _, err := t.store.Join(ctx, stream, m, t.cfg.TTL, t.cfg.MaxMembers); err != nil {
-		return // the next heartbeat tries again
+	var cur protocol.Member
+	var still bool
+	for attempt := 0; ; attempt++ {
+		if _, err := t.store.Join(ctx, stream, m, t.cfg.TTL, t.cfg.MaxMembers); err != nil {
+			return // the next heartbeat tries again
+		}
+		t.mu.Lock()
+		cur, still = t.local[stream][client]
+		if !still || bytes.Equal(cur.State, m.State) || attempt == 2 {
+			break // t.mu stays held
+		}
+		// A join or an update came while we re-joined the old state:
+		// write the newer one.
+		t.mu.Unlock()
+		m = cur
 	}
-	t.mu.Lock()
 	defer t.mu.Unlock()
-	if _, still := t.local[stream][client]; !still {
+	if !still {
 		// It left while we re-joined it: Leave forgot it before removing
 		// it from the store, so if our join came after that removal, undo
 		// it (the leave went out already).
@@ -368,7 +384,7 @@ func (t *Tracker) rejoin(ctx context.Context, stream, client string) {
 	d := t.diffLocked(stream, client)
 	delete(d.updates, client)
 	delete(d.leaves, client)
-	d.joins[client] = t.local[stream][client] // the latest, should a join have come meanwhile
+	d.joins[client] = cur
 }
 
 // expire turns members whose node stopped heartbeating into leaves.

@@ -72,9 +72,12 @@ type Broker interface {
 	// PublishEphemeral relays payload to the Handlers of the other nodes
 	// subscribed to stream; never to this node's, as the caller delivered
 	// it here already. It never blocks: an ephemeral message that cannot
-	// be relayed (queue full, backend unreachable) is dropped. The caller
-	// must not modify payload afterwards.
-	PublishEphemeral(stream string, payload []byte)
+	// be relayed (queue full, backend unreachable) is dropped. When
+	// reportLoss is set (a presence diff, which a view built from diffs
+	// cannot do without), the other nodes learn of the drop through
+	// HandleLost; a dropped whisper is only gone (the next one supersedes
+	// it). The caller must not modify payload afterwards.
+	PublishEphemeral(stream string, payload []byte, reportLoss bool)
 	// Subscribe tells the broker that one more local subscriber wants
 	// stream. It returns once every message published from then on will
 	// reach the Handler. Every call, whether or not it fails, must be
@@ -168,7 +171,7 @@ func (m *Memory) PublishBatch(ctx context.Context, items []Item) ([]Result, erro
 }
 
 // PublishEphemeral does nothing: there is no other node.
-func (m *Memory) PublishEphemeral(string, []byte) {}
+func (m *Memory) PublishEphemeral(string, []byte, bool) {}
 
 // Subscribe does nothing: a single node delivers every stream.
 func (m *Memory) Subscribe(context.Context, string) error { return nil }

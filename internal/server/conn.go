@@ -258,9 +258,11 @@ func (c *conn) enqueueLocked(it outItem) (scheduled bool) {
 		if c.corked {
 			return false
 		}
-		if due := c.lastFlush + int64(c.srv.pacer.every); time.Now().UnixNano() < due {
+		every := int64(c.srv.pacer.every)
+		if now, due := time.Now().UnixNano(), c.lastFlush+every; now < due {
 			c.corked = true
-			c.srv.pacer.hold(c, due)
+			// Never more than a pace away, should the wall clock step back.
+			c.srv.pacer.hold(c, min(due, now+every))
 			return false
 		}
 	}

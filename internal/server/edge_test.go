@@ -200,3 +200,20 @@ func TestEdgeServeAfterShutdown(t *testing.T) {
 		t.Fatal("Serve after Shutdown is still accepting")
 	}
 }
+
+// TestPacerArmsForEarliestDue: a connection due before the round the
+// pacer is armed for brings the round forward (else it would wait for the
+// later connection's due).
+func TestPacerArmsForEarliestDue(t *testing.T) {
+	p := newPacer(time.Hour)
+	defer p.stop()
+	now := time.Now().UnixNano()
+	p.hold(&conn{}, now+int64(50*time.Minute))
+	p.hold(&conn{}, now+int64(10*time.Minute))
+	p.mu.Lock()
+	at := p.at
+	p.mu.Unlock()
+	if at > now+int64(11*time.Minute) {
+		t.Fatalf("round armed %v ahead, want 10m (the earlier due)", time.Duration(at-now))
+	}
+}

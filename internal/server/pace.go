@@ -19,9 +19,10 @@ type pacer struct {
 	every time.Duration
 	grain time.Duration // rounds come this often while connections are held
 
-	mu    sync.Mutex // guards conns and armed
+	mu    sync.Mutex // guards conns, armed and at
 	conns []held
-	armed bool // a round is scheduled
+	armed bool  // a round is scheduled
+	at    int64 // when (unix nanos)
 	timer *time.Timer
 
 	spare []*conn // the round's batch; owned by the timer's goroutine
@@ -46,11 +47,20 @@ func newPacer(every time.Duration) *pacer {
 func (p *pacer) hold(c *conn, due int64) {
 	p.mu.Lock()
 	p.conns = append(p.conns, held{c, due})
-	if !p.armed {
-		p.armed = true
-		p.timer.Reset(max(time.Duration(due-time.Now().UnixNano()), p.grain))
+	// Arm the timer, or bring it forward for a connection due before the
+	// round it is armed for.
+	if !p.armed || due < p.at-int64(p.grain/2) {
+		p.armLocked(due, time.Now().UnixNano())
 	}
 	p.mu.Unlock()
+}
+
+// armLocked schedules the next round for due, at least a grain from now.
+// Lock p.mu must be held.
+func (p *pacer) armLocked(due, now int64) {
+	d := max(time.Duration(due-now), p.grain)
+	p.armed, p.at = true, now+int64(d)
+	p.timer.Reset(d)
 }
 
 // round flushes every held connection that is due within half a grain and
@@ -73,9 +83,9 @@ func (p *pacer) round() {
 	}
 	clear(p.conns[len(keep):])
 	p.conns = keep
-	p.armed = len(keep) > 0 // otherwise the next hold schedules the next round
-	if p.armed {
-		p.timer.Reset(max(time.Duration(next-now), p.grain))
+	p.armed = false // unless some are kept, the next hold schedules the next round
+	if len(keep) > 0 {
+		p.armLocked(next, now)
 	}
 	p.mu.Unlock()
 	for i, c := range batch {

@@ -35,7 +35,7 @@ func (srv *Server) emitPresence(stream string, diff *protocol.Presence) {
 	})
 	n := srv.hub.Broadcast(stream, hub.Message{Kind: kindPresence}, frames, nil)
 	srv.metrics.countOut(protocol.TypePresence, n)
-	srv.relay(stream, frames)
+	srv.relay(stream, frames, true)
 }
 
 // checkState validates a join state or an update patch.

@@ -346,5 +346,5 @@ func (srv *Server) fanOutWhisper(w *protocol.Whisper, skip hub.Subscriber) {
 	})
 	n := srv.hub.Broadcast(w.S, hub.Message{Key: whisper.Key(w.S, w.From.Client, w.Ev)}, frames, skip)
 	srv.metrics.countOut(protocol.TypeWhisper, n)
-	srv.relay(w.S, frames)
+	srv.relay(w.S, frames, false)
 }

@@ -430,10 +430,11 @@ func (srv *Server) HandleLost(stream string, lost broker.Lost) {
 func noFrames() *hub.Frames { return hub.NewFrames(func(int) []byte { return nil }) }
 
 // relay hands a whisper or presence diff that was delivered here to the
-// broker for the other nodes, in msgpack.
-func (srv *Server) relay(stream string, frames *hub.Frames) {
+// broker for the other nodes, in msgpack. A lost presence diff is reported
+// to them (reportLoss), a lost whisper is not.
+func (srv *Server) relay(stream string, frames *hub.Frames, reportLoss bool) {
 	if srv.relaying {
-		srv.broker.PublishEphemeral(stream, frames.For(int(protocol.Msgpack)))
+		srv.broker.PublishEphemeral(stream, frames.For(int(protocol.Msgpack)), reportLoss)
 	}
 }
 

@@ -341,8 +341,8 @@ func (b *Broker) Unsubscribe(_ context.Context, stream string) error {
 
 // PublishEphemeral queues payload for the other nodes subscribed to stream.
 // It never blocks; when the queue is full the message is dropped.
-func (b *Broker) PublishEphemeral(stream string, payload []byte) {
-	b.relay.put(stream, payload)
+func (b *Broker) PublishEphemeral(stream string, payload []byte, reportLoss bool) {
+	b.relay.put(stream, payload, reportLoss)
 }
 
 // Close unsubscribes from every channel, sends the ephemeral messages still

@@ -344,8 +344,8 @@ func TestBroker_Ephemeral(t *testing.T) {
 		a, b, idle := c.node(t), c.node(t), c.node(t)
 		a.subscribe(t, "w")
 		b.subscribe(t, "w")
-		a.b.PublishEphemeral("w", []byte("cursor:1"))
-		b.b.PublishEphemeral("w", []byte("cursor:2"))
+		a.b.PublishEphemeral("w", []byte("cursor:1"), false)
+		b.b.PublishEphemeral("w", []byte("cursor:2"), false)
 		a.rec.waitFor(t, "b's message at a", func() bool { return len(a.rec.ephOf("w")) == 1 })
 		b.rec.waitFor(t, "a's message at b", func() bool { return len(b.rec.ephOf("w")) == 1 })
 		// A publication after them is delivered after them on the same
@@ -526,7 +526,7 @@ func TestBroker_RedisDown(t *testing.T) {
 		t.Errorf("Subscribe while Redis is down: %v after %v, want ErrUnavailable at once", err, time.Since(start))
 	}
 	_ = sub.b.Unsubscribe(t.Context(), "other")
-	pub.b.PublishEphemeral("doc", []byte("dropped")) // must not block
+	pub.b.PublishEphemeral("doc", []byte("dropped"), false) // must not block
 
 	srv.Restart()
 	// Publishing resumes as soon as the command client reconnects.
@@ -559,7 +559,7 @@ func TestBroker_Close(t *testing.T) {
 	n := c.node(t)
 	n.subscribe(t, "a")
 	n.subscribe(t, "b")
-	n.b.PublishEphemeral("a", []byte("x"))
+	n.b.PublishEphemeral("a", []byte("x"), false)
 	if err := n.b.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -703,7 +703,7 @@ func TestBroker_RedisCluster(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	nodes[0].b.PublishEphemeral(streams[5], []byte("cursor"))
+	nodes[0].b.PublishEphemeral(streams[5], []byte("cursor"), false)
 	total := 0
 	for _, s := range streams {
 		top, err := nodes[0].log.Top(t.Context(), s)

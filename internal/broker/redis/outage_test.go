@@ -61,7 +61,7 @@ func TestBroker_RelayFailureReported(t *testing.T) {
 	if err := c.admin.Do(context.Background(), c.admin.B().ClientPause().Timeout(1500).Write().Build()).Error(); err != nil {
 		t.Fatal(err)
 	}
-	a.b.PublishEphemeral("room", []byte("leave:c1"))
+	a.b.PublishEphemeral("room", []byte("leave:c1"), true)
 	time.Sleep(3 * time.Second)
 	got, lost := len(b.rec.ephOf("room")), len(b.rec.lostOf("room"))
 	if got == 0 && lost == 0 {

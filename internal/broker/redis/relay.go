@@ -17,11 +17,14 @@ const relayTimeout = time.Second
 const lostRetry = 250 * time.Millisecond
 
 // relay is the queue of ephemeral messages waiting to be published. Callers
-// never wait: a full queue drops. A stream that lost a message, to a full
-// queue or a failed PUBLISH, is remembered: the sender then publishes a loss
-// marker on it (lostMark), until one gets through, and the other nodes
+// never wait: a full queue drops. A stream that lost a message whose loss
+// must be reported (a presence diff), to a full queue or a failed PUBLISH,
+// is remembered: the sender then publishes a loss marker on it (lostMark),
+// at most once per lostRetry, until one gets through, and the other nodes
 // report the loss to their subscribers (HandleLost) instead of keeping a
-// presence view that silently missed a diff.
+// presence view that silently missed a diff. Lost whispers are not
+// reported: the next one supersedes them, and a report would reconnect
+// every presence subscriber of a busy cursor room for nothing.
 type relay struct {
 	max     int
 	wake    chan struct{}
@@ -35,8 +38,9 @@ type relay struct {
 }
 
 type relayed struct {
-	stream  string
-	payload []byte
+	stream     string
+	payload    []byte
+	reportLoss bool
 }
 
 func (r *relay) init(max int) {
@@ -45,17 +49,17 @@ func (r *relay) init(max int) {
 	r.done = make(chan struct{})
 }
 
-func (r *relay) put(stream string, payload []byte) {
+func (r *relay) put(stream string, payload []byte, reportLoss bool) {
 	r.mu.Lock()
 	if r.closed || len(r.queue) >= r.max {
-		if !r.closed {
+		if !r.closed && reportLoss {
 			r.markLostLocked(stream)
 		}
 		r.mu.Unlock()
 		r.dropped.Add(1)
 		return
 	}
-	r.queue = append(r.queue, relayed{stream, payload})
+	r.queue = append(r.queue, relayed{stream, payload, reportLoss})
 	r.mu.Unlock()
 	select {
 	case r.wake <- struct{}{}:
@@ -77,18 +81,20 @@ func (r *relay) markLost(stream string) {
 	r.mu.Unlock()
 }
 
-// take swaps the queue for spare and returns what was queued, and the
-// streams owed a loss marker (forgotten here: a marker that fails is owed
-// again).
-func (r *relay) take(spare []relayed) (batch []relayed, lost []string, closed bool) {
+// take swaps the queue for spare and returns what was queued, and, with
+// markers set, the streams owed a loss marker (forgotten here: a marker
+// that fails is owed again). owed reports whether markers are still owed.
+func (r *relay) take(spare []relayed, markers bool) (batch []relayed, lost []string, owed, closed bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	batch, r.queue = r.queue, spare[:0]
-	for s := range r.lost {
-		lost = append(lost, s)
+	if markers {
+		for s := range r.lost {
+			lost = append(lost, s)
+		}
+		clear(r.lost)
 	}
-	clear(r.lost)
-	return batch, lost, r.closed
+	return batch, lost, len(r.lost) > 0, r.closed
 }
 
 func (r *relay) close() {
@@ -102,22 +108,37 @@ func (r *relay) close() {
 }
 
 // sendRelayed publishes queued ephemeral messages, everything queued at
-// once as one pipelined batch, and the loss markers owed, until the relay
-// closes and is empty.
+// once as one pipelined batch, and the loss markers owed (at most once per
+// lostRetry), until the relay closes and is empty.
 func (b *Broker) sendRelayed() {
 	defer b.wg.Done()
 	defer close(b.relay.done)
 	var spare []relayed
 	var cmds rueidis.Commands
+	var markersAt time.Time // loss markers wait until then after a failure
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
 	for {
-		batch, lost, closed := b.relay.take(spare)
+		markers := !time.Now().Before(markersAt)
+		batch, lost, owed, closed := b.relay.take(spare, markers || b.relayClosing())
 		if len(batch) == 0 && len(lost) == 0 {
-			if closed {
+			if closed && !owed {
 				return
 			}
-			<-b.relay.wake
+			if closed { // owed markers: one last attempt
+				markersAt = time.Time{}
+				continue
+			}
+			if owed {
+				retry.Reset(time.Until(markersAt))
+				select {
+				case <-retry.C:
+				case <-b.relay.wake:
+					retry.Stop()
+				}
+			} else {
+				<-b.relay.wake
+			}
 			spare = batch
 			continue
 		}
@@ -140,8 +161,10 @@ func (b *Broker) sendRelayed() {
 				failed = true
 				if i < len(batch) {
 					b.relay.dropped.Add(1)
-					b.relay.markLost(batch[i].stream)
-					b.warn("relaying an ephemeral message failed; dropped, the other nodes will be told", "stream", batch[i].stream, "err", err)
+					if batch[i].reportLoss {
+						b.relay.markLost(batch[i].stream)
+					}
+					b.warn("relaying an ephemeral message failed; dropped", "stream", batch[i].stream, "reported", batch[i].reportLoss, "err", err)
 				} else {
 					b.relay.markLost(lost[i-len(batch)])
 				}
@@ -154,14 +177,15 @@ func (b *Broker) sendRelayed() {
 			if closed {
 				return // what is still owed is lost with this node
 			}
-			// Redis is not taking writes: try the markers again soon
-			// (sooner if more messages come).
-			retry.Reset(lostRetry)
-			select {
-			case <-retry.C:
-			case <-b.relay.wake:
-				retry.Stop()
-			}
+			markersAt = time.Now().Add(lostRetry) // Redis is not taking writes
 		}
 	}
+}
+
+// relayClosing reports whether the relay is closed (its last markers go
+// out without waiting).
+func (b *Broker) relayClosing() bool {
+	b.relay.mu.Lock()
+	defer b.relay.mu.Unlock()
+	return b.relay.closed
 }
