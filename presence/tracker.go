@@ -369,18 +369,15 @@ func (t *Tracker) rejoin(ctx context.Context, stream, client string) {
 		t.mu.Unlock()
 		m = cur
 	}
-	defer t.mu.Unlock()
 	if !still {
 		// It left while we re-joined it: Leave forgot it before removing
 		// it from the store, so if our join came after that removal, undo
 		// it (the leave went out already).
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_, _, _ = t.store.Leave(ctx, stream, client)
-		}()
+		t.mu.Unlock()
+		_, _, _ = t.store.Leave(ctx, stream, client)
 		return
 	}
+	defer t.mu.Unlock()
 	d := t.diffLocked(stream, client)
 	delete(d.updates, client)
 	delete(d.leaves, client)
