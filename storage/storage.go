@@ -65,6 +65,11 @@ type Query struct {
 	// Reverse returns the newest publications first (the newest Limit of
 	// those after After.Offset).
 	Reverse bool
+	// MaxBytes caps the summed len(Data) of the result; 0 means no cap.
+	// The first matching publication is returned even when it alone is
+	// larger, so a reader always makes progress. More is set when the cap
+	// cut the result short.
+	MaxBytes int
 }
 
 // Result is what Read found.
@@ -78,7 +83,7 @@ type Result struct {
 	// offset in (After.Offset, Top.Offset]: none was evicted by the size or
 	// age bound. A recovery may only succeed when Complete is true.
 	Complete bool
-	// More reports that Limit cut the result short.
+	// More reports that Limit or MaxBytes cut the result short.
 	More bool
 }
 
