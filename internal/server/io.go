@@ -243,10 +243,13 @@ func (c *conn) flush() {
 	if len(items) > 0 && c.srv.pacer != nil {
 		c.lastFlush = time.Now().UnixNano()
 	}
+	jobs := c.jobsWaitingLocked()
 	c.mu.Unlock()
 	if len(items) == 0 {
 		if state == stateClosing {
 			c.destroy(false)
+		} else if jobs {
+			c.pump()
 		}
 		return
 	}
@@ -267,6 +270,7 @@ func (c *conn) flush() {
 	if c.spare == nil && cap(items) >= 8 && cap(items) <= 64 { // idle connections keep none
 		c.spare = items[:0]
 	}
+	jobs = c.jobsWaitingLocked()
 	c.mu.Unlock()
 	if err != nil {
 		c.destroy(true)
@@ -274,6 +278,12 @@ func (c *conn) flush() {
 	}
 	if sawClose && len(c.pendingOut) == 0 {
 		c.destroy(!c.cleanClose)
+		return
+	}
+	if jobs {
+		// Replies waiting for room take their next step now that the
+		// socket took this write (see pump).
+		c.pump()
 	}
 }
 

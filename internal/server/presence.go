@@ -59,6 +59,13 @@ func (c *conn) join(id *auth.Identity, reqID uint64, stream string, state protoc
 	if state.IsNil() {
 		state = nil
 	}
+	c.mu.Lock()
+	full := !contains(c.joined, stream) && len(c.joined) >= c.srv.cfg.MaxSubscriptions
+	c.mu.Unlock()
+	if full {
+		c.sendError(reqID, stream, protocol.CodeRateLimited, "too many presence joins on one connection (limit "+itoa(c.srv.cfg.MaxSubscriptions)+")")
+		return false
+	}
 	m := protocol.Member{User: id.User, Client: c.clientID, Info: c.info, State: state}
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
@@ -140,17 +147,9 @@ func (c *conn) onWho(id *auth.Identity, m *protocol.WhoRequest) {
 		c.sendError(m.ID, m.S, protocol.CodeForbidden, "who needs op sub or presence on this stream")
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
-	defer cancel()
-	members, err := c.srv.presence.Members(ctx, m.S)
-	if err != nil {
-		c.sendError(m.ID, m.S, protocol.CodeInternal, "who failed: "+err.Error())
-		return
+	if !c.addJob(whoJob{m: m}, true) {
+		c.sendError(m.ID, m.S, protocol.CodeRateLimited, "too many history and who requests waiting for the connection to read its replies (limit "+itoa(maxWaitingRequests)+")")
 	}
-	if members == nil {
-		members = []protocol.Member{}
-	}
-	c.send(&protocol.Who{ID: m.ID, S: m.S, Members: members})
 }
 
 // leaveAll removes the connection from every stream's presence: at once

@@ -186,9 +186,7 @@ func (c *conn) onSubscribe(id *auth.Identity, m *protocol.Subscribe) {
 		c.sendError(m.ID, m.S, werr.Code, werr.Reason)
 		return
 	}
-	if c.srv.recover(sub, m) && len(m.Join) > 0 {
-		c.join(id, 0, m.S, m.Join)
-	}
+	c.addJob(&subscribeJob{sub: sub, m: m, id: id}, false)
 }
 
 func (c *conn) onUnsubscribe(m *protocol.Unsubscribe) {
@@ -226,30 +224,9 @@ func (c *conn) onHistory(id *auth.Identity, m *protocol.HistoryRequest) {
 	if !c.streamCheck(id, m.ID, m.S, auth.OpHistory) {
 		return
 	}
-	limit := m.Limit
-	if limit <= 0 {
-		limit = defaultHistoryLimit
+	if !c.addJob(historyJob{m: m}, true) {
+		c.sendError(m.ID, m.S, protocol.CodeRateLimited, "too many history and who requests waiting for the connection to read its replies (limit "+itoa(maxWaitingRequests)+")")
 	}
-	limit = min(limit, maxHistoryLimit)
-	q := storage.Query{Limit: limit, Reverse: m.Reverse}
-	if m.Since != nil {
-		q.After = storage.Position{Epoch: m.Since.Epoch, Offset: m.Since.Offset}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
-	defer cancel()
-	res, err := c.srv.history.Read(ctx, m.S, q)
-	if errors.Is(err, storage.ErrEpochMismatch) {
-		c.sendError(m.ID, m.S, protocol.CodeInsufficientState, "epoch "+quote(m.Since.Epoch)+" is gone; the stream is now at epoch "+quote(res.Top.Epoch))
-		return
-	}
-	if err != nil {
-		c.sendError(m.ID, m.S, protocol.CodeInternal, "history failed: "+err.Error())
-		return
-	}
-	c.send(&protocol.History{
-		ID: m.ID, S: m.S, Epoch: res.Top.Epoch, Offset: res.Top.Offset,
-		Pubs: wirePubs(m.S, res.Top.Epoch, res.Pubs), More: res.More,
-	})
 }
 
 func (c *conn) onRefresh(id *auth.Identity, m *protocol.Refresh) {

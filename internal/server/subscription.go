@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/huddle-rt/huddle/internal/broker"
@@ -12,25 +13,33 @@ import (
 	"github.com/huddle-rt/huddle/whisper"
 )
 
-// maxRecoverBuffer bounds the live publications a subscribe buffers while it
-// reads history; beyond it the subscribe fails with 4010.
+// Bounds of what a subscription holds while it is not live yet: live
+// publications (maxRecoverBuffer of them, and at most the connection's queue
+// bound in bytes; beyond either they are dropped and read from history
+// instead), and whispers and presence diffs until subscribed is queued.
 const maxRecoverBuffer = 10000
 
-// subscription is one connection's subscription to one stream. Until its
-// subscribe completes it buffers live publications, so the reply, the
-// recovered history and the live stream join with no gap or duplicate.
+// subscription is one connection's subscription to one stream. Until it is
+// live it buffers live publications, so the subscribed reply, the recovered
+// history and the live stream join with no gap or duplicate.
 type subscription struct {
 	c        *conn
 	stream   string
 	presence bool // wants presence diffs
 
 	// Guarded by c.mu.
-	buffering bool
-	overflow  bool
-	buf       []buffered // publications
-	bufW      []buffered // whispers, conflated by key
-	epoch     string     // epoch of last
-	last      uint64     // offset of the last publication queued; later ones must exceed it
+	buffering bool // live publications are held in buf, not queued
+	announced bool // subscribed is queued: whispers and presence diffs go out directly
+	// skipped is set when buf outgrew its bounds and was dropped; the next
+	// history read, which starts after skipped is cleared, covers it.
+	skipped  bool
+	buf      []buffered // publications
+	bufBytes int
+	bufW     []buffered // whispers (conflated by key) and presence diffs, until announced
+	bufWSize int
+	wDrops   int    // presence diffs dropped from bufW
+	epoch    string // epoch of last
+	last     uint64 // offset of the last publication queued; later ones must exceed it
 	// registered is set once subscribe has added the subscription to the
 	// hub and the broker; dropped, when whoever took it from c.subs before
 	// that left the undoing to subscribe.
@@ -73,17 +82,13 @@ func (s *subscription) Deliver(m hub.Message, frame []byte) {
 		return
 	}
 	c.mu.Lock()
-	if s.buffering {
-		switch {
-		case offset > 0 && len(s.buf) < maxRecoverBuffer:
-			s.buf = append(s.buf, buffered{offset: offset, epoch: m.Epoch, frame: frame})
-		case offset > 0:
-			s.overflow = true
-		case m.Key != 0:
-			s.bufferWhisperLocked(m.Key, frame)
-		case len(s.bufW) < maxRecoverBuffer:
-			s.bufW = append(s.bufW, buffered{frame: frame}) // a presence diff
-		}
+	if offset == 0 && !s.announced {
+		s.bufferEphemeralLocked(m.Key, frame)
+		c.mu.Unlock()
+		return
+	}
+	if offset > 0 && s.buffering {
+		s.bufferPubLocked(offset, m.Epoch, frame)
 		c.mu.Unlock()
 		return
 	}
@@ -132,18 +137,45 @@ func (s *subscription) gapLocked() {
 	}
 }
 
-// bufferWhisperLocked keeps the newest whisper per key while subscribing.
+// bufferPubLocked holds a live publication until the subscription is live.
+// Past the bounds the buffer is dropped: those publications are in the
+// history, and the catch-up reads them from there. Lock c.mu must be held.
+func (s *subscription) bufferPubLocked(offset uint64, epoch string, frame []byte) {
+	if s.skipped {
+		return
+	}
+	if len(s.buf) >= maxRecoverBuffer || s.bufBytes+len(frame) > s.c.srv.cfg.MaxQueue {
+		clear(s.buf)
+		s.buf, s.bufBytes, s.skipped = nil, 0, true
+		return
+	}
+	s.buf = append(s.buf, buffered{offset: offset, epoch: epoch, frame: frame})
+	s.bufBytes += len(frame)
+}
+
+// bufferEphemeralLocked holds a whisper (the newest per key) or a presence
+// diff until subscribed is queued. A presence diff past the bounds is
+// dropped and counted: one dropped before the presence snapshot is read is
+// in the snapshot, one dropped after fails the subscribe (see announce).
 // Lock c.mu must be held.
-func (s *subscription) bufferWhisperLocked(key uint64, frame []byte) {
-	for i := range s.bufW {
-		if s.bufW[i].key == key && key != 0 {
-			s.bufW[i].frame = frame
-			return
+func (s *subscription) bufferEphemeralLocked(key uint64, frame []byte) {
+	if key != 0 {
+		for i := range s.bufW {
+			if s.bufW[i].key == key {
+				s.bufWSize += len(frame) - len(s.bufW[i].frame)
+				s.bufW[i].frame = frame
+				return
+			}
 		}
 	}
-	if len(s.bufW) < maxRecoverBuffer {
-		s.bufW = append(s.bufW, buffered{key: key, frame: frame})
+	if len(s.bufW) >= maxRecoverBuffer || s.bufWSize+len(frame) > s.c.srv.cfg.MaxQueue {
+		if key == 0 {
+			s.wDrops++
+		}
+		return
 	}
+	s.bufW = append(s.bufW, buffered{key: key, frame: frame})
+	s.bufWSize += len(frame)
 }
 
 // subscribe registers a buffering subscription; the error is a wire error
@@ -224,30 +256,39 @@ func (srv *Server) release(sub *subscription) {
 	srv.metrics.subscriptions.Add(-1)
 }
 
-// recover completes a subscribe: it reads the stream's position (and the
-// missed publications when the client asked to recover), answers with
-// subscribed, then releases the buffered live publications that follow,
-// dropping duplicates. A gap it cannot fill fails the subscribe with 4010.
-func (srv *Server) recover(sub *subscription, m *protocol.Subscribe) (ok bool) {
+// announce is a subscribe's first step (see subscribeJob): it reads the
+// stream's position, and the first missed publications when the client
+// asked to recover, and queues subscribed with the presence snapshot and
+// the latest whispers. ok is false when the subscribe failed (the error is
+// sent); done is false when missed or skipped publications remain for
+// catchUp.
+func (srv *Server) announce(sub *subscription, m *protocol.Subscribe) (ok, done bool) {
 	c := sub.c
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
+	c.mu.Lock()
+	sub.resumeLocked()
+	c.mu.Unlock()
 
 	reply := &protocol.Subscribed{ID: m.ID, S: m.S}
 	var history []storage.Publication
 	var after uint64
+	more := false
 	var err error
 	if m.Recover != nil {
 		var res storage.Result
-		res, err = srv.history.Read(ctx, m.S, storage.Query{After: storage.Position{Epoch: m.Recover.Epoch, Offset: m.Recover.Offset}})
-		recovered := err == nil && res.Complete && !res.More && m.Recover.Offset <= res.Top.Offset
+		res, err = srv.history.Read(ctx, m.S, storage.Query{
+			After:    storage.Position{Epoch: m.Recover.Epoch, Offset: m.Recover.Offset},
+			MaxBytes: srv.stepBytes(c.codec),
+		})
+		recovered := err == nil && res.Complete && m.Recover.Offset <= res.Top.Offset
 		if errors.Is(err, storage.ErrEpochMismatch) {
 			err = nil
 		}
 		reply.Epoch, reply.Offset = res.Top.Epoch, res.Top.Offset
 		reply.Recovered = &recovered
 		if recovered {
-			history, after = res.Pubs, m.Recover.Offset
+			history, after, more = res.Pubs, m.Recover.Offset, res.More
 			reply.Pubs = wirePubs(m.S, res.Top.Epoch, history)
 		} else {
 			after = res.Top.Offset
@@ -260,15 +301,18 @@ func (srv *Server) recover(sub *subscription, m *protocol.Subscribe) (ok bool) {
 	if err != nil {
 		srv.dropSubscription(sub)
 		c.sendError(m.ID, m.S, protocol.CodeInternal, "subscribe failed: "+err.Error())
-		return false
+		return false, true
 	}
+	c.mu.Lock()
+	wDrops := sub.wDrops
+	c.mu.Unlock()
 	reply.LV = srv.whispers.Snapshot(m.S, c.clientID)
 	if sub.presence {
 		members, err := srv.presence.Members(ctx, m.S)
 		if err != nil {
 			srv.dropSubscription(sub)
 			c.sendError(m.ID, m.S, protocol.CodeInternal, "subscribe failed: "+err.Error())
-			return false
+			return false, true
 		}
 		reply.Members = members // omitted when empty: nobody is here
 	}
@@ -276,22 +320,20 @@ func (srv *Server) recover(sub *subscription, m *protocol.Subscribe) (ok bool) {
 	if err != nil {
 		srv.dropSubscription(sub)
 		c.sendError(m.ID, m.S, protocol.CodeInternal, "subscribe failed: "+err.Error())
-		return false
+		return false, true
 	}
 
 	c.mu.Lock()
-	live := make([]uint64, len(sub.buf))
-	epochs := true
-	for i, b := range sub.buf {
-		live[i] = b.offset
-		epochs = epochs && b.epoch == reply.Epoch
+	sub.epoch, sub.last = reply.Epoch, after
+	if len(history) > 0 {
+		sub.last = history[len(history)-1].Offset
 	}
-	start, gapErr := storage.Merge(after, history, live)
-	if !epochs {
-		gapErr = errors.New("the stream's epoch changed during the subscribe")
+	var gapErr error
+	if !more && !sub.skipped {
+		gapErr = sub.checkLiveLocked()
 	}
-	if sub.overflow {
-		gapErr = errors.New("too many publications arrived during the subscribe")
+	if sub.wDrops != wDrops {
+		gapErr = errors.New("too many presence diffs arrived during the subscribe")
 	}
 	if gapErr != nil {
 		sub.buf = nil
@@ -299,27 +341,133 @@ func (srv *Server) recover(sub *subscription, m *protocol.Subscribe) (ok bool) {
 		srv.dropSubscription(sub)
 		srv.metrics.drops[dropRecoveryGap].Add(1)
 		c.sendError(m.ID, m.S, protocol.CodeInsufficientState, "could not guarantee order: "+gapErr.Error())
-		return false
+		return false, true
 	}
 	kick := c.enqueueLocked(outItem{b: frame})
-	sub.epoch, sub.last = reply.Epoch, after
-	if len(history) > 0 {
-		sub.last = history[len(history)-1].Offset
-	}
-	for _, b := range sub.buf[start:] {
-		kick = c.enqueueLocked(outItem{b: b.frame}) || kick
-		sub.last = b.offset
-	}
 	for _, b := range sub.bufW {
 		kick = c.enqueueLocked(outItem{b: b.frame, key: b.key}) || kick
 	}
-	sub.buf, sub.bufW, sub.buffering = nil, nil, false
+	sub.bufW, sub.bufWSize, sub.announced = nil, 0, true
+	done = !more && !sub.skipped
+	if done {
+		kick = sub.goLiveLocked() || kick
+	}
 	c.mu.Unlock()
 	srv.metrics.countOut(protocol.TypeSubscribed, 1)
 	if kick {
 		c.kick()
 	}
-	return true
+	return true, done
+}
+
+// catchUp is a later step of a subscribe: it queues the next missed
+// publications after the last one queued, as pub messages, and makes the
+// subscription live once it has reached the stream's top with nothing
+// skipped. Publications that left the history before they could be sent
+// close the connection with 4010, so that the client resubscribes and is
+// told recovered: false rather than miss them.
+func (srv *Server) catchUp(sub *subscription) (done bool) {
+	c := sub.c
+	c.mu.Lock()
+	sub.resumeLocked()
+	pos := storage.Position{Epoch: sub.epoch, Offset: sub.last}
+	c.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	res, err := srv.history.Read(ctx, sub.stream, storage.Query{After: pos, MaxBytes: srv.stepBytes(c.codec)})
+	cancel()
+	if err != nil || !res.Complete {
+		reason := "publications of this stream left the history before they could be sent: subscribe again with recover"
+		if err != nil && !errors.Is(err, storage.ErrEpochMismatch) {
+			reason = "could not read the missed publications (" + err.Error() + "): subscribe again with recover"
+		}
+		srv.metrics.drops[dropRecoveryGap].Add(1)
+		c.closeWith(protocol.CodeInsufficientState, reason, true)
+		return true
+	}
+	frames := make([][]byte, len(res.Pubs))
+	for i := range res.Pubs {
+		w := wirePub(sub.stream, pos.Epoch, &res.Pubs[i])
+		if frames[i], err = protocol.AppendMessage(c.codec, nil, &w); err != nil {
+			srv.log.Error("encode publication failed", "stream", sub.stream, "err", err)
+			c.closeWith(protocol.CodeInternal, "could not encode a missed publication", true)
+			return true
+		}
+	}
+	srv.metrics.countOut(protocol.TypePub, len(frames))
+
+	c.mu.Lock()
+	if !c.ownsLocked(sub) {
+		c.mu.Unlock()
+		return true
+	}
+	kick := false
+	for i, f := range frames {
+		kick = c.enqueueLocked(outItem{b: f}) || kick
+		sub.last = res.Pubs[i].Offset
+	}
+	if !res.More && !sub.skipped {
+		if err := sub.checkLiveLocked(); err != nil {
+			sub.gapLocked() // releases c.mu
+			return true
+		}
+		kick = sub.goLiveLocked() || kick
+		done = true
+	}
+	c.mu.Unlock()
+	if kick {
+		c.kick()
+	}
+	return done
+}
+
+// resumeLocked starts buffering live publications afresh after the buffer
+// was dropped; the history read that follows covers what it held. Lock
+// c.mu must be held.
+func (s *subscription) resumeLocked() {
+	if s.skipped {
+		s.skipped = false
+		s.buf, s.bufBytes = nil, 0
+	}
+}
+
+// checkLiveLocked reports whether the buffered live publications continue
+// the ones queued (up to s.last) with no hole. The history read just
+// reached the top it saw, and every publication delivered since the last
+// resume is buffered, so a hole means publications were lost on the way.
+// Lock c.mu must be held.
+func (s *subscription) checkLiveLocked() error {
+	last := s.last
+	for _, b := range s.buf {
+		if b.epoch != s.epoch {
+			return errors.New("the stream's epoch changed during the subscribe")
+		}
+		if b.offset <= last {
+			continue
+		}
+		if b.offset != last+1 {
+			return fmt.Errorf("%w: live offset %d after %d", storage.ErrGap, b.offset, last)
+		}
+		last++
+	}
+	return nil
+}
+
+// goLiveLocked queues the buffered live publications that follow s.last
+// (checkLiveLocked vouched for them) and makes the subscription live. It
+// reports whether a worker must be kicked. Lock c.mu must be held.
+func (s *subscription) goLiveLocked() (kick bool) {
+	c := s.c
+	for _, b := range s.buf {
+		if b.offset <= s.last {
+			continue
+		}
+		kick = c.enqueueLocked(outItem{b: b.frame}) || kick
+		s.last = b.offset
+	}
+	clear(s.buf)
+	s.buf, s.bufBytes, s.buffering = nil, 0, false
+	return kick
 }
 
 // dropSubscription undoes subscribe after a failure.

@@ -1,0 +1,206 @@
+package server
+
+import (
+	"context"
+	"errors"
+
+	"github.com/huddle-rt/huddle/internal/auth"
+	"github.com/huddle-rt/huddle/protocol"
+	"github.com/huddle-rt/huddle/storage"
+)
+
+// Replies that can be large (a subscribe with its recovered publications
+// and presence snapshot, a history page, a who) are built as jobs: a job
+// runs only while the connection's queue holds at most replyRoom bytes, and
+// one step of it reads at most a step budget of publication data. A job
+// that has more to send stays first in line and takes its next step when
+// the socket has drained. So a client that reads gets everything, however
+// large, and a client that does not read holds at most about a queue's
+// worth of encoded bytes, whatever it asks for.
+
+// maxWaitingRequests bounds the history and who requests that wait for
+// room on one connection; more get error 4006.
+const maxWaitingRequests = 16
+
+// job is a reply produced in steps as the connection's queue drains.
+type job interface {
+	// step sends the next part; it reports whether the job is done. It
+	// runs on the goroutine that owns the connection's input or output,
+	// never beside another step of the same connection, with no lock held.
+	step(c *conn) (done bool)
+}
+
+// replyRoom is the queued bytes up to which a connection's jobs may run.
+func (srv *Server) replyRoom() int { return srv.cfg.MaxQueue / 4 }
+
+// stepBytes is the publication data one step of a job reads (at least one
+// publication is always read). JSON may spell data out larger than its
+// msgpack form, so JSON connections read less per step.
+func (srv *Server) stepBytes(codec protocol.Codec) int {
+	if codec == protocol.JSON {
+		return srv.cfg.MaxQueue / 16
+	}
+	return srv.cfg.MaxQueue / 8
+}
+
+// addJob puts j behind the connection's other jobs and runs what there is
+// room for. request tells whether j answers a history or who request,
+// whose waiting number is bounded; false is returned when it is not taken.
+func (c *conn) addJob(j job, request bool) bool {
+	c.mu.Lock()
+	if c.state != stateOpen {
+		c.mu.Unlock()
+		return false
+	}
+	if request {
+		if c.waitingRequests >= maxWaitingRequests {
+			c.mu.Unlock()
+			return false
+		}
+		c.waitingRequests++
+	}
+	c.jobs = append(c.jobs, queuedJob{j: j, request: request})
+	c.mu.Unlock()
+	c.pump()
+	return true
+}
+
+type queuedJob struct {
+	j       job
+	request bool
+}
+
+// pump runs the connection's jobs, first in line first, while its queue has
+// room. Exactly one goroutine steps a connection's jobs at a time (jobBusy).
+func (c *conn) pump() {
+	room := c.srv.replyRoom()
+	for {
+		c.mu.Lock()
+		if c.jobBusy || len(c.jobs) == 0 || c.state != stateOpen || c.queued+c.pendingLen > room {
+			c.mu.Unlock()
+			return
+		}
+		q := c.jobs[0]
+		c.jobBusy = true
+		c.mu.Unlock()
+
+		done := q.j.step(c)
+
+		c.mu.Lock()
+		c.jobBusy = false
+		if done && len(c.jobs) > 0 && c.jobs[0] == q {
+			c.jobs[0] = queuedJob{}
+			c.jobs = c.jobs[1:]
+			if len(c.jobs) == 0 {
+				c.jobs = nil
+			}
+			if q.request {
+				c.waitingRequests--
+			}
+		}
+		c.mu.Unlock()
+	}
+}
+
+// jobsWaitingLocked reports whether a job waits for the queue to drain.
+// Lock c.mu must be held.
+func (c *conn) jobsWaitingLocked() bool { return len(c.jobs) > 0 && !c.jobBusy }
+
+// historyJob answers a history request with one page: at most the
+// request's limit, and at most a step's bytes, with more: true when either
+// cut it short.
+type historyJob struct {
+	m *protocol.HistoryRequest
+}
+
+func (j historyJob) step(c *conn) bool {
+	m := j.m
+	limit := m.Limit
+	if limit <= 0 {
+		limit = defaultHistoryLimit
+	}
+	limit = min(limit, maxHistoryLimit)
+	q := storage.Query{Limit: limit, Reverse: m.Reverse, MaxBytes: c.srv.stepBytes(c.codec)}
+	if m.Since != nil {
+		q.After = storage.Position{Epoch: m.Since.Epoch, Offset: m.Since.Offset}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	res, err := c.srv.history.Read(ctx, m.S, q)
+	if errors.Is(err, storage.ErrEpochMismatch) {
+		c.sendError(m.ID, m.S, protocol.CodeInsufficientState, "epoch "+quote(m.Since.Epoch)+" is gone; the stream is now at epoch "+quote(res.Top.Epoch))
+		return true
+	}
+	if err != nil {
+		c.sendError(m.ID, m.S, protocol.CodeInternal, "history failed: "+err.Error())
+		return true
+	}
+	c.send(&protocol.History{
+		ID: m.ID, S: m.S, Epoch: res.Top.Epoch, Offset: res.Top.Offset,
+		Pubs: wirePubs(m.S, res.Top.Epoch, res.Pubs), More: res.More,
+	})
+	return true
+}
+
+// whoJob answers a who request with the stream's presence snapshot.
+type whoJob struct {
+	m *protocol.WhoRequest
+}
+
+func (j whoJob) step(c *conn) bool {
+	m := j.m
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	members, err := c.srv.presence.Members(ctx, m.S)
+	if err != nil {
+		c.sendError(m.ID, m.S, protocol.CodeInternal, "who failed: "+err.Error())
+		return true
+	}
+	if members == nil {
+		members = []protocol.Member{}
+	}
+	c.send(&protocol.Who{ID: m.ID, S: m.S, Members: members})
+	return true
+}
+
+// subscribeJob completes a subscribe: its first step answers with
+// subscribed (the stream's position, the first missed publications when
+// recovering, the presence snapshot, the latest whispers); later steps
+// send the rest of the missed publications as pub messages, a step's bytes
+// at a time, until the subscription catches up with the live publications
+// it buffered meanwhile.
+type subscribeJob struct {
+	sub *subscription
+	m   *protocol.Subscribe // nil once subscribed was sent
+	id  *auth.Identity
+}
+
+func (j *subscribeJob) step(c *conn) bool {
+	srv := c.srv
+	if !c.owns(j.sub) {
+		return true // unsubscribed or closed meanwhile
+	}
+	if j.m == nil {
+		return srv.catchUp(j.sub)
+	}
+	m := j.m
+	j.m = nil
+	ok, done := srv.announce(j.sub, m)
+	if ok && len(m.Join) > 0 {
+		c.join(j.id, 0, m.S, m.Join)
+	}
+	return !ok || done
+}
+
+// owns reports whether sub is still one of the connection's subscriptions.
+func (c *conn) owns(sub *subscription) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ownsLocked(sub)
+}
+
+// ownsLocked is owns for a caller holding c.mu.
+func (c *conn) ownsLocked(sub *subscription) bool {
+	i := c.findSubLocked(sub.stream)
+	return c.state == stateOpen && i >= 0 && c.subs[i] == sub
+}
