@@ -16,7 +16,7 @@ import (
 // server process, with the workers in this process (so -race sees them).
 
 const (
-	e2eSecret = "e2e-secret"
+	e2eSecret = "e2e-secret-0123456789abcdef0123456789"
 	e2eAPIKey = "e2e-api-key"
 )
 

@@ -180,7 +180,7 @@ func targetFlags(fs *flag.FlagSet) *target {
 	t.defaultSrv, t.defaultClientCPUs = defaultCPUs()
 	fs.StringVar(&t.url, "url", "", "server WebSocket URL; empty builds cmd/huddle and starts it")
 	fs.IntVar(&t.pid, "pid", 0, "with -url: the server's pid, for its CPU and RSS from /proc")
-	fs.StringVar(&t.secret, "secret", "bench-secret", "HS256 secret the server verifies client tokens with")
+	fs.StringVar(&t.secret, "secret", "bench-secret-0123456789abcdef0123456789", "HS256 secret the server verifies client tokens with")
 	fs.StringVar(&t.apiKey, "api-key", "", "the server's API key, for /api/stats and presence counts (set for a server it starts)")
 	fs.StringVar(&t.json, "json", "", "also write the result as JSON to this file")
 	fs.StringVar(&t.adapter, "adapter", "huddle", "protocol adapter: "+strings.Join(bench.AdapterNames(), ", "))

@@ -77,7 +77,10 @@ type options struct {
 	addr            string
 	secret          string
 	jwtPublicKey    string
+	jwtAudience     string
+	jwtIssuer       string
 	allowAnonymous  bool
+	allowedOrigins  string
 	apiKey          string
 	brokerKind      string
 	redisURL        string
@@ -114,8 +117,11 @@ type options struct {
 func newFlagSet(o *options) *flag.FlagSet {
 	fs := flag.NewFlagSet("huddle", flag.ContinueOnError)
 	fs.StringVar(&o.addr, "addr", "127.0.0.1:8080", "address to listen on (WebSocket at /ws, HTTP API, metrics)")
-	fs.StringVar(&o.secret, "secret", "", "HS256 secret that signs client tokens")
+	fs.StringVar(&o.secret, "secret", "", "HS256 secret that signs client tokens, at least 32 bytes (e.g. openssl rand -hex 32)")
 	fs.StringVar(&o.jwtPublicKey, "jwt-public-key", "", "PEM file with RS256/ES256 public key(s) that verify client tokens")
+	fs.StringVar(&o.jwtAudience, "jwt-audience", "", "require this value in every token's aud claim (string or array); tokens without it are refused")
+	fs.StringVar(&o.jwtIssuer, "jwt-issuer", "", "require every token's iss claim to equal this; tokens without it are refused")
+	fs.StringVar(&o.allowedOrigins, "allowed-origins", "", "comma-separated browser origins allowed to open a WebSocket, e.g. https://app.example.com,https://*.example.com, or * for any (default: the server's own origin and loopback origins)")
 	fs.BoolVar(&o.allowAnonymous, "allow-anonymous", false, "let clients connect without a token")
 	fs.StringVar(&o.apiKey, "api-key", "", "bearer key for the HTTP API (/api/*); empty disables the API")
 	fs.StringVar(&o.brokerKind, "broker", "memory", "broker backend: memory (single node) or redis (several nodes on one Redis)")

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/huddle-rt/huddle/internal/auth"
+	"github.com/huddle-rt/huddle/internal/server"
 )
 
 //go:embed web
@@ -44,8 +45,28 @@ func (d *devMode) token(user string, info map[string]any) (string, error) {
 	return auth.SignHS256(d.secret, user, time.Now().Add(24*time.Hour), info, devStreams)
 }
 
-// pages serves the demo and /dev/token, which mints a token for ?user=.
+// pages serves the demo and /dev/token, which mints a token for ?user=, to
+// requests for a loopback Host only (see loopbackOnly).
 func (d *devMode) pages() http.Handler {
+	return loopbackOnly(d.mux())
+}
+
+// loopbackOnly answers 421 Misdirected Request to requests whose Host is not
+// a loopback name or address. Listening on loopback alone does not keep web
+// pages out: a page on a foreign site can point its own DNS name at
+// 127.0.0.1 (DNS rebinding) and then read /dev/token as same-origin. Its
+// requests still carry that foreign name as Host, which this refuses.
+func loopbackOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !server.LoopbackHost(r.Host) {
+			http.Error(w, "--dev pages answer only to a loopback host such as localhost or 127.0.0.1", http.StatusMisdirectedRequest)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (d *devMode) mux() http.Handler {
 	mux := http.NewServeMux()
 	sub, _ := fs.Sub(webFS, "web")
 	mux.Handle("GET /", http.FileServerFS(sub))

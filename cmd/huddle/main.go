@@ -16,6 +16,8 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -73,11 +75,23 @@ func run(args []string) error {
 		ln.Close()
 		return err
 	}
+	origins, err := parseOrigins(o.allowedOrigins)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	switch {
+	case slices.Contains(origins, "*"):
+		logger.Warn("--allowed-origins * lets pages of any web site open WebSockets to this server")
+	case len(origins) == 0:
+		logger.Info("browser pages may open WebSockets only from this server's own origin and loopback origins; list others in --allowed-origins")
+	}
 	if o.apiKey == "" {
 		logger.Warn("the HTTP API (/api/*) is disabled: set --api-key to enable it")
 	}
 	cfg := server.Config{
 		APIKey:           o.apiKey,
+		AllowedOrigins:   origins,
 		Node:             o.node,
 		MaxMessage:       int(o.maxMessage),
 		MaxQueue:         int(o.maxQueue),
@@ -154,9 +168,20 @@ func newLogger(o *options) (*slog.Logger, error) {
 	return nil, fmt.Errorf("--log-format %q: want text or json", o.logFormat)
 }
 
+// minSecretLen is the shortest --secret accepted outside --dev: 32 bytes is
+// HS256's own output size (RFC 7518 section 3.2), and a shorter secret,
+// typically a human-chosen word, can be guessed offline from any single
+// token, after which anyone can sign tokens for any user.
+const minSecretLen = 32
+
 func newAuth(o *options) (*auth.Authenticator, error) {
+	if o.secret != "" && len(o.secret) < minSecretLen && !o.dev {
+		return nil, fmt.Errorf("refusing to start: --secret (HUDDLE_SECRET) is %d bytes; it must be at least %d random bytes, or anyone who guesses it can sign tokens (generate one with: openssl rand -hex 32)", len(o.secret), minSecretLen)
+	}
 	cfg := auth.Config{
 		Secret:             []byte(o.secret),
+		Audience:           o.jwtAudience,
+		Issuer:             o.jwtIssuer,
 		AllowAnonymous:     o.allowAnonymous,
 		DefaultHistorySize: o.historySize,
 		DefaultHistoryTTL:  o.historyTTL,
@@ -187,6 +212,22 @@ func newAuth(o *options) (*auth.Authenticator, error) {
 		return nil, fmt.Errorf("refusing to start: %w (for a local trial run: huddle --dev)", err)
 	}
 	return a, nil
+}
+
+// parseOrigins splits --allowed-origins at commas and checks every entry, so
+// that a typo fails at startup instead of refusing every browser.
+func parseOrigins(list string) ([]string, error) {
+	var origins []string
+	for _, e := range strings.Split(list, ",") {
+		if e = strings.TrimSpace(e); e == "" {
+			continue
+		}
+		if err := server.CheckOriginPattern(e); err != nil {
+			return nil, fmt.Errorf("--allowed-origins: %w", err)
+		}
+		origins = append(origins, e)
+	}
+	return origins, nil
 }
 
 func randomHex(n int) string {

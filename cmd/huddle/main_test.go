@@ -12,11 +12,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -26,12 +28,13 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/huddle-rt/huddle/internal/auth"
+	"github.com/huddle-rt/huddle/internal/auth/authtest"
 	"github.com/huddle-rt/huddle/internal/wsclient"
 	"github.com/huddle-rt/huddle/protocol"
 )
 
 const (
-	e2eSecret = "e2e-secret-0123456789abcdef"
+	e2eSecret = "e2e-secret-0123456789abcdef0123456789"
 	e2eAPIKey = "e2e-api-key"
 	e2eWait   = 10 * time.Second
 )
@@ -224,7 +227,7 @@ func TestStartup(t *testing.T) {
 	})
 
 	t.Run("HUDDLE_SECRET replaces --secret", func(t *testing.T) {
-		const secret = "secret-from-the-environment"
+		const secret = "secret-from-the-environment-0123456789"
 		addr := e2eFreeAddr(t)
 		p := e2eStart(t, bin, []string{"HUDDLE_SECRET=" + secret}, "--addr", addr)
 		p.waitReady(t)
@@ -241,6 +244,192 @@ func TestStartup(t *testing.T) {
 		p.stop(t)
 	})
 
+	t.Run("short secret refused", func(t *testing.T) {
+		const short = "0123456789abcdef0123456789abcde" // 31 bytes
+		for _, tt := range []struct {
+			name string
+			env  []string
+			args []string
+		}{
+			{"flag", nil, []string{"--secret", short}},
+			{"environment", []string{"HUDDLE_SECRET=" + short}, nil},
+			{"word", nil, []string{"--secret", "hunter2"}},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				code, out := e2eRunToExit(t, bin, tt.env, append([]string{"--addr", "127.0.0.1:0"}, tt.args...)...)
+				if code == 0 {
+					t.Fatalf("started with a short secret:\n%s", out)
+				}
+				for _, want := range []string{"--secret", "at least 32", "openssl rand -hex 32"} {
+					if !strings.Contains(out, want) {
+						t.Errorf("refusal does not say %q:\n%s", want, out)
+					}
+				}
+			})
+		}
+	})
+
+	t.Run("dev accepts a short secret", func(t *testing.T) {
+		p := e2eStart(t, bin, nil, "--dev", "--secret", "dev", "--addr", e2eFreeAddr(t))
+		p.waitReady(t)
+		p.stop(t)
+	})
+
+	t.Run("bad allowed origin refused", func(t *testing.T) {
+		code, out := e2eRunToExit(t, bin, nil, "--addr", "127.0.0.1:0", "--secret", e2eSecret,
+			"--allowed-origins", "https://app.example.com, app.example.org")
+		if code == 0 {
+			t.Fatalf("started with an origin without a scheme:\n%s", out)
+		}
+		if !strings.Contains(out, "--allowed-origins") || !strings.Contains(out, "app.example.org") {
+			t.Errorf("refusal does not name the flag and the entry:\n%s", out)
+		}
+	})
+
+	t.Run("jwt audience and issuer", func(t *testing.T) {
+		addr := e2eFreeAddr(t)
+		// The issuer comes from the environment twin, the audience from
+		// the command line.
+		p := e2eStart(t, bin, []string{"HUDDLE_JWT_ISSUER=https://auth.example.com"},
+			"--addr", addr, "--secret", e2eSecret, "--jwt-audience", "huddle")
+		p.waitReady(t)
+		url := "ws://" + addr + "/ws"
+		claims := func(extra map[string]any) string {
+			c := map[string]any{"sub": "amy", "exp": time.Now().Add(time.Hour).Unix()}
+			for k, v := range extra {
+				c[k] = v
+			}
+			return authtest.SignHS256([]byte(e2eSecret), c)
+		}
+		for _, tt := range []struct {
+			name  string
+			token string
+			ok    bool
+		}{
+			{"both right", claims(map[string]any{"aud": "huddle", "iss": "https://auth.example.com"}), true},
+			{"aud array", claims(map[string]any{"aud": []string{"other", "huddle"}, "iss": "https://auth.example.com"}), true},
+			{"aud wrong", claims(map[string]any{"aud": "other", "iss": "https://auth.example.com"}), false},
+			{"aud missing", claims(map[string]any{"iss": "https://auth.example.com"}), false},
+			{"iss wrong", claims(map[string]any{"aud": "huddle", "iss": "https://evil.example"}), false},
+			{"iss missing", claims(map[string]any{"aud": "huddle"}), false},
+			{"exp a string", claims(map[string]any{"aud": "huddle", "iss": "https://auth.example.com",
+				"exp": fmt.Sprint(time.Now().Add(time.Hour).Unix())}), false},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				ctx, cancel := context.WithTimeout(context.Background(), e2eWait)
+				defer cancel()
+				c, err := wsclient.Dial(ctx, url, wsclient.Options{Buffer: 8})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				if err := c.Send(&protocol.Connect{ID: 1, Token: tt.token}); err != nil {
+					t.Fatal(err)
+				}
+				m, err := c.Next(e2eWait)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, connected := m.(*protocol.Connected); connected != tt.ok {
+					t.Fatalf("connect answered %s %+v, want connected=%v", m.Type(), m, tt.ok)
+				}
+				if d, isDisc := m.(*protocol.Disconnect); !tt.ok && (!isDisc || d.Code != protocol.CodeUnauthorized) {
+					t.Errorf("refusal %s %+v, want disconnect 4001", m.Type(), m)
+				}
+			})
+		}
+		p.stop(t)
+	})
+
+	t.Run("allowed origins", func(t *testing.T) {
+		addr := e2eFreeAddr(t)
+		p := e2eStart(t, bin, nil, "--addr", addr, "--secret", e2eSecret, "--allowed-origins", "https://app.example.com,https://*.example.org")
+		p.waitReady(t)
+		for _, tt := range []struct {
+			origin string
+			ok     bool
+		}{
+			{"", true},
+			{"https://app.example.com", true},
+			{"https://a.example.org", true},
+			{"http://" + addr, true},
+			{"https://evil.example", false},
+			{"http://localhost:5173", false},
+		} {
+			t.Run(tt.origin, func(t *testing.T) {
+				o := wsclient.Options{Buffer: 8}
+				if tt.origin != "" {
+					o.Header = http.Header{"Origin": {tt.origin}}
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), e2eWait)
+				defer cancel()
+				c, _, err := wsclient.DialConnected(ctx, "ws://"+addr+"/ws", e2eToken(t, e2eSecret, "olga"), o)
+				var se ws.StatusError
+				switch {
+				case tt.ok && err != nil:
+					t.Fatalf("Origin %q refused: %v", tt.origin, err)
+				case tt.ok:
+					c.Close()
+				case err == nil:
+					c.Close()
+					t.Fatalf("Origin %q accepted", tt.origin)
+				case !errors.As(err, &se) || int(se) != http.StatusForbidden:
+					t.Fatalf("Origin %q: %v, want HTTP 403", tt.origin, err)
+				}
+			})
+		}
+		p.stop(t)
+	})
+
+	t.Run("dev pages answer loopback hosts only", func(t *testing.T) {
+		addr := e2eFreeAddr(t)
+		_, port, _ := net.SplitHostPort(addr)
+		p := e2eStart(t, bin, nil, "--dev", "--addr", addr)
+		p.waitReady(t)
+		for _, tt := range []struct {
+			host, path string
+			want       int
+		}{
+			{addr, "/dev/token?user=ann", http.StatusOK},
+			{"localhost:" + port, "/dev/token?user=ann", http.StatusOK},
+			{"[::1]:" + port, "/", http.StatusOK},
+			{"127.0.0.2", "/", http.StatusOK},
+			{"evil.example:" + port, "/dev/token?user=ann", http.StatusMisdirectedRequest},
+			{"evil.example", "/", http.StatusMisdirectedRequest},
+			{"127.0.0.1.nip.io:" + port, "/dev/token?user=ann", http.StatusMisdirectedRequest},
+			{"localhost.evil.example:" + port, "/", http.StatusMisdirectedRequest},
+		} {
+			t.Run(tt.host+tt.path, func(t *testing.T) {
+				req, err := http.NewRequest("GET", "http://"+addr+tt.path, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				req.Host = tt.host
+				resp, err := e2eHTTP.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != tt.want {
+					t.Fatalf("GET %s with Host %s: %d %.80q, want %d", tt.path, tt.host, resp.StatusCode, body, tt.want)
+				}
+				if tt.want == http.StatusOK && strings.HasPrefix(tt.path, "/dev/token") && strings.Count(string(body), ".") != 2 {
+					t.Errorf("/dev/token answered %.80q, not a JWT", body)
+				}
+			})
+		}
+		// The health endpoints are not dev pages and answer any Host.
+		req, _ := http.NewRequest("GET", "http://"+addr+"/readyz", nil)
+		req.Host = "evil.example"
+		if resp, err := e2eHTTP.Do(req); err != nil || resp.StatusCode != http.StatusOK {
+			t.Errorf("/readyz with a foreign Host: %v %v, want 200", resp, err)
+		} else {
+			resp.Body.Close()
+		}
+		p.stop(t)
+	})
+
 	t.Run("help", func(t *testing.T) {
 		code, out := e2eRunToExit(t, bin, nil, "--help")
 		if code != 0 {
@@ -251,7 +440,7 @@ func TestStartup(t *testing.T) {
 			listed[m[1]] = m[2]
 		}
 		for _, flag := range []string{"addr", "secret", "jwt-public-key", "allow-anonymous", "api-key", "broker",
-			"redis-url", "max-message", "max-queue", "shutdown-timeout", "dev"} {
+			"redis-url", "max-message", "max-queue", "shutdown-timeout", "dev", "jwt-audience", "jwt-issuer", "allowed-origins"} {
 			env, ok := listed[flag]
 			if !ok {
 				t.Errorf("--help does not list --%s with its environment name", flag)
@@ -265,6 +454,125 @@ func TestStartup(t *testing.T) {
 			t.Logf("--help output:\n%s", out)
 		}
 	})
+}
+
+// TestNewAuthOptions covers newAuth without a process: the secret length
+// rule and the audience and issuer reaching the authenticator.
+func TestNewAuthOptions(t *testing.T) {
+	secret32 := strings.Repeat("k", 32)
+	tests := []struct {
+		name    string
+		o       options
+		wantErr string // substring; "" means success
+	}{
+		{"32-byte secret", options{secret: secret32}, ""},
+		{"31-byte secret", options{secret: secret32[:31]}, "at least 32"},
+		{"1-byte secret", options{secret: "x"}, "openssl rand -hex 32"},
+		{"short secret in dev", options{secret: "x", dev: true}, ""},
+		{"no secret, anonymous", options{allowAnonymous: true}, ""},
+		{"audience and issuer", options{secret: secret32, jwtAudience: "huddle", jwtIssuer: "https://auth.example.com"}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, err := newAuth(&tt.o)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("newAuth error %v, want it to contain %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("newAuth: %v", err)
+			}
+			if tt.o.jwtAudience == "" {
+				return
+			}
+			good := authtest.SignHS256([]byte(tt.o.secret), map[string]any{"sub": "amy", "aud": tt.o.jwtAudience, "iss": tt.o.jwtIssuer})
+			if _, err := a.Verify(good); err != nil {
+				t.Errorf("token with the configured aud and iss refused: %v", err)
+			}
+			for _, bad := range []map[string]any{
+				{"sub": "amy", "aud": "other", "iss": tt.o.jwtIssuer},
+				{"sub": "amy", "aud": tt.o.jwtAudience, "iss": "other"},
+				{"sub": "amy"},
+			} {
+				if _, err := a.Verify(authtest.SignHS256([]byte(tt.o.secret), bad)); !errors.Is(err, auth.ErrUnauthorized) {
+					t.Errorf("token %v: %v, want %v", bad, err, auth.ErrUnauthorized)
+				}
+			}
+		})
+	}
+}
+
+func TestParseOrigins(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    []string
+		wantErr bool
+	}{
+		{"", nil, false},
+		{" , ", nil, false},
+		{"*", []string{"*"}, false},
+		{"https://app.example.com", []string{"https://app.example.com"}, false},
+		{"https://app.example.com, https://*.example.org ,http://localhost:5173", []string{"https://app.example.com", "https://*.example.org", "http://localhost:5173"}, false},
+		{"app.example.com", nil, true},
+		{"https://app.example.com,https://app.example.com/path", nil, true},
+		{"https://app.example.com https://b.example.com", nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := parseOrigins(tt.in)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("parseOrigins(%q) error %v, want error=%v", tt.in, err, tt.wantErr)
+			}
+			if err != nil {
+				if !strings.Contains(err.Error(), "--allowed-origins") {
+					t.Errorf("error %q does not name --allowed-origins", err)
+				}
+				return
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("parseOrigins(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestDevPagesLoopbackOnly checks the DNS rebinding guard of the --dev pages
+// by Host header, without a network.
+func TestDevPagesLoopbackOnly(t *testing.T) {
+	d := &devMode{secret: []byte(e2eSecret), addr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8080}, apiKey: "k"}
+	h := d.pages()
+	tests := []struct {
+		host string
+		want int
+	}{
+		{"localhost:8080", http.StatusOK},
+		{"localhost", http.StatusOK},
+		{"127.0.0.1:8080", http.StatusOK},
+		{"127.9.9.9:8080", http.StatusOK},
+		{"[::1]:8080", http.StatusOK},
+		{"[::1]", http.StatusOK},
+		{"evil.example:8080", http.StatusMisdirectedRequest},
+		{"evil.example", http.StatusMisdirectedRequest},
+		{"127.0.0.1.nip.io:8080", http.StatusMisdirectedRequest},
+		{"localhost.evil.example", http.StatusMisdirectedRequest},
+		{"0.0.0.0:8080", http.StatusMisdirectedRequest},
+		{"", http.StatusMisdirectedRequest},
+	}
+	for _, tt := range tests {
+		for _, path := range []string{"/dev/token?user=ann", "/"} {
+			t.Run(tt.host+path, func(t *testing.T) {
+				req := httptest.NewRequest("GET", "http://127.0.0.1:8080"+path, nil)
+				req.Host = tt.host
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, req)
+				if rec.Code != tt.want {
+					t.Fatalf("GET %s with Host %q: %d %.80q, want %d", path, tt.host, rec.Code, rec.Body.String(), tt.want)
+				}
+			})
+		}
+	}
 }
 
 // ---- helpers ----

@@ -5,7 +5,8 @@
 // keys); no other algorithm, and never "none", is accepted. The claims are
 //
 //	sub      user id; required unless anonymous clients are allowed
-//	exp      expiry (optional)
+//	exp      expiry (optional; a JSON number, as are nbf and iat)
+//	aud, iss checked against Config.Audience and Config.Issuer when set
 //	info     public user info shown in presence (optional JSON object)
 //	streams  stream pattern -> ops, e.g. {"doc:42": ["sub","pub"], "user:7:*": ["sub"]}
 //
@@ -56,6 +57,13 @@ type Config struct {
 	AllowAnonymous bool
 	// Leeway is the clock skew tolerated when checking exp and nbf. Default 0.
 	Leeway time.Duration
+	// Audience, when set, is required in every token's aud claim (a string
+	// or an array of strings); a token without it is refused
+	// (--jwt-audience). Default: aud is not checked.
+	Audience string
+	// Issuer, when set, must equal every token's iss claim; a token without
+	// iss is refused (--jwt-issuer). Default: iss is not checked.
+	Issuer string
 	// Rules are the server-side stream rules, in flag order. Default none:
 	// only token grants allow anything.
 	Rules []Rule
@@ -125,7 +133,14 @@ func New(cfg Config) (*Authenticator, error) {
 		methods = append(methods, jwt.SigningMethodES256.Alg())
 	}
 	if len(methods) > 0 {
-		a.parser = jwt.NewParser(jwt.WithValidMethods(methods), jwt.WithLeeway(cfg.Leeway))
+		opts := []jwt.ParserOption{jwt.WithValidMethods(methods), jwt.WithLeeway(cfg.Leeway)}
+		if cfg.Audience != "" {
+			opts = append(opts, jwt.WithAudience(cfg.Audience))
+		}
+		if cfg.Issuer != "" {
+			opts = append(opts, jwt.WithIssuer(cfg.Issuer))
+		}
+		a.parser = jwt.NewParser(opts...)
 	}
 	var err error
 	if a.rules, err = compileRules(cfg.Rules); err != nil {
@@ -189,18 +204,53 @@ func (id *Identity) granted(bit Ops, stream string) bool {
 	return false
 }
 
-// claims are the token claims Huddle reads; jwt validates exp and nbf.
+// claims are the token claims Huddle reads; jwt validates exp, nbf, aud and
+// iss.
 type claims struct {
 	jwt.RegisteredClaims
 	Info    json.RawMessage     `json:"info,omitempty"`
 	Streams map[string][]string `json:"streams,omitempty"`
 }
 
+// UnmarshalJSON refuses time claims that are not JSON numbers before jwt
+// reads them: jwt's NumericDate also accepts a string of digits, so an
+// "exp":"1767225600" written by a buggy issuer would pass, and a null exp
+// would silently mean "never expires". RFC 7519 says a NumericDate is a
+// number; anything else is a broken token, not a lenient one.
+func (c *claims) UnmarshalJSON(b []byte) error {
+	var times struct {
+		Exp json.RawMessage `json:"exp"`
+		Nbf json.RawMessage `json:"nbf"`
+		Iat json.RawMessage `json:"iat"`
+	}
+	if err := json.Unmarshal(b, &times); err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		name string
+		raw  json.RawMessage
+	}{{"exp", times.Exp}, {"nbf", times.Nbf}, {"iat", times.Iat}} {
+		if f.raw != nil && !isJSONNumber(f.raw) {
+			return fmt.Errorf("%s claim is not a number: %.40s", f.name, f.raw)
+		}
+	}
+	type plain claims // without this method, so the call below does not recurse
+	return json.Unmarshal(b, (*plain)(c))
+}
+
+// isJSONNumber reports whether raw, a JSON value as json.RawMessage holds
+// it, is a number literal.
+func isJSONNumber(raw json.RawMessage) bool {
+	raw = bytes.TrimSpace(raw)
+	return len(raw) > 0 && (raw[0] == '-' || raw[0] >= '0' && raw[0] <= '9')
+}
+
 // Verify checks token and returns the identity it carries. An empty token
 // yields an anonymous identity when anonymous clients are allowed. Errors wrap
 // ErrExpired for a token past its exp (plus leeway), and ErrUnauthorized for
 // anything else: malformed, bad signature, an algorithm not configured, a
-// missing sub, or an invalid info or streams claim.
+// missing sub, an exp, nbf or iat that is not a number, an aud or iss other
+// than configured, or an invalid info or streams claim.
 func (a *Authenticator) Verify(token string) (*Identity, error) {
 	if token == "" {
 		if a.anonymous {

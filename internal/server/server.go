@@ -56,6 +56,15 @@ type Config struct {
 	ForcePortable bool
 	// Pages serves non-API paths such as "/" (the demo). Nil serves 404.
 	Pages http.Handler
+	// AllowedOrigins lists the browser origins whose pages may open a
+	// WebSocket (--allowed-origins): "https://app.example.com",
+	// "https://*.example.com" for every subdomain, or "*" for any. An
+	// upgrade whose Origin header matches none gets HTTP 403; one without
+	// Origin (not a browser) is never refused for it, and the server's own
+	// origin (Origin host equal to Host) always matches. Empty admits the
+	// server's own origin and loopback origins only. See CheckOriginPattern
+	// for the syntax; an entry it refuses matches nothing.
+	AllowedOrigins []string
 	// MaxSubscriptions bounds a connection's subscriptions. Default 1000.
 	MaxSubscriptions int
 	// MessageRate and MessageBurst bound the messages a connection may send

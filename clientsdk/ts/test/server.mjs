@@ -20,7 +20,7 @@ export { Huddle, WebSocket };
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const repoRoot = resolve(here, "../../..");
-export const SECRET = "sdk-test-secret";
+export const SECRET = "sdk-test-secret-0123456789abcdef0123456789";
 export const API_KEY = "sdk-test-api-key";
 
 /** Every op on every stream. */
