@@ -8,7 +8,23 @@ import (
 // NewMemoryLogWithClock returns a MemoryLog that reads time from now and
 // runs no background sweep; tests call Sweep themselves.
 func NewMemoryLogWithClock(now func() time.Time) *MemoryLog {
-	return newMemoryLog(now, 0)
+	return newMemoryLog(MemoryConfig{}, now, 0)
+}
+
+// NewMemoryLogWithConfigClock is NewMemoryLogWithClock with byte bounds.
+func NewMemoryLogWithConfigClock(cfg MemoryConfig, now func() time.Time) *MemoryLog {
+	return newMemoryLog(cfg, now, 0)
+}
+
+// UsedBytes returns the StoredBytes the log counts against its budget.
+func (m *MemoryLog) UsedBytes() int64 { return m.used.Load() }
+
+// QueueLen returns how many entries, stale or not, the eviction queue
+// holds.
+func (m *MemoryLog) QueueLen() int {
+	m.queue.mu.Lock()
+	defer m.queue.mu.Unlock()
+	return len(m.queue.q) - m.queue.head
 }
 
 // Sweep runs one sweep now.
@@ -41,15 +57,30 @@ func (m *MemoryLog) WindowCap(stream string) int {
 
 // ConsistencyCheck reports the first broken invariant of the log's
 // internal state, or nil.
+// The byte totals are only checked against each other when no Append,
+// Read or sweep runs concurrently.
 func (m *MemoryLog) ConsistencyCheck() error {
+	total := 0
 	for i := range m.shards {
 		sh := &m.shards[i]
 		sh.mu.Lock()
+		for _, s := range sh.streams {
+			total += s.bytes
+		}
 		err := sh.consistencyCheckLocked(m)
 		sh.mu.Unlock()
 		if err != nil {
 			return err
 		}
+	}
+	if m.maxBytes == 0 {
+		return nil
+	}
+	if used := m.used.Load(); used != int64(total) {
+		return fmt.Errorf("log counts %d bytes used, its streams hold %d", used, total)
+	}
+	if total > m.maxBytes {
+		return fmt.Errorf("log holds %d bytes, over its budget of %d", total, m.maxBytes)
 	}
 	return nil
 }
@@ -73,6 +104,28 @@ func (sh *memoryShard) consistencyCheckLocked(m *MemoryLog) error {
 			want := s.offset - uint64(r.n-1-j)
 			if got := r.at(j).Offset; got != want {
 				return fmt.Errorf("stream %q: window #%d has offset %d, want %d", name, j, got, want)
+			}
+		}
+		bytes := 0
+		for j := 0; j < r.n; j++ {
+			bytes += r.at(j).StoredBytes()
+		}
+		if bytes != s.bytes {
+			return fmt.Errorf("stream %q: counts %d bytes, its window holds %d", name, s.bytes, bytes)
+		}
+		if m.maxStreamBytes > 0 && bytes > m.maxStreamBytes && r.n > 1 {
+			return fmt.Errorf("stream %q: holds %d bytes in %d publications, over its cap of %d", name, bytes, r.n, m.maxStreamBytes)
+		}
+		if (s.ref != nil) != (m.maxBytes > 0) {
+			return fmt.Errorf("stream %q: has a queue ref %v with a budget of %d", name, s.ref != nil, m.maxBytes)
+		}
+		if s.ref != nil {
+			low := s.offset + 1
+			if r.n > 0 {
+				low = r.at(0).Offset
+			}
+			if got := s.ref.low.Load(); got != low || s.ref.name != name {
+				return fmt.Errorf("stream %q: queue ref %q low %d, want %d", name, s.ref.name, got, low)
 			}
 		}
 		// Free slots must not keep evicted data reachable.

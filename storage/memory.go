@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"math"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -24,7 +26,35 @@ const (
 	// then doubles up to Options.Size, so a stream with few publications
 	// does not pay for a full window.
 	minRingCap = 8
+	// minQueueCompact is the least length at which the eviction queue is
+	// compacted, so a small queue is not scanned over and over.
+	minQueueCompact = 4096
 )
+
+// Default byte budgets of NewMemoryLog.
+const (
+	// DefaultMaxBytes is the budget of all streams together: 256 MiB.
+	DefaultMaxBytes = 256 << 20
+	// DefaultMaxStreamBytes is the cap of one stream: 16 MiB.
+	DefaultMaxStreamBytes = 16 << 20
+)
+
+// MemoryConfig bounds what a MemoryLog holds in bytes, on top of the count
+// and age bounds each stream's Options set. Sizes are in
+// Publication.StoredBytes. The zero value sets no byte bound.
+type MemoryConfig struct {
+	// MaxBytes is the budget of the whole log, all streams together; 0
+	// means none. Over it, the oldest publications across all streams are
+	// evicted, whichever streams they belong to. A publication larger than
+	// the whole budget is numbered but not kept, and neither are the
+	// earlier ones of its stream, as a window is a contiguous run of
+	// offsets; other streams keep theirs.
+	MaxBytes int
+	// MaxStreamBytes caps each stream; 0 means no cap. Over it, the
+	// stream's oldest publications are evicted, but never its newest: a
+	// publication larger than the cap is kept alone.
+	MaxStreamBytes int
+}
 
 var _ Log = (*MemoryLog)(nil)
 
@@ -35,9 +65,33 @@ var _ Log = (*MemoryLog)(nil)
 // shard's lock, atomically with storing the publication. Publication data is
 // not copied: callers must not modify Data after Append, and must not modify
 // the Data of publications returned by Read.
+//
+// Besides each stream's count and age bounds, a MemoryConfig may bound the
+// bytes held per stream and by the whole log. The per-stream cap is kept
+// exactly, under the stream's shard lock. The log's budget is kept
+// approximately: every Append records its publication in a node-wide
+// eviction queue, in append order, and an Append that leaves the log over
+// budget evicts from the queue's head, the oldest publications of any
+// stream. Concurrent Appends may overshoot the budget by the publications
+// in flight, or evict a few more than needed.
+//
+// Lock order: a shard's mu is never held while taking another shard's mu or
+// the queue's mu, and the queue's mu is never held while taking a shard's.
+// The budget eviction runs after Append released its shard: it takes an
+// entry from the queue under the queue's mu, releases it, and only then
+// locks the entry's shard, one shard at a time.
 type MemoryLog struct {
 	now    func() time.Time // injectable for tests
 	shards [shardCount]memoryShard
+
+	maxBytes       int // the log's budget; 0: none, and no queue is kept
+	maxStreamBytes int // each stream's cap; 0: none
+	// used is the StoredBytes of every held publication, kept only when
+	// maxBytes > 0. It changes under the shard lock of the stream whose
+	// publications come or go, so it equals the sum of the streams' bytes
+	// whenever no Append, Read or sweep is running.
+	used  atomic.Int64
+	queue evictQueue
 
 	closeOnce sync.Once
 	stop      chan struct{} // closed by Close
@@ -59,18 +113,35 @@ type memoryStream struct {
 	metaExpires time.Time // when epoch and offset are forgotten
 	opts        Options   // normalized bounds from the latest Append
 	ring        pubRing   // the retained window, oldest first, contiguous offsets
+	bytes       int       // StoredBytes of the publications in ring
+	// ref names this epoch of the stream in the eviction queue; nil when
+	// the log has no budget.
+	ref *streamRef
 }
 
-// NewMemoryLog returns an empty MemoryLog with a background sweep that
+// NewMemoryLog returns an empty MemoryLog with the default byte budgets
+// (DefaultMaxBytes, DefaultMaxStreamBytes) and a background sweep that
 // frees idle streams. Call Close to stop the sweep.
 func NewMemoryLog() *MemoryLog {
-	return newMemoryLog(time.Now, sweepInterval)
+	return NewMemoryLogWith(MemoryConfig{MaxBytes: DefaultMaxBytes, MaxStreamBytes: DefaultMaxStreamBytes})
+}
+
+// NewMemoryLogWith is NewMemoryLog with the byte bounds of cfg; negative
+// sizes count as 0, no bound.
+func NewMemoryLogWith(cfg MemoryConfig) *MemoryLog {
+	return newMemoryLog(cfg, time.Now, sweepInterval)
 }
 
 // newMemoryLog returns a MemoryLog reading time from now. A sweep interval
 // of 0 starts no background goroutine.
-func newMemoryLog(now func() time.Time, sweep time.Duration) *MemoryLog {
-	m := &MemoryLog{now: now, stop: make(chan struct{})}
+func newMemoryLog(cfg MemoryConfig, now func() time.Time, sweep time.Duration) *MemoryLog {
+	m := &MemoryLog{
+		now:            now,
+		maxBytes:       max(cfg.MaxBytes, 0),
+		maxStreamBytes: max(cfg.MaxStreamBytes, 0),
+		stop:           make(chan struct{}),
+	}
+	m.queue.compactAt = minQueueCompact
 	for i := range m.shards {
 		m.shards[i].streams = make(map[string]*memoryStream)
 	}
@@ -105,22 +176,84 @@ func (m *MemoryLog) Append(ctx context.Context, stream string, pub Publication, 
 	sh := m.shard(stream)
 
 	sh.mu.Lock()
-	s := sh.streamLocked(stream, now)
+	s := m.streamLocked(sh, stream, now)
 	s.opts = opts
 	s.offset++
 	s.metaExpires = now.Add(opts.MetaTTL)
 	pub.Offset = s.offset
 	pub.Time = now.UnixMilli()
-	s.evictLocked(pub.Time)
-	if opts.Size > 0 {
+	freed := s.evictLocked(pub.Time)
+	// A publication over the whole budget would only push every other
+	// stream's history out before going itself.
+	stored := opts.Size > 0 && (m.maxBytes == 0 || pub.StoredBytes() <= m.maxBytes)
+	if stored {
+		for s.ring.n >= opts.Size {
+			freed += s.popOldestLocked()
+		}
 		s.ring.push(pub, opts.Size)
+		s.bytes += pub.StoredBytes()
+		// The newest stays even when it alone is over the cap, so the
+		// stream's latest publication can always be recovered.
+		for m.maxStreamBytes > 0 && s.bytes > m.maxStreamBytes && s.ring.n > 1 {
+			freed += s.popOldestLocked()
+		}
 	} else {
-		s.ring.clear() // the bound may have dropped to 0 since the last Append
+		// The bound may have dropped to 0 since the last Append, or pub is
+		// not kept: either way the window, a contiguous run ending at the
+		// top, cannot hold anything older.
+		freed += s.clearLocked()
+	}
+	ref := s.ref
+	if ref != nil {
+		s.syncLowLocked()
+		added := 0
+		if stored {
+			added = pub.StoredBytes()
+		}
+		m.used.Add(int64(added - freed))
 	}
 	pos := Position{Epoch: s.epoch, Offset: s.offset}
 	sh.mu.Unlock()
 
+	if ref != nil && stored {
+		m.queue.push(evictEntry{ref: ref, offset: pub.Offset})
+		if m.used.Load() > int64(m.maxBytes) {
+			m.evictOverBudget()
+		}
+	}
 	return pub, pos, nil
+}
+
+// evictOverBudget evicts the publications at the head of the eviction
+// queue until the log is within its budget. It must be called with no
+// lock of the log held: it takes the queue's lock and the shards' locks
+// one after the other, never together.
+func (m *MemoryLog) evictOverBudget() {
+	for m.used.Load() > int64(m.maxBytes) {
+		e, ok := m.queue.pop()
+		if !ok {
+			// Only publications whose entries are not pushed yet remain;
+			// their Appends evict them if still over.
+			return
+		}
+		sh := m.shard(e.ref.name)
+		sh.mu.Lock()
+		// The entry is live only for the epoch it was pushed in: after a
+		// restart, or once the sweep forgot the stream, its offset names
+		// another publication or none.
+		if s := sh.streams[e.ref.name]; s != nil && s.ref == e.ref {
+			freed := 0
+			// Everything up to e.offset goes, not just e.offset: entries of
+			// one stream may be queued slightly out of order by concurrent
+			// Appends, and the window must stay a contiguous run.
+			for s.ring.n > 0 && s.ring.at(0).Offset <= e.offset {
+				freed += s.popOldestLocked()
+			}
+			s.syncLowLocked()
+			m.used.Add(-int64(freed))
+		}
+		sh.mu.Unlock()
+	}
 }
 
 // Read returns the publications of stream selected by q. Reading a stream
@@ -135,7 +268,7 @@ func (m *MemoryLog) Read(ctx context.Context, stream string, q Query) (Result, e
 
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	s := sh.streamLocked(stream, now)
+	s := m.streamLocked(sh, stream, now)
 	res := Result{Top: Position{Epoch: s.epoch, Offset: s.offset}}
 	if q.After.Epoch != "" && q.After.Epoch != s.epoch {
 		return res, ErrEpochMismatch
@@ -146,31 +279,46 @@ func (m *MemoryLog) Read(ctx context.Context, stream string, q Query) (Result, e
 		res.Complete = true
 		return res, nil
 	}
-	s.evictLocked(now.UnixMilli())
+	if freed := s.evictLocked(now.UnixMilli()); s.ref != nil {
+		s.syncLowLocked()
+		m.used.Add(-int64(freed))
+	}
 	n := s.ring.n
 	if n == 0 {
 		return res, nil
 	}
+	// Whatever bound evicted them (count, age, bytes), publications are
+	// only ever dropped from the front of the window, so the window holds
+	// all of (after, top] exactly when it starts at or before after+1.
 	oldest := s.ring.at(0).Offset
 	res.Complete = oldest <= after+1
 	first := 0 // index of the first publication with offset > after
 	if after >= oldest {
 		first = int(after - oldest + 1)
 	}
+	index := func(i int) int { return first + i }
+	if q.Reverse {
+		index = func(i int) int { return n - 1 - i }
+	}
 	count := n - first
 	if q.Limit > 0 && count > q.Limit {
 		count = q.Limit
 		res.More = true
 	}
+	if q.MaxBytes > 0 {
+		sum := 0
+		for i := range count {
+			sum += len(s.ring.at(index(i)).Data)
+			if sum > q.MaxBytes && i > 0 {
+				count = i
+				res.More = true
+				break
+			}
+		}
+	}
 	res.Pubs = make([]Publication, count)
-	if q.Reverse {
-		for i := range res.Pubs {
-			res.Pubs[i] = *s.ring.at(n - 1 - i)
-		}
-	} else {
-		for i := range res.Pubs {
-			res.Pubs[i] = *s.ring.at(first + i)
-		}
+	for i := range res.Pubs {
+		res.Pubs[i] = *s.ring.at(index(i))
 	}
 	return res, nil
 }
@@ -185,7 +333,7 @@ func (m *MemoryLog) Top(ctx context.Context, stream string) (Position, error) {
 	sh := m.shard(stream)
 
 	sh.mu.Lock()
-	s := sh.streamLocked(stream, now)
+	s := m.streamLocked(sh, stream, now)
 	pos := Position{Epoch: s.epoch, Offset: s.offset}
 	sh.mu.Unlock()
 	return pos, nil
@@ -206,10 +354,10 @@ func (m *MemoryLog) shard(stream string) *memoryShard {
 	return &m.shards[h&(shardCount-1)]
 }
 
-// streamLocked returns the named stream, creating it if unknown and
+// streamLocked returns the named stream of sh, creating it if unknown and
 // restarting it with a new epoch if its meta has expired. sh.mu must be
 // held.
-func (sh *memoryShard) streamLocked(name string, now time.Time) *memoryStream {
+func (m *MemoryLog) streamLocked(sh *memoryShard, name string, now time.Time) *memoryStream {
 	s, ok := sh.streams[name]
 	if !ok {
 		s = &memoryStream{
@@ -219,7 +367,11 @@ func (sh *memoryShard) streamLocked(name string, now time.Time) *memoryStream {
 		}
 		// Clone so the map never pins a caller's larger buffer the name
 		// might have been sliced from.
-		sh.streams[strings.Clone(name)] = s
+		name = strings.Clone(name)
+		sh.streams[name] = s
+		if m.maxBytes > 0 {
+			s.ref = newStreamRef(name)
+		}
 		return s
 	}
 	if !now.Before(s.metaExpires) {
@@ -228,21 +380,58 @@ func (sh *memoryShard) streamLocked(name string, now time.Time) *memoryStream {
 		s.epoch = newEpoch(s.epoch)
 		s.offset = 0
 		s.metaExpires = now.Add(s.opts.MetaTTL)
-		s.ring.clear()
+		freed := s.clearLocked()
+		if s.ref != nil {
+			// The old epoch's queue entries must not evict the new epoch's
+			// publications, which reuse their offsets.
+			s.ref.kill()
+			s.ref = newStreamRef(s.ref.name)
+			m.used.Add(-int64(freed))
+		}
 	}
 	return s
 }
 
-// evictLocked drops publications older than the stream's TTL at nowMilli.
-// The shard's mu must be held.
-func (s *memoryStream) evictLocked(nowMilli int64) {
+// evictLocked drops publications older than the stream's TTL at nowMilli
+// and returns the StoredBytes it freed. The shard's mu must be held.
+func (s *memoryStream) evictLocked(nowMilli int64) (freed int) {
 	if s.opts.TTL <= 0 {
-		return
+		return 0
 	}
 	cutoff := nowMilli - s.opts.TTL.Milliseconds()
 	for s.ring.n > 0 && s.ring.at(0).Time <= cutoff {
-		s.ring.popFront()
+		freed += s.popOldestLocked()
 	}
+	return freed
+}
+
+// popOldestLocked drops the oldest publication of the window, which must
+// not be empty, and returns its StoredBytes. The shard's mu must be held.
+func (s *memoryStream) popOldestLocked() int {
+	c := s.ring.at(0).StoredBytes()
+	s.ring.popFront()
+	s.bytes -= c
+	return c
+}
+
+// clearLocked drops the whole window and returns the StoredBytes it held.
+// The shard's mu must be held.
+func (s *memoryStream) clearLocked() int {
+	freed := s.bytes
+	s.ring.clear()
+	s.bytes = 0
+	return freed
+}
+
+// syncLowLocked tells the eviction queue which of the stream's entries are
+// stale: those below the oldest held offset, or all so far when the window
+// is empty. The shard's mu must be held and s.ref must not be nil.
+func (s *memoryStream) syncLowLocked() {
+	low := s.offset + 1
+	if s.ring.n > 0 {
+		low = s.ring.at(0).Offset
+	}
+	s.ref.low.Store(low)
 }
 
 // sweepLoop runs sweep every interval until Close.
@@ -267,17 +456,28 @@ func (m *MemoryLog) sweep() {
 		sh := &m.shards[i]
 		now := m.now()
 		nowMilli := now.UnixMilli()
+		freed := 0
 		sh.mu.Lock()
 		for name, s := range sh.streams {
 			if !now.Before(s.metaExpires) {
+				freed += s.clearLocked()
+				if s.ref != nil {
+					s.ref.kill()
+				}
 				delete(sh.streams, name)
 				continue
 			}
-			s.evictLocked(nowMilli)
+			freed += s.evictLocked(nowMilli)
+			if s.ref != nil {
+				s.syncLowLocked()
+			}
 			if s.ring.n == 0 {
 				s.ring.buf = nil
 				s.ring.head = 0
 			}
+		}
+		if m.maxBytes > 0 {
+			m.used.Add(-int64(freed))
 		}
 		sh.mu.Unlock()
 	}
@@ -325,12 +525,9 @@ func (r *pubRing) at(i int) *Publication {
 	return &r.buf[j]
 }
 
-// push appends p, evicting the oldest publications so at most limit
-// remain. limit must be positive.
+// push appends p; the ring must hold fewer than limit publications, so
+// that at most limit remain.
 func (r *pubRing) push(p Publication, limit int) {
-	for r.n >= limit {
-		r.popFront()
-	}
 	if len(r.buf) > limit {
 		// The bound shrank: repack so the buffer does not outgrow it.
 		r.resize(limit)
@@ -365,4 +562,106 @@ func (r *pubRing) resize(c int) {
 // clear drops every publication and releases the buffer.
 func (r *pubRing) clear() {
 	*r = pubRing{}
+}
+
+// streamRef names one epoch of one stream in the eviction queue. The queue
+// tells stale entries from live ones through it without a shard lock, which
+// it must not take (see MemoryLog's lock order).
+type streamRef struct {
+	name string // the stream's name, as keyed in its shard's map
+	// low is the offset of the stream's oldest held publication, or the
+	// next offset to be assigned when none is held, or math.MaxUint64 once
+	// the epoch ended. Entries below it are stale. It only grows, so a
+	// value read without the shard lock errs towards "live", and the
+	// evictor checks again under the lock.
+	low atomic.Uint64
+}
+
+func newStreamRef(name string) *streamRef {
+	r := &streamRef{name: name}
+	r.low.Store(1)
+	return r
+}
+
+// kill marks every entry of the epoch stale.
+func (r *streamRef) kill() { r.low.Store(math.MaxUint64) }
+
+// evictEntry records that the publication at offset of ref's stream was
+// appended.
+type evictEntry struct {
+	ref    *streamRef
+	offset uint64
+}
+
+func (e evictEntry) stale() bool { return e.offset < e.ref.low.Load() }
+
+// evictQueue is the log's record of append order for its budget: one entry
+// per publication appended, oldest first. Entries whose publication went
+// otherwise (count, age or stream cap, a restart, the sweep) go stale; pop
+// skips them, and push compacts the queue once it holds twice as many
+// entries as were live at the last compaction, so the queue stays within a
+// small multiple of the publications held, at an amortized constant cost
+// per push.
+type evictQueue struct {
+	mu        sync.Mutex   // guards the following; never held with a shard's mu
+	q         []evictEntry // the entries from index head on, oldest first
+	head      int
+	compactAt int // queue length at which push compacts first
+}
+
+// push appends e at the tail.
+func (f *evictQueue) push(e evictEntry) {
+	f.mu.Lock()
+	if len(f.q)-f.head >= f.compactAt {
+		f.compactLocked()
+	}
+	if f.head > 0 && len(f.q) == cap(f.q) && f.head >= len(f.q)/2 {
+		// Reuse the popped half rather than grow the array.
+		n := copy(f.q, f.q[f.head:])
+		clear(f.q[n:])
+		f.q, f.head = f.q[:n], 0
+	}
+	f.q = append(f.q, e)
+	f.mu.Unlock()
+}
+
+// pop removes and returns the oldest live entry; false when none is left.
+func (f *evictQueue) pop() (evictEntry, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for f.head < len(f.q) {
+		e := f.q[f.head]
+		f.q[f.head] = evictEntry{} // do not keep an ended epoch's ref reachable
+		f.head++
+		if !e.stale() {
+			return e, true
+		}
+	}
+	f.q, f.head = f.q[:0], 0
+	return evictEntry{}, false
+}
+
+// compactLocked drops the stale entries, keeping the order of the others,
+// and releases the array if it is mostly empty afterwards. f.mu must be
+// held.
+func (f *evictQueue) compactLocked() {
+	live := f.q[f.head:]
+	n := 0
+	for _, e := range live {
+		if !e.stale() {
+			live[n] = e
+			n++
+		}
+	}
+	if cap(f.q) > 4*max(n, minQueueCompact) {
+		q := make([]evictEntry, n, 2*n)
+		copy(q, live[:n])
+		f.q = q
+	} else {
+		k := copy(f.q, live[:n])
+		clear(f.q[k:])
+		f.q = f.q[:k]
+	}
+	f.head = 0
+	f.compactAt = max(2*n, minQueueCompact)
 }

@@ -34,6 +34,18 @@ type Publication struct {
 	Time int64
 }
 
+// PublicationOverhead is what a stored publication counts for against a
+// byte bound beyond its Data, User and Client: the backend's bookkeeping
+// for it (a window slot and an eviction-queue entry in memory). Without it
+// a flood of empty publications would cost nothing against the bound.
+const PublicationOverhead = 128
+
+// StoredBytes returns what p counts for against a byte bound of history:
+// len(Data) + len(User) + len(Client) + PublicationOverhead.
+func (p Publication) StoredBytes() int {
+	return len(p.Data) + len(p.User) + len(p.Client) + PublicationOverhead
+}
+
 // Position is a point in a stream: everything up to and including Offset
 // within Epoch.
 type Position struct {

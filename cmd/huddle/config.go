@@ -87,6 +87,8 @@ type options struct {
 	redisPrefix     string
 	historySize     int
 	historyTTL      time.Duration
+	historyMemory   sizeFlag // memory broker only
+	historyStream   sizeFlag // both brokers
 	rules           listFlag
 	maxMessage      sizeFlag
 	maxQueue        sizeFlag
@@ -129,6 +131,9 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.redisPrefix, "redis-prefix", "huddle:", "start of every Redis key and channel name, so deployments can share a Redis")
 	fs.IntVar(&o.historySize, "history-size", 100, "publications kept per stream unless a rule says otherwise (0 disables history)")
 	fs.DurationVar(&o.historyTTL, "history-ttl", 5*time.Minute, "how long publications are kept unless a rule says otherwise")
+	o.historyMemory, o.historyStream = 256<<20, 16<<20 // storage.DefaultMaxBytes, storage.DefaultMaxStreamBytes
+	fs.Var(&o.historyMemory, "history-memory", "history kept in memory by --broker memory, all streams together; over it the oldest publications of any stream go (0: no bound)")
+	fs.Var(&o.historyStream, "history-stream-memory", "history kept per stream, in memory or in Redis; over it the stream's oldest publications go, never its newest (0: no bound)")
 	fs.Var(&o.rules, "rule", "stream rule PREFIX=OPS[;deny=OPS][;history=N][;ttl=D][;presence=on|off][;whisper=on|off] (repeatable)")
 	o.maxMessage, o.maxQueue = 1<<20, 4<<20
 	fs.Var(&o.maxMessage, "max-message", "largest WebSocket message accepted (larger closes with 4005)")

@@ -24,6 +24,7 @@ import (
 	"github.com/huddle-rt/huddle/internal/auth"
 	"github.com/huddle-rt/huddle/internal/server"
 	"github.com/huddle-rt/huddle/presence"
+	"github.com/huddle-rt/huddle/storage"
 	"github.com/huddle-rt/huddle/whisper"
 )
 
@@ -49,6 +50,9 @@ func run(args []string) error {
 	deps := server.Deps{}
 	switch o.brokerKind {
 	case "memory":
+		history := storage.NewMemoryLogWith(storage.MemoryConfig{MaxBytes: int(o.historyMemory), MaxStreamBytes: int(o.historyStream)})
+		defer history.Close() // for the early returns; the server's Shutdown closes it too
+		deps.Log = history
 	case "redis":
 		r, err := newRedis(o)
 		if err != nil {

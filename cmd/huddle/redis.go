@@ -51,6 +51,8 @@ type redisBackends struct {
 	opt     rueidis.ClientOption
 	sharded bool
 	prefix  string
+	// maxStreamBytes is --history-stream-memory.
+	maxStreamBytes int
 }
 
 // newRedis connects to Redis. A Redis Cluster is detected by the client and
@@ -65,16 +67,17 @@ func newRedis(o *options) (*redisBackends, error) {
 		return nil, fmt.Errorf("connect to Redis at %s: %w", strings.Join(opt.InitAddress, ","), err)
 	}
 	return &redisBackends{
-		client:  client,
-		opt:     opt,
-		sharded: client.Mode() == rueidis.ClientModeCluster,
-		prefix:  o.redisPrefix,
+		client:         client,
+		opt:            opt,
+		sharded:        client.Mode() == rueidis.ClientModeCluster,
+		prefix:         o.redisPrefix,
+		maxStreamBytes: int(o.historyStream),
 	}, nil
 }
 
 // deps fills the server's backends with the Redis ones.
 func (r *redisBackends) deps(d *server.Deps, logger *slog.Logger) {
-	log := redislog.New(r.client, redislog.Config{Prefix: r.prefix, ShardedPubSub: r.sharded})
+	log := redislog.New(r.client, redislog.Config{Prefix: r.prefix, ShardedPubSub: r.sharded, MaxStreamBytes: r.maxStreamBytes})
 	d.Log = log
 	d.Presence = redispresence.New(r.client, redispresence.Config{Prefix: r.prefix})
 	d.NewBroker = func(h broker.Handler) (broker.Broker, error) {

@@ -10,6 +10,12 @@
 // memory pressure) restarts the stream with a new epoch and clears the
 // stored entries, so offsets restarting at 1 never mix with old ones.
 //
+// A stream's history is bounded by count (Options.Size, kept as the Redis
+// stream's MAXLEN), by age (Options.TTL: older entries are skipped by
+// reads, and the whole stream key expires one TTL after its newest
+// entry), and, with Config.MaxStreamBytes, by bytes. The bound across all
+// streams is Redis's own maxmemory.
+//
 // The package must not deliver publications or know about subscribers;
 // AppendPublish only hands a broker the means to publish atomically with
 // the append.
@@ -42,6 +48,18 @@ type Config struct {
 	// ShardedPubSub makes AppendPublish use SPUBLISH (Redis 7 sharded
 	// pub/sub, for Redis Cluster) instead of PUBLISH. Default false.
 	ShardedPubSub bool
+	// MaxStreamBytes caps each stream's history, counted as
+	// storage.Publication.StoredBytes counts, like
+	// storage.MemoryConfig.MaxStreamBytes: over it the oldest entries are
+	// dropped, never the newest. Default 0, no cap: only the count bound
+	// (Options.Size, as the stream's MAXLEN) and the age bound hold a
+	// stream.
+	//
+	// There is no budget for all streams together: that is Redis's
+	// maxmemory, with a policy that evicts keys (allkeys-lru, for one); a
+	// stream whose meta was evicted starts a new epoch, so recoveries
+	// across it fail rather than miss publications.
+	MaxStreamBytes int
 }
 
 var _ storage.Log = (*Log)(nil)
@@ -58,6 +76,7 @@ type Log struct {
 	client     rueidis.Client
 	prefix     string
 	publishCmd string
+	maxBytes   string // Config.MaxStreamBytes, as the script's argument
 }
 
 // New returns a Log storing into Redis through client. The caller keeps
@@ -66,7 +85,7 @@ func New(client rueidis.Client, cfg Config) *Log {
 	if cfg.Prefix == "" {
 		cfg.Prefix = DefaultPrefix
 	}
-	l := &Log{client: client, prefix: cfg.Prefix, publishCmd: "PUBLISH"}
+	l := &Log{client: client, prefix: cfg.Prefix, publishCmd: "PUBLISH", maxBytes: strconv.Itoa(max(cfg.MaxStreamBytes, 0))}
 	if cfg.ShardedPubSub {
 		l.publishCmd = "SPUBLISH"
 	}
@@ -107,14 +126,14 @@ func (l *Log) append(ctx context.Context, stream string, pub storage.Publication
 		return storage.Publication{}, storage.Position{}, err
 	}
 	keys := []string{l.metaKey(stream), l.streamKey(stream)}
-	args := appendArgs(pub, opts, publishCmd, channel, payload)
+	args := l.appendArgs(pub, opts, publishCmd, channel, payload)
 	return parseAppend(pub, appendScript.Exec(ctx, l.client, keys, args))
 }
 
 // appendArgs returns ARGV of appendScript, without the batch guard.
-func appendArgs(pub storage.Publication, opts storage.Options, publishCmd, channel string, payload []byte) []string {
+func (l *Log) appendArgs(pub storage.Publication, opts storage.Options, publishCmd, channel string, payload []byte) []string {
 	opts = normalize(opts)
-	return append(make([]string, 0, 12),
+	return append(make([]string, 0, 13),
 		newEpoch(),
 		millis(opts.MetaTTL),
 		strconv.Itoa(opts.Size),
@@ -125,6 +144,7 @@ func appendArgs(pub storage.Publication, opts storage.Options, publishCmd, chann
 		publishCmd,
 		channel,
 		string(payload),
+		l.maxBytes,
 	)
 }
 
@@ -211,7 +231,7 @@ func (l *Log) AppendPublishBatch(ctx context.Context, items []Item) []Result {
 	execs := make([]rueidis.LuaExec, len(items))
 	for i, it := range items {
 		keys := []string{l.metaKey(it.Stream), l.streamKey(it.Stream)}
-		args := appendArgs(it.Pub, it.Opts, l.publishCmd, it.Channel, it.Payload)
+		args := l.appendArgs(it.Pub, it.Opts, l.publishCmd, it.Channel, it.Payload)
 		p, hasPrev := prev[it.Stream]
 		if hasPrev || next[i] >= 0 {
 			keys = append(keys, l.guardKey(it.Stream, token))
@@ -327,6 +347,7 @@ func (l *Log) read(ctx context.Context, stream string, q storage.Query) (storage
 		strconv.FormatUint(q.After.Offset, 10),
 		strconv.Itoa(max(q.Limit, 0)),
 		reverse,
+		strconv.Itoa(max(q.MaxBytes, 0)),
 	}
 	reply, err := readScript.Exec(ctx, l.client, keys, args).ToArray()
 	if err != nil {

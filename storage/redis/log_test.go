@@ -516,7 +516,7 @@ func TestLog_AppendPublishBatch_Guard(t *testing.T) {
 	l, _ := newLog(t)
 	mustAppend(t, l, "s", "first", keep)
 	keys := []string{l.metaKey("s"), l.streamKey("s"), l.guardKey("s", "t")}
-	args := append(appendArgs(storage.Publication{Data: []byte("x")}, keep, "", "", nil), "0", "1")
+	args := append(l.appendArgs(storage.Publication{Data: []byte("x")}, keep, "", "", nil), "0", "1")
 	_, _, err := parseAppend(storage.Publication{}, appendScript.Exec(t.Context(), l.client, keys, args))
 	if !errors.Is(err, ErrSkipped) {
 		t.Fatalf("append after a missing guard: %v, want ErrSkipped", err)

@@ -3,8 +3,11 @@ package redis
 import (
 	"crypto/sha1"
 	"encoding/hex"
+	"strconv"
 
 	"github.com/redis/rueidis"
+
+	"github.com/huddle-rt/huddle/storage"
 )
 
 // skipMark starts the error reply of an append that a batch's guard
@@ -17,14 +20,17 @@ const skipMark = "HUDDLESKIP"
 // create or refresh the meta.
 //
 // The meta hash holds epoch (the stream's epoch), offset (the last assigned
-// offset) and ttl (the age bound in ms from the latest Append; 0 for none).
+// offset), ttl (the age bound in ms from the latest Append; 0 for none) and,
+// while a byte cap is set, bytes (what the stream's entries count for, as
+// storage.Publication.StoredBytes counts).
 // Stream entries have the ID "<offset>-0" and the fields d (data), u
 // (user), c (client) and t (append time, unix ms from Redis's clock). The
 // entries always hold a contiguous run of offsets ending at the meta's
 // offset, or nothing.
 
 // luaCommon defines the helpers the scripts share.
-const luaCommon = `
+var luaCommon = `
+local OVERHEAD = ` + strconv.Itoa(storage.PublicationOverhead) + `
 -- meta returns the epoch, last offset and age bound of the stream. When
 -- the meta is missing (never created, expired, or evicted) it creates it
 -- with the fresh epoch and deletes any entries left in the stream: offsets
@@ -61,6 +67,48 @@ local function field(entry, name)
   end
   return nil
 end
+
+-- entrybytes returns what an entry counts for against the byte cap.
+local function entrybytes(e)
+  return #(field(e, 'd') or '') + #(field(e, 'u') or '') + #(field(e, 'c') or '') + OVERHEAD
+end
+
+-- walk visits the entries with offsets from 'from' to 'to', oldest first,
+-- or newest first from 'from' down to 'to' when rev. It fetches them in
+-- pages so that a walk that stops early has not pulled much more into
+-- the script's memory than it used: want(n, seen) is the caller's guess of
+-- how many more entries it needs after visiting n that counted seen bytes
+-- (0 or less ends the walk), and a page holds no more than that, nor more
+-- than twice the entries visited so far (at least 2), nor more than 16.
+-- visit(e) returns the bytes e counts for, or nil to end the walk.
+local function walk(from, to, rev, want, visit)
+  local n, seen = 0, 0
+  while (rev and from >= to) or (not rev and from <= to) do
+    local count = math.min(want(n, seen), math.max(2, 2 * n), 16)
+    if count <= 0 then return end
+    local es
+    if rev then
+      es = redis.call('XREVRANGE', KEYS[2], entryid(from), entryid(to), 'COUNT', count)
+    else
+      es = redis.call('XRANGE', KEYS[2], entryid(from), entryid(to), 'COUNT', count)
+    end
+    for _, e in ipairs(es) do
+      local b = visit(e)
+      if not b then return end
+      n, seen = n + 1, seen + b
+    end
+    if #es < count then return end
+    local last = idoffset(es[#es][1])
+    if rev then from = last - 1 else from = last + 1 end
+  end
+end
+
+-- fits returns how many more entries of the average size of n entries
+-- that counted seen bytes fit in left bytes, plus the one that crosses.
+local function fits(n, seen, left)
+  if n == 0 then return 1 end
+  return math.floor(math.max(left, 0) / math.max(seen / n, 1)) + 1
+end
 `
 
 // appendScript assigns the next offset, stores the publication and
@@ -68,28 +116,73 @@ end
 //
 // ARGV[3] size bound, ARGV[4] age bound in ms (0: none), ARGV[5] data,
 // ARGV[6] user, ARGV[7] client, ARGV[8] empty or the publish command
-// (PUBLISH or SPUBLISH), ARGV[9] channel, ARGV[10] envelope payload.
-// It returns {offset, epoch, time}.
+// (PUBLISH or SPUBLISH), ARGV[9] channel, ARGV[10] envelope payload,
+// ARGV[11] the stream's byte cap (0: none). It returns {offset, epoch,
+// time}.
 //
 // Within a batch (AppendPublishBatch), KEYS[3] is the batch's guard key
-// for the stream, ARGV[11] the value the previous item of the same stream
-// left in it (empty for the stream's first item: no check) and ARGV[12]
+// for the stream, ARGV[12] the value the previous item of the same stream
+// left in it (empty for the stream's first item: no check) and ARGV[13]
 // the value this item leaves for the next one (empty for the stream's
 // last item, which deletes the key). An item whose predecessor did not
 // leave its value (it failed) stores nothing and fails with skipMark, so
 // a failure never leaves a hole in the middle of a stream's run of the
 // batch, although the pipeline goes on running the later scripts.
 //
-// Redis does not roll a failed script back, so the script writes nothing
-// before the XADD but what Top would (a new meta), and the offset only
-// after the XADD succeeded.
-const appendLua = luaCommon + `
-if ARGV[11] and ARGV[11] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[11] then
+// With a byte cap, the script drops the oldest entries itself before the
+// XADD, for the count bound as well as for the cap, so that it knows what
+// each dropped entry counted for and the meta's bytes stays exact; the
+// XADD's MAXLEN then trims nothing. The newest entry is always kept, even
+// when it alone is over the cap. A meta without bytes (the cap was off
+// until now) is rebuilt by walking the stream once.
+//
+// Redis does not roll a failed script back, so before the XADD the script
+// writes only what Top would (a new meta) and the trimming, which leaves a
+// contiguous run ending at the meta's offset and its bytes counted; the
+// offset is written only after the XADD succeeded.
+var appendLua = luaCommon + `
+if ARGV[12] and ARGV[12] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[12] then
   return redis.error_reply('` + skipMark + ` an earlier item of the stream in the batch failed')
 end
 local epoch, offset = meta()
-offset = offset + 1
 local metattl, size, ttl = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local maxbytes = tonumber(ARGV[11])
+local cost = #ARGV[5] + #ARGV[6] + #ARGV[7] + OVERHEAD
+local bytes = 0 -- what the entries count for before the XADD
+if size > 0 and maxbytes > 0 then
+  local len = redis.call('XLEN', KEYS[2])
+  if len > 0 then
+    -- The entries are a contiguous run ending at the meta's offset; the
+    -- head's offset follows without fetching the head, data and all.
+    local first = math.max(offset - len + 1, 1)
+    bytes = tonumber(redis.call('HGET', KEYS[1], 'bytes') or -1)
+    if bytes < 0 then
+      bytes = 0
+      walk(first, offset, false, function() return 16 end,
+        function(e) bytes = bytes + entrybytes(e); return 0 end)
+    end
+    local drop, freed, last = 0, 0, 0
+    walk(first, offset, false,
+      function(n, seen)
+        local need, over = len + 1 - size - n, bytes - seen + cost - maxbytes
+        if over > 0 then need = math.max(need, fits(n, seen, over)) end
+        return need
+      end,
+      function(e)
+        if drop >= len + 1 - size and bytes - freed + cost <= maxbytes then return nil end
+        local b = entrybytes(e)
+        drop, freed, last = drop + 1, freed + b, idoffset(e[1])
+        return b
+      end)
+    if drop > 0 then
+      redis.call('XTRIM', KEYS[2], 'MINID', entryid(last + 1))
+      bytes = bytes - freed
+      if drop >= len then bytes = 0 end -- nothing left: a drifted count heals
+    end
+    redis.call('HSET', KEYS[1], 'bytes', bytes)
+  end
+end
+offset = offset + 1
 local now = nowms()
 local off, ms = string.format('%d', offset), string.format('%d', now)
 if size > 0 then
@@ -101,6 +194,7 @@ if size > 0 then
     -- history: drop them rather than fail every append from now on.
     redis.call('DEL', KEYS[2])
     redis.call(unpack(xadd))
+    bytes = 0
   end
   -- The entries are worthless once the newest is past the age bound or
   -- the meta is gone, whichever comes first.
@@ -110,11 +204,17 @@ if size > 0 then
 else
   redis.call('DEL', KEYS[2]) -- the bound may have dropped to 0
 end
-redis.call('HSET', KEYS[1], 'offset', offset, 'ttl', ttl)
+if size > 0 and maxbytes > 0 then
+  redis.call('HSET', KEYS[1], 'offset', offset, 'ttl', ttl, 'bytes', bytes + cost)
+else
+  -- Nobody keeps the count up to date now: a later cap rebuilds it.
+  redis.call('HSET', KEYS[1], 'offset', offset, 'ttl', ttl)
+  redis.call('HDEL', KEYS[1], 'bytes')
+end
 redis.call('PEXPIRE', KEYS[1], metattl)
-if ARGV[12] and ARGV[12] ~= '' then
-  redis.call('SET', KEYS[3], ARGV[12], 'PX', 60000)
-elseif ARGV[11] and ARGV[11] ~= '' then
+if ARGV[13] and ARGV[13] ~= '' then
+  redis.call('SET', KEYS[3], ARGV[13], 'PX', 60000)
+elseif ARGV[12] and ARGV[12] ~= '' then
   redis.call('DEL', KEYS[3])
 end
 if ARGV[8] ~= '' then
@@ -149,9 +249,14 @@ const (
 // the top it reports belong to one moment.
 //
 // ARGV[3] the caller's epoch (empty for any), ARGV[4] the caller's offset,
-// ARGV[5] limit (0: none), ARGV[6] '1' for newest first. It returns
-// {epoch, top, status, more, pubs} where pubs is flat: offset, data, user,
-// client, time for each publication.
+// ARGV[5] limit (0: none), ARGV[6] '1' for newest first, ARGV[7] the cap
+// on the summed data bytes (0: none). It returns {epoch, top, status,
+// more, pubs} where pubs is flat: offset, data, user, client, time for
+// each publication.
+//
+// With a byte cap the entries are fetched in small pages (see walk) rather
+// than all at once, so that a read of a window of large publications
+// pulls about the cap, not the window, into the script's memory.
 //
 // Entries past the age bound stay in the stream until it expires as a
 // whole; the script finds the oldest live one by binary search over the
@@ -196,19 +301,40 @@ if first <= after + 1 and last == top then complete = 1 end
 local more = 0
 local limit = tonumber(ARGV[5])
 if limit > 0 and count > limit then count, more = limit, 1 end
-local entries
-if ARGV[6] == '1' then
-  entries = redis.call('XREVRANGE', KEYS[2], entryid(last), entryid(start), 'COUNT', count)
-else
-  entries = redis.call('XRANGE', KEYS[2], entryid(start), entryid(last), 'COUNT', count)
-end
+local rev = ARGV[6] == '1'
+local maxbytes = tonumber(ARGV[7] or 0)
 local out = {}
-for _, e in ipairs(entries) do
+local function put(e, d)
   out[#out + 1] = idoffset(e[1])
-  out[#out + 1] = field(e, 'd') or ''
+  out[#out + 1] = d
   out[#out + 1] = field(e, 'u') or ''
   out[#out + 1] = field(e, 'c') or ''
   out[#out + 1] = tonumber(field(e, 't') or 0)
+end
+if maxbytes > 0 then
+  local from, to = start, last
+  if rev then from, to = last, start end
+  local taken, used = 0, 0
+  walk(from, to, rev,
+    function(n, seen) return math.min(count - n, fits(n, seen, maxbytes - seen)) end,
+    function(e)
+      local d = field(e, 'd') or ''
+      if taken > 0 and used + #d > maxbytes then
+        more = 1
+        return nil
+      end
+      put(e, d)
+      taken, used = taken + 1, used + #d
+      return #d
+    end)
+else
+  local entries
+  if rev then
+    entries = redis.call('XREVRANGE', KEYS[2], entryid(last), entryid(start), 'COUNT', count)
+  else
+    entries = redis.call('XRANGE', KEYS[2], entryid(start), entryid(last), 'COUNT', count)
+  end
+  for _, e in ipairs(entries) do put(e, field(e, 'd') or '') end
 end
 return {epoch, top, complete, more, out}
 `)

@@ -34,6 +34,8 @@ func Run(t *testing.T, newLog func(t *testing.T) storage.Log) {
 		{"TopUnknownStream", testTopUnknownStream},
 		{"ReadUnknownStream", testReadUnknownStream},
 		{"Read", testRead},
+		{"ReadMaxBytes", testReadMaxBytes},
+		{"ReadMaxBytesModel", testReadMaxBytesModel},
 		{"EpochMismatch", testEpochMismatch},
 		{"SizeBound", testSizeBound},
 		{"SizeZeroStillNumbers", testSizeZero},
@@ -219,6 +221,123 @@ func testRead(t *testing.T, l storage.Log) {
 	}
 }
 
+// testReadMaxBytes checks the byte cap on publications of uneven sizes:
+// it counts Data only, always lets the first publication through, and cuts
+// before the one that would cross it.
+func testReadMaxBytes(t *testing.T, l storage.Log) {
+	stream := streamName(t, "s")
+	sizes := []int{50, 5, 5, 5, 50, 5} // offsets 1..6
+	for i, n := range sizes {
+		pub := storage.Publication{Data: bytes.Repeat([]byte{byte('a' + i)}, n), User: "u", Client: "c"}
+		if _, _, err := l.Append(t.Context(), stream, pub, keep); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after := func(o uint64) storage.Position { return storage.Position{Offset: o} }
+	tests := []struct {
+		name string
+		q    storage.Query
+		want []uint64
+		more bool
+	}{
+		{name: "first alone over the cap", q: storage.Query{MaxBytes: 10}, want: span(1, 1), more: true},
+		{name: "one byte", q: storage.Query{MaxBytes: 1}, want: span(1, 1), more: true},
+		{name: "exactly", q: storage.Query{MaxBytes: 65}, want: span(1, 4), more: true},
+		{name: "all fit exactly", q: storage.Query{MaxBytes: 120}, want: span(1, 6)},
+		{name: "all fit", q: storage.Query{MaxBytes: 1 << 20}, want: span(1, 6)},
+		{name: "after", q: storage.Query{After: after(1), MaxBytes: 15}, want: span(2, 4), more: true},
+		{name: "after, cut before a large one", q: storage.Query{After: after(1), MaxBytes: 65}, want: span(2, 5), more: true},
+		{name: "after, rest fits", q: storage.Query{After: after(4), MaxBytes: 55}, want: span(5, 6)},
+		{name: "limit cuts first", q: storage.Query{Limit: 2, MaxBytes: 1000}, want: span(1, 2), more: true},
+		{name: "bytes cut before limit", q: storage.Query{After: after(1), Limit: 5, MaxBytes: 10}, want: span(2, 3), more: true},
+		{name: "limit and bytes agree", q: storage.Query{After: after(4), Limit: 2, MaxBytes: 55}, want: span(5, 6)},
+		{name: "at top", q: storage.Query{After: after(6), MaxBytes: 1}},
+		{name: "reverse", q: storage.Query{Reverse: true, MaxBytes: 10}, want: span(6, 6), more: true},
+		{name: "reverse, cut after a large one", q: storage.Query{Reverse: true, MaxBytes: 59}, want: span(6, 5), more: true},
+		{name: "reverse, all fit", q: storage.Query{Reverse: true, MaxBytes: 120}, want: span(6, 1)},
+		{name: "reverse after", q: storage.Query{After: after(4), Reverse: true, MaxBytes: 1}, want: span(6, 6), more: true},
+		{name: "reverse after, rest fits", q: storage.Query{After: after(3), Reverse: true, MaxBytes: 60}, want: span(6, 4)},
+		{name: "reverse limit", q: storage.Query{Reverse: true, Limit: 1, MaxBytes: 1000}, want: span(6, 6), more: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			res := read(t, l, stream, tc.q)
+			if got := offsets(res.Pubs); !slices.Equal(got, tc.want) {
+				t.Errorf("offsets = %v, want %v", got, tc.want)
+			}
+			if res.More != tc.more {
+				t.Errorf("More = %v, want %v", res.More, tc.more)
+			}
+			if !res.Complete {
+				t.Error("Complete = false, want true: a byte cap on the read loses nothing")
+			}
+			for _, p := range res.Pubs {
+				want := bytes.Repeat([]byte{byte('a' + p.Offset - 1)}, sizes[p.Offset-1])
+				if !bytes.Equal(p.Data, want) || p.User != "u" || p.Client != "c" {
+					t.Errorf("offset %d = %q (%q, %q), want %q", p.Offset, p.Data, p.User, p.Client, want)
+				}
+			}
+		})
+	}
+}
+
+// testReadMaxBytesModel compares reads with a byte cap over many
+// publications of mixed sizes, a few large among small ones, with what the
+// contract says they must return, so that a backend reading in pages is
+// checked across page boundaries.
+func testReadMaxBytesModel(t *testing.T, l storage.Log) {
+	const n = 150
+	stream := streamName(t, "s")
+	sizes := make([]int, n)
+	for i := range sizes {
+		sizes[i] = (i * 37) % 100
+		if i%23 == 5 {
+			sizes[i] = 3000 + i
+		}
+		pub := storage.Publication{Data: bytes.Repeat([]byte{byte(i)}, sizes[i])}
+		if _, _, err := l.Append(t.Context(), stream, pub, keep); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, after := range []uint64{0, 1, 6, 70, 148} {
+		for _, limit := range []int{0, 1, 7, 60} {
+			for _, maxBytes := range []int{1, 99, 500, 3100, 9000, 1 << 20} {
+				for _, reverse := range []bool{false, true} {
+					q := storage.Query{After: storage.Position{Offset: after}, Limit: limit, MaxBytes: maxBytes, Reverse: reverse}
+					var want []uint64
+					for o := after + 1; o <= n; o++ {
+						want = append(want, o)
+					}
+					if reverse {
+						slices.Reverse(want)
+					}
+					more := false
+					if limit > 0 && len(want) > limit {
+						want, more = want[:limit], true
+					}
+					sum := 0
+					for i, o := range want {
+						sum += sizes[o-1]
+						if sum > maxBytes && i > 0 {
+							want, more = want[:i], true
+							break
+						}
+					}
+					res := read(t, l, stream, q)
+					if got := offsets(res.Pubs); !slices.Equal(got, want) || res.More != more || !res.Complete {
+						t.Fatalf("Read(%+v) = %v, More %v, Complete %v; want %v, More %v, complete", q, got, res.More, res.Complete, want, more)
+					}
+					for _, p := range res.Pubs {
+						if len(p.Data) != sizes[p.Offset-1] || (len(p.Data) > 0 && p.Data[0] != byte(p.Offset-1)) {
+							t.Fatalf("Read(%+v): offset %d has %d bytes of %v, want %d of %d", q, p.Offset, len(p.Data), p.Data[:min(len(p.Data), 1)], sizes[p.Offset-1], byte(p.Offset-1))
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
 func testEpochMismatch(t *testing.T, l storage.Log) {
 	stream := streamName(t, "s")
 	positions := appendN(t, l, stream, 3, keep)
@@ -254,6 +373,9 @@ func testSizeBound(t *testing.T, l storage.Log) {
 		{name: "at top", q: storage.Query{After: storage.Position{Offset: 10}}, complete: true},
 		{name: "behind, limit", q: storage.Query{Limit: 2}, want: span(8, 9), more: true},
 		{name: "behind, reverse limit", q: storage.Query{Reverse: true, Limit: 2}, want: span(10, 9), more: true},
+		{name: "behind, max bytes", q: storage.Query{MaxBytes: 1}, want: span(8, 8), more: true},
+		{name: "at the window, max bytes", q: storage.Query{After: storage.Position{Offset: 7}, MaxBytes: 2}, want: span(8, 9), complete: true, more: true},
+		{name: "behind, reverse max bytes", q: storage.Query{Reverse: true, MaxBytes: 2}, want: span(10, 9), more: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
