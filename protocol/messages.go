@@ -147,10 +147,14 @@ type Subscribed struct {
 	LV        []Whisper `msgpack:"lv,omitempty" json:"lv,omitempty"`
 }
 
-// Unsubscribed confirms an Unsubscribe that carried an ID.
+// Unsubscribed confirms an Unsubscribe that carried an ID, or tells the
+// client that the server ended a subscription or presence join (ID 0, with
+// Code and Reason), e.g. after a refresh whose token no longer grants it.
 type Unsubscribed struct {
-	ID uint64 `msgpack:"id" json:"id"`
-	S  string `msgpack:"s" json:"s"`
+	ID     uint64 `msgpack:"id,omitempty" json:"id,omitempty"`
+	S      string `msgpack:"s" json:"s"`
+	Code   Code   `msgpack:"code,omitempty" json:"code,omitempty"`
+	Reason string `msgpack:"reason,omitempty" json:"reason,omitempty"`
 }
 
 // Pub is one publication of a stream. From is nil for server-side publishes.

@@ -20,6 +20,11 @@ import (
 
 const maxAPIBody = 8 << 20
 
+// maxAPIHistoryBytes bounds the publication data of one GET /api/history
+// page (at least one publication is always returned); "more" says when it
+// cut the page short.
+const maxAPIHistoryBytes = 4 << 20
+
 // readyTimeout bounds the backend check of /readyz.
 const readyTimeout = time.Second
 
@@ -44,7 +49,11 @@ func (s *Server) routes() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
-	mux.Handle("GET /metrics", s.metrics.handler)
+	if s.cfg.OpenMetrics {
+		mux.Handle("GET /metrics", s.metrics.handler)
+	} else {
+		mux.HandleFunc("GET /metrics", s.apiKeyed(s.metrics.handler.ServeHTTP))
+	}
 	mux.HandleFunc("POST /api/publish", s.apiKeyed(s.apiPublish))
 	mux.HandleFunc("GET /api/history/{stream}", s.apiKeyed(s.apiHistory))
 	mux.HandleFunc("GET /api/presence/{stream}", s.apiKeyed(s.apiPresence))
@@ -89,15 +98,19 @@ func apiMethod(path string) string {
 // apiKeyed guards an endpoint with the API key.
 func (s *Server) apiKeyed(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		key, ok := auth.BearerToken(r.Header.Get("Authorization"))
 		if s.cfg.APIKey == "" {
-			apiError(w, http.StatusUnauthorized, "unauthorized", "the HTTP API is disabled: start the server with --api-key")
+			apiError(w, http.StatusUnauthorized, "unauthorized", "the HTTP API is disabled: start the server with --api-key (/metrics: or --metrics-addr)")
 			return
 		}
 		if !ok || subtle.ConstantTimeCompare([]byte(key), []byte(s.cfg.APIKey)) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="huddle"`)
 			apiError(w, http.StatusUnauthorized, "unauthorized", "missing or wrong API key (Authorization: Bearer <api key>)")
 			return
+		}
+		if s.draining.Load() {
+			// The caller can tell a draining node from every API answer.
+			w.Header().Set("Huddle-Draining", "true")
 		}
 		h(w, r)
 	}
@@ -127,6 +140,16 @@ type apiPubResult struct {
 // been stored) or "publish_failed" (not stored). The items of a stream
 // that were stored are always a prefix of that stream's items.
 func (s *Server) apiPublish(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() && !s.relaying {
+		// A single node's history ends with the process: what it stored
+		// now, its clients would find under a new epoch after the restart
+		// (recovered: false). Refuse, so the caller retries on the node
+		// that replaces it. With Redis the history outlives the node, and
+		// publishing goes on (to the clients still here and everywhere else).
+		w.Header().Set("Retry-After", "1")
+		apiError(w, http.StatusServiceUnavailable, "draining", "this node is shutting down and keeps no history past it: retry on the node that replaces it")
+		return
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxAPIBody))
 	if err != nil {
 		apiError(w, http.StatusRequestEntityTooLarge, "too_large", "request body over "+strconv.Itoa(maxAPIBody)+" bytes")
@@ -210,7 +233,7 @@ func (s *Server) apiHistory(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusBadRequest, "bad_stream", "invalid stream name")
 		return
 	}
-	q := storage.Query{Limit: defaultHistoryLimit}
+	q := storage.Query{Limit: defaultHistoryLimit, MaxBytes: maxAPIHistoryBytes}
 	qs := r.URL.Query()
 	if v := qs.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)

@@ -714,7 +714,7 @@ func biHealthy(t *testing.T, h *harness) {
 // label (e.g. `reason="slow_consumer"`), and reports whether any matched.
 func biMetric(t *testing.T, h *harness, name, label string) (float64, bool) {
 	t.Helper()
-	code, b := biGet(t, h, "/metrics", false)
+	code, b := biGet(t, h, "/metrics", true)
 	if code != http.StatusOK {
 		t.Fatalf("/metrics: %d", code)
 	}

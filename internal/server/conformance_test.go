@@ -1092,7 +1092,10 @@ func TestConformanceHealthReadyMetrics(t *testing.T) {
 			t.Errorf("%s: %d %s", p, st, b)
 		}
 	}
-	st, hdr, b := apiCall(t, h, "GET", "/metrics", "", "")
+	if st, _, _ := apiCall(t, h, "GET", "/metrics", "", ""); st != http.StatusUnauthorized {
+		t.Errorf("/metrics without the API key: %d, want 401", st)
+	}
+	st, hdr, b := apiCall(t, h, "GET", "/metrics", "Bearer "+testAPIKey, "")
 	if st != 200 || !strings.HasPrefix(hdr.Get("Content-Type"), "text/plain") || !bytes.Contains(b, []byte("# TYPE")) {
 		t.Errorf("/metrics: %d %q %.200s", st, hdr.Get("Content-Type"), b)
 	}

@@ -84,6 +84,14 @@ type Config struct {
 	Presence presence.Config
 	// Profiling serves net/http/pprof at /debug/pprof/ behind the API key.
 	Profiling bool
+	// HTTPReadTimeout bounds reading an HTTP request, body included; a
+	// client that sends less than it announced is cut after it. Responses
+	// get twice as long to be written, at least a minute. Default 30s.
+	HTTPReadTimeout time.Duration
+	// OpenMetrics serves /metrics on the main listener without the API
+	// key. By default it needs the key, like /api/*; a scraper without it
+	// reads MetricsHandler on a listener of its own (--metrics-addr).
+	OpenMetrics bool
 	// Logger receives the server's logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -109,6 +117,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.HTTPReadTimeout <= 0 {
+		c.HTTPReadTimeout = 30 * time.Second
 	}
 	c.Whisper = c.Whisper.WithDefaults()
 	if c.WhisperPace == 0 {
@@ -236,7 +247,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.httpLn = newChanListener()
 	s.http = &http.Server{
 		Handler:           s.api,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: min(10*time.Second, cfg.HTTPReadTimeout),
+		ReadTimeout:       cfg.HTTPReadTimeout,
+		WriteTimeout:      max(time.Minute, 2*cfg.HTTPReadTimeout),
 		IdleTimeout:       60 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
@@ -245,6 +258,11 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	go s.sweep()
 	return s, nil
 }
+
+// MetricsHandler serves the Prometheus metrics with no authentication, for
+// a listener of their own (the main listener's /metrics needs the API key
+// unless Config.OpenMetrics).
+func (s *Server) MetricsHandler() http.Handler { return s.metrics.handler }
 
 // Node returns the node's name, as clients see it in connected.node.
 func (s *Server) Node() string { return s.cfg.Node }

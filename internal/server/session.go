@@ -245,6 +245,59 @@ func (c *conn) onRefresh(id *auth.Identity, m *protocol.Refresh) {
 		reply.Exp = nid.Expires.Unix()
 	}
 	c.send(reply)
+	c.revoke(nid)
+}
+
+// revoke ends what the connection's identity no longer grants after a
+// refresh: a subscription without op sub ends with unsubscribed 4003 (and
+// its presence with it); a presence join without op presence leaves, told
+// by unsubscribed 4003 when the connection is not subscribed to the stream
+// and by error 4003 when it stays subscribed.
+func (c *conn) revoke(id *auth.Identity) {
+	a := c.srv.auth
+	var subs []*subscription
+	c.mu.Lock()
+	for i := 0; i < len(c.subs); {
+		if sub := c.subs[i]; !a.Allowed(id, auth.OpSub, sub.stream) {
+			c.takeSubLocked(sub.stream)
+			subs = append(subs, sub)
+			continue
+		}
+		i++
+	}
+	var unjoin []string
+	for _, stream := range c.joined {
+		if !a.Allowed(id, auth.OpPresence, stream) && !containsSub(subs, stream) {
+			unjoin = append(unjoin, stream)
+		}
+	}
+	c.mu.Unlock()
+	const why = "no longer granted by the refreshed token"
+	for _, sub := range subs {
+		c.srv.unsubscribe(sub)
+		c.leave(sub.stream)
+		c.send(&protocol.Unsubscribed{S: sub.stream, Code: protocol.CodeForbidden, Reason: "op sub " + why})
+	}
+	for _, stream := range unjoin {
+		c.leave(stream)
+		c.mu.Lock()
+		subscribed := c.findSubLocked(stream) >= 0
+		c.mu.Unlock()
+		if subscribed {
+			c.sendError(0, stream, protocol.CodeForbidden, "op presence "+why+": left the stream's presence")
+		} else {
+			c.send(&protocol.Unsubscribed{S: stream, Code: protocol.CodeForbidden, Reason: "op presence " + why})
+		}
+	}
+}
+
+func containsSub(subs []*subscription, stream string) bool {
+	for _, s := range subs {
+		if s.stream == stream {
+			return true
+		}
+	}
+	return false
 }
 
 // wirePub turns a stored publication into its wire message.

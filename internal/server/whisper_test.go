@@ -178,7 +178,7 @@ func whPublish(h *harness, stream string, seq int) (uint64, error) {
 // whMetric reads a Prometheus metric without labels (0 when absent).
 func whMetric(t *testing.T, h *harness, name string) float64 {
 	t.Helper()
-	code, b := biGet(t, h, "/metrics", false)
+	code, b := biGet(t, h, "/metrics", true)
 	if code != http.StatusOK {
 		t.Fatalf("/metrics: %d", code)
 	}

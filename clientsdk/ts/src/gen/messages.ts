@@ -197,10 +197,16 @@ export interface Unsubscribe {
   s: string;
 }
 
-/** Unsubscribed confirms an Unsubscribe that carried an ID. */
+/**
+ * Unsubscribed confirms an Unsubscribe that carried an ID, or tells the
+ * client that the server ended a subscription or presence join (ID 0, with
+ * Code and Reason), e.g. after a refresh whose token no longer grants it.
+ */
 export interface Unsubscribed {
-  id: number;
+  id?: number;
   s: string;
+  code?: number;
+  reason?: string;
 }
 
 /** Update patches the own presence state: a shallow merge where nil deletes. */

@@ -266,8 +266,13 @@ export function validUnsubscribe(v: unknown): v is m.Unsubscribe {
 /** validUnsubscribed reports whether v is a well-formed {@link m.Unsubscribed}. */
 export function validUnsubscribed(v: unknown): v is m.Unsubscribed {
   if (!isObj(v)) return false;
-  if (!(typeof v["id"] === "number")) return false;
+  if (v["id"] === null) delete v["id"];
+  if (v["id"] !== undefined && !(typeof v["id"] === "number")) return false;
   if (!(typeof v["s"] === "string")) return false;
+  if (v["code"] === null) delete v["code"];
+  if (v["code"] !== undefined && !(typeof v["code"] === "number")) return false;
+  if (v["reason"] === null) delete v["reason"];
+  if (v["reason"] !== undefined && !(typeof v["reason"] === "string")) return false;
   return true;
 }
 
