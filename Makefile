@@ -3,6 +3,8 @@
 #   make bench        modest sizes (a few minutes; fits a small shared machine)
 #   make bench-full   the issue's target sizes (needs 2+ cores and ~25,000 fds in all)
 #   make bench-smoke  tiny sizes, seconds each: does every scenario still run?
+#   make bench-soak   10 minutes of mixed traffic: memory and goroutines flat,
+#                     every publication delivered exactly once (SOAK=10m)
 #
 # Every run starts its own server (cmd/huddle pinned to core 0, GOMAXPROCS=1,
 # with the flags the scenario needs; clients on the other cores), prints a
@@ -20,7 +22,7 @@ F            = -server-bin $(BIN)/huddle $(BENCH_FLAGS)
 ROWS = idle connect broadcast-1k broadcast-10k-1 broadcast-10k-10 whisper rooms cursors presence presence-1k-watchers slow
 RUNS ?= 3
 
-.PHONY: bench bench-full bench-smoke bench-build bench-results $(addprefix bench-,$(ROWS))
+.PHONY: bench bench-full bench-smoke bench-soak bench-build bench-results $(addprefix bench-,$(ROWS))
 
 bench-build:
 	$(GO) build -o $(BIN)/huddle ./cmd/huddle
@@ -85,3 +87,11 @@ bench-smoke: bench-build
 	$(HB) cursors   $(F) -rooms 5 -group 20 -hz 30 -duration 2s -json $(BENCH_OUT)/cursors.json
 	$(HB) presence  $(F) -members 200 -rate 50 -duration 3s -settle 1s -json $(BENCH_OUT)/presence.json
 	$(HB) slow      $(F) -good 100 -slow 10 -baseline 2s -slowdown 12s -json $(BENCH_OUT)/slow.json
+	$(HB) soak      $(F) -duration 15s -sample 1s -subscribers 10 -reconnect-every 3s -slow 1 -slow-every 2s -slow-pause 8s -bulk-rate 40 -json $(BENCH_OUT)/soak-smoke.json
+
+# Mixed traffic for $(SOAK) (not part of bench-full): the server's RSS and
+# goroutines sampled every 5 s, their growth after the warm-up, and every
+# publication checked exactly once, in order, across reconnects.
+SOAK ?= 10m
+bench-soak: bench-build
+	$(HB) soak $(F) -duration $(SOAK) -json $(BENCH_OUT)/soak.json

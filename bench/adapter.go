@@ -68,6 +68,16 @@ type SubOptions struct {
 	// Join, when not nil, enters presence at once with this state (opaque
 	// bytes, handed back in the Join events of others).
 	Join []byte
+	// Recover, when not nil, asks for the publications after this position
+	// (delivered as EventPub with Recovered set, after the EventSubscribed
+	// that says whether they could all be recovered).
+	Recover *Position
+}
+
+// Position is a place in a stream: its epoch and an offset in it.
+type Position struct {
+	Epoch  string
+	Offset uint64
 }
 
 // EventKind says what an Event is.
@@ -75,12 +85,13 @@ type EventKind uint8
 
 // Kinds of events a connection delivers.
 const (
-	EventPub     EventKind = iota + 1 // a publication: Stream, Data
-	EventWhisper                      // a whisper: Stream, Name (its event name), Data
-	EventJoin                         // a member joined: Stream, User, Client, Data (its state)
-	EventLeave                        // a member left: Stream, User, Client
-	EventError                        // an error reply: Code
-	EventClosed                       // the connection ended: Code (0: no close code)
+	EventPub        EventKind = iota + 1 // a publication: Stream, Data
+	EventWhisper                         // a whisper: Stream, Name (its event name), Data
+	EventJoin                            // a member joined: Stream, User, Client, Data (its state)
+	EventLeave                           // a member left: Stream, User, Client
+	EventError                           // an error reply: Code
+	EventClosed                          // the connection ended: Code (0: no close code)
+	EventSubscribed                      // a subscription was confirmed: Stream, Epoch, Offset (its top), Recovered
 )
 
 // Event is one thing the server sent. Its byte slices are valid only during
@@ -94,6 +105,14 @@ type Event struct {
 	Client []byte
 	Data   []byte
 	Code   int
+	// Offset and Epoch place a publication in its stream (for
+	// EventSubscribed: the stream's top when it subscribed).
+	Offset uint64
+	Epoch  []byte
+	// Recovered marks a publication that came in a subscription's reply
+	// (missed while away); for EventSubscribed, that a recovery asked for
+	// got every missed publication.
+	Recovered bool
 }
 
 // Handler receives a connection's events, one at a time, from its reader

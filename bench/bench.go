@@ -1,8 +1,8 @@
 // Package bench generates load against a real-time server and measures it.
 // It owns the scenarios of DESIGN.md (idle, connect, broadcast, rooms,
-// whisper, cursors, presence, slow), the worker processes that hold the
-// clients, the protocol adapters the clients speak (Huddle's own; others
-// plug in through Adapter), latency histograms, and process statistics
+// whisper, cursors, presence, slow) and a soak, the worker processes that
+// hold the clients, the protocol adapters the clients speak (Huddle's own;
+// others plug in through Adapter), latency histograms, and process statistics
 // read from /proc.
 //
 // Clients run in worker processes, as few as the per-process file limit

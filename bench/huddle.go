@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/binary"
@@ -233,6 +234,9 @@ func (c *huddleConn) request(ctx context.Context, send func(id uint64) error) er
 func (c *huddleConn) Subscribe(ctx context.Context, stream string, o SubOptions) error {
 	return c.request(ctx, func(id uint64) error {
 		m := &protocol.Subscribe{ID: id, S: stream, Presence: o.Presence}
+		if o.Recover != nil {
+			m.Recover = &protocol.Position{Epoch: o.Recover.Epoch, Offset: o.Recover.Offset}
+		}
 		if o.Join != nil {
 			m.Join = c.stateRaw(o.Join)
 		}
@@ -583,8 +587,9 @@ func (c *huddleConn) dispatchMsgpack(b []byte, now int64, ev *Event) error {
 		if !ok {
 			return errors.New("bad msgpack message")
 		}
-		var t, s, name, data, joins, leaves, reason []byte
-		var id, code int64
+		var t, s, name, data, joins, leaves, reason, epoch, pubs []byte
+		var id, code, offset int64
+		var recovered bool
 		for i := 0; i < n; i++ {
 			key, vstart, ok := mpBytes(b, p)
 			if !ok {
@@ -613,20 +618,35 @@ func (c *huddleConn) dispatchMsgpack(b []byte, now int64, ev *Event) error {
 				joins = b[vstart:vend]
 			case "leaves":
 				leaves = b[vstart:vend]
+			case "offset":
+				offset, _, _ = mpInt(b, vstart)
+			case "epoch":
+				epoch, _, _ = mpBytes(b, vstart)
+			case "recovered":
+				recovered = b[vstart] == 0xc3
+			case "pubs":
+				pubs = b[vstart:vend]
 			}
 			p = vend
 		}
 		pos = p
 		switch string(t) {
 		case protocol.TypePub, protocol.TypeWhisper:
-			*ev = Event{Kind: EventPub, At: now, Stream: s, Data: c.unwrap(data)}
+			*ev = Event{Kind: EventPub, At: now, Stream: s, Data: c.unwrap(data), Offset: uint64(offset), Epoch: epoch}
 			if string(t) == protocol.TypeWhisper {
 				ev.Kind, ev.Name = EventWhisper, name
 			}
 			c.h(ev)
 		case protocol.TypePresence:
 			c.presenceMsgpack(s, joins, leaves, now, ev)
-		case protocol.TypeConnected, protocol.TypeSubscribed:
+		case protocol.TypeSubscribed:
+			*ev = Event{Kind: EventSubscribed, At: now, Stream: s, Offset: uint64(offset), Epoch: epoch, Recovered: recovered}
+			c.h(ev)
+			if err := c.recoveredMsgpack(s, pubs, now, ev); err != nil {
+				return err
+			}
+			c.reply(reply{id: uint64(id)})
+		case protocol.TypeConnected:
 			c.reply(reply{id: uint64(id)})
 		case protocol.TypeError:
 			c.reply(reply{id: uint64(id), code: int(code), err: string(reason)})
@@ -639,6 +659,49 @@ func (c *huddleConn) dispatchMsgpack(b []byte, now int64, ev *Event) error {
 				return appendStr(appendStr(appendMapHeader(b, 1), "t"), protocol.TypePong)
 			}, replyTimeout)
 		}
+	}
+	return nil
+}
+
+// recoveredMsgpack delivers the publications of a subscribed reply's
+// "pubs" (a msgpack array of pub maps) on stream s, marked Recovered.
+func (c *huddleConn) recoveredMsgpack(s, list []byte, now int64, ev *Event) error {
+	if list == nil {
+		return nil
+	}
+	n, p, ok := mpArray(list, 0)
+	if !ok {
+		return errors.New("bad msgpack pubs")
+	}
+	for i := 0; i < n; i++ {
+		var m int
+		if m, p, ok = mpMap(list, p); !ok {
+			return errors.New("bad msgpack pub")
+		}
+		*ev = Event{Kind: EventPub, At: now, Stream: s, Recovered: true}
+		for j := 0; j < m; j++ {
+			key, vstart, ok := mpBytes(list, p)
+			if !ok {
+				return errors.New("bad msgpack pub key")
+			}
+			vend, ok := mpSkip(list, vstart)
+			if !ok {
+				return errors.New("bad msgpack pub value")
+			}
+			switch string(key) {
+			case "s":
+				ev.Stream, _, _ = mpBytes(list, vstart)
+			case "offset":
+				o, _, _ := mpInt(list, vstart)
+				ev.Offset = uint64(o)
+			case "epoch":
+				ev.Epoch, _, _ = mpBytes(list, vstart)
+			case "data":
+				ev.Data = c.unwrap(list[vstart:vend])
+			}
+			p = vend
+		}
+		c.h(ev)
 	}
 	return nil
 }
@@ -738,7 +801,7 @@ func (c *huddleConn) dispatchDecoded(frame []byte, now int64, ev *Event) error {
 	for _, d := range c.decoded {
 		switch m := d.Msg.(type) {
 		case *protocol.Pub:
-			*ev = Event{Kind: EventPub, At: now, Stream: []byte(m.S), Data: c.unwrap(m.Data)}
+			*ev = Event{Kind: EventPub, At: now, Stream: []byte(m.S), Data: c.unwrap(m.Data), Offset: m.Offset, Epoch: []byte(m.Epoch)}
 			c.h(ev)
 		case *protocol.Whisper:
 			*ev = Event{Kind: EventWhisper, At: now, Stream: []byte(m.S), Name: []byte(m.Ev), Data: c.unwrap(m.Data)}
@@ -755,6 +818,13 @@ func (c *huddleConn) dispatchDecoded(frame []byte, now int64, ev *Event) error {
 		case *protocol.Connected:
 			c.reply(reply{id: m.ID})
 		case *protocol.Subscribed:
+			*ev = Event{Kind: EventSubscribed, At: now, Stream: []byte(m.S), Offset: m.Offset, Epoch: []byte(m.Epoch),
+				Recovered: m.Recovered != nil && *m.Recovered}
+			c.h(ev)
+			for _, p := range m.Pubs {
+				*ev = Event{Kind: EventPub, At: now, Stream: []byte(cmp.Or(p.S, m.S)), Data: c.unwrap(p.Data), Offset: p.Offset, Epoch: []byte(p.Epoch), Recovered: true}
+				c.h(ev)
+			}
 			c.reply(reply{id: m.ID})
 		case *protocol.ErrorReply:
 			c.reply(reply{id: m.ID, code: int(m.Code), err: m.Reason})

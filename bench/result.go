@@ -47,9 +47,36 @@ func WriteJSON(w io.Writer, r Result) error {
 	return err
 }
 
-// WriteTable writes r's table, aligned, then its notes.
+// TableData is one more table of a result.
+type TableData struct {
+	Cols []string
+	Rows [][]string
+}
+
+// moreTables is a Result with tables after its main one.
+type moreTables interface {
+	MoreTables() []TableData
+}
+
+// WriteTable writes r's table, aligned, then its other tables and its
+// notes.
 func WriteTable(w io.Writer, r Result) {
 	cols, rows := r.Table()
+	writeAligned(w, cols, rows)
+	if m, ok := r.(moreTables); ok {
+		for _, t := range m.MoreTables() {
+			fmt.Fprintln(w)
+			writeAligned(w, t.Cols, t.Rows)
+		}
+	}
+	for _, n := range r.Head().Notes {
+		fmt.Fprintln(w, "note:", n)
+	}
+}
+
+// writeAligned writes a table with aligned columns: the first left, the
+// others right.
+func writeAligned(w io.Writer, cols []string, rows [][]string) {
 	width := make([]int, len(cols))
 	for i, c := range cols {
 		width[i] = len(c)
@@ -78,9 +105,6 @@ func WriteTable(w io.Writer, r Result) {
 	line(cols)
 	for _, row := range rows {
 		line(row)
-	}
-	for _, n := range r.Head().Notes {
-		fmt.Fprintln(w, "note:", n)
 	}
 }
 

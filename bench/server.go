@@ -242,32 +242,84 @@ func (t *Target) PresenceClients(ctx context.Context, stream string) (int, error
 // Counters reads the server's Prometheus counters (series whose name ends
 // in _total) from /metrics, keyed by series (name and labels).
 func (t *Target) Counters(ctx context.Context) (map[string]float64, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, "GET", t.httpBase()+"/metrics", nil)
+	text, err := t.get(ctx, "/metrics", 16<<20)
 	if err != nil {
 		return nil, err
+	}
+	return parseCounters(text), nil
+}
+
+// Gauges reads every series of the server's /metrics that is not a
+// counter (no _total suffix), e.g. huddle_connections, or go_goroutines
+// where the server exports Go's own metrics.
+func (t *Target) Gauges(ctx context.Context) (map[string]float64, error) {
+	text, err := t.get(ctx, "/metrics", 16<<20)
+	if err != nil {
+		return nil, err
+	}
+	return parseSeries(text, func(name string) bool { return !strings.HasSuffix(name, "_total") }), nil
+}
+
+// Goroutines counts the server's goroutines from its goroutine profile
+// (/debug/pprof/goroutine, which needs --pprof and the API key).
+func (t *Target) Goroutines(ctx context.Context) (int, error) {
+	if t.APIKey == "" {
+		return 0, errors.New("bench: counting goroutines needs the API key")
+	}
+	text, err := t.get(ctx, "/debug/pprof/goroutine?debug=1", 64<<10)
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	if _, err := fmt.Sscanf(text, "goroutine profile: total %d", &n); err != nil {
+		return 0, fmt.Errorf("bench: goroutine profile: %w", err)
+	}
+	return n, nil
+}
+
+// StreamTop reads a stream's epoch and last offset through the HTTP API's
+// history (needs the API key).
+func (t *Target) StreamTop(ctx context.Context, stream string) (epoch string, offset uint64, err error) {
+	var h struct {
+		Epoch  string `json:"epoch"`
+		Offset uint64 `json:"offset"`
+	}
+	err = t.getJSON(ctx, "/api/history/"+url.PathEscape(stream)+"?limit=1&reverse=true", &h)
+	return h.Epoch, h.Offset, err
+}
+
+// get reads path (at most limit bytes), with the API key when there is
+// one.
+func (t *Target) get(ctx context.Context, path string, limit int64) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "GET", t.httpBase()+path, nil)
+	if err != nil {
+		return "", err
 	}
 	if t.APIKey != "" {
 		req.Header.Set("Authorization", "Bearer "+t.APIKey)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("bench: GET /metrics: %s", resp.Status)
+		return "", fmt.Errorf("bench: GET %s: %s", path, resp.Status)
 	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return nil, err
-	}
-	return parseCounters(string(b)), nil
+	b, err := io.ReadAll(io.LimitReader(resp.Body, limit))
+	return string(b), err
 }
 
 // parseCounters reads the counters of a Prometheus text exposition.
 func parseCounters(text string) map[string]float64 {
+	return parseSeries(text, func(name string) bool { return strings.HasSuffix(name, "_total") })
+}
+
+// parseSeries reads the series of a Prometheus text exposition whose
+// metric name keep accepts.
+func parseSeries(text string, keep func(name string) bool) map[string]float64 {
 	out := map[string]float64{}
 	for _, line := range strings.Split(text, "\n") {
 		if line == "" || line[0] == '#' {
@@ -282,7 +334,7 @@ func parseCounters(text string) map[string]float64 {
 		if j := strings.IndexByte(series, '{'); j >= 0 {
 			name = series[:j]
 		}
-		if !strings.HasSuffix(name, "_total") {
+		if !keep(name) {
 			continue
 		}
 		if v, err := strconv.ParseFloat(val, 64); err == nil {

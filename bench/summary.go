@@ -73,6 +73,18 @@ var Figures = map[string][]Figure{
 		{Label: "slow read 4008", Path: "slow_cut_4008"},
 		{Label: "all cut after s", Path: "all_cut_after_ms", Scale: 0.001, Digits: 1},
 	},
+	"soak": {
+		{Label: "RSS first MB", Path: "rss_first_window_bytes", Scale: 1.0 / (1 << 20), Digits: 1},
+		{Label: "RSS last MB", Path: "rss_last_window_bytes", Scale: 1.0 / (1 << 20), Digits: 1},
+		{Label: "RSS growth %", Path: "rss_growth_pct", Digits: 1},
+		{Label: "goroutines growth %", Path: "goroutines_growth_pct", Digits: 1},
+		{Label: "delivered", Path: "delivered"},
+		{Label: "lost", Path: "lost"},
+		{Label: "duplicated", Path: "duplicated"},
+		{Label: "out of order", Path: "out_of_order"},
+		{Label: "reconnects", Path: "reconnects"},
+		{Label: "server 4008", Path: "server_4008"},
+	},
 }
 
 // usageFigures follow every scenario's own.

@@ -39,6 +39,7 @@ type Shape struct {
 	Stream   string        `json:"stream,omitempty"`    // broadcast, slow: the one stream
 	DialWait time.Duration `json:"dial_wait,omitempty"` // give up on a connect after this long
 	Spin     time.Duration `json:"spin,omitempty"`      // the reactor polls this long before it sleeps (Env.Spin, see reactorSpin)
+	Soak     *SoakShape    `json:"soak,omitempty"`      // soak: its whole layout
 }
 
 // Commands a coordinator sends to its workers.
@@ -56,6 +57,8 @@ type command struct {
 	Final bool    `json:"final,omitempty"` // collect: also the per-sequence table
 	// Concurrency replaces the task's for a dial.
 	Concurrency int `json:"concurrency,omitempty"`
+	// Tops are the streams' final offsets, for a soak's final collect.
+	Tops map[string]uint64 `json:"tops,omitempty"`
 }
 
 // Reports a worker sends.
@@ -69,16 +72,17 @@ const (
 const progressEvery = 500 * time.Millisecond
 
 type report struct {
-	Ev       string     `json:"ev"`
-	Counters Counters   `json:"c"`
-	Lat      *Histogram `json:"lat,omitempty"`   // deliveries since the last collect
-	Join     *Histogram `json:"join,omitempty"`  // presence joins seen
-	Leave    *Histogram `json:"leave,omitempty"` // presence leaves seen
-	Dial     *Histogram `json:"dial,omitempty"`  // connect+subscribe times
-	Seq      []SeqStat  `json:"seq,omitempty"`
-	WinP99   int64      `json:"win_p99,omitempty"` // progress: p99 over the last window
-	WinN     uint64     `json:"win_n,omitempty"`
-	Samples  []string   `json:"samples,omitempty"` // a few error messages
+	Ev       string      `json:"ev"`
+	Counters Counters    `json:"c"`
+	Lat      *Histogram  `json:"lat,omitempty"`   // deliveries since the last collect
+	Join     *Histogram  `json:"join,omitempty"`  // presence joins seen
+	Leave    *Histogram  `json:"leave,omitempty"` // presence leaves seen
+	Dial     *Histogram  `json:"dial,omitempty"`  // connect+subscribe times
+	Seq      []SeqStat   `json:"seq,omitempty"`
+	WinP99   int64       `json:"win_p99,omitempty"` // progress: p99 over the last window
+	WinN     uint64      `json:"win_n,omitempty"`
+	Samples  []string    `json:"samples,omitempty"` // a few error messages
+	Soak     *SoakCounts `json:"soak,omitempty"`    // soak: its totals
 }
 
 // Counters are a worker's running totals; the coordinator adds them up.

@@ -33,6 +33,9 @@ func RunWorker(ctx context.Context, in io.Reader, out io.Writer) error {
 		return err
 	}
 	reactorSpin.Store(int64(t.Shape.Spin))
+	if t.Scenario == "soak" {
+		return runSoakWorker(ctx, t, ad, sc, out)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	w := newWorker(t, ad, out)

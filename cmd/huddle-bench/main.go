@@ -8,6 +8,7 @@
 //	cursors    rooms of K clients whispering cursors at a rate: latency, CPU
 //	presence   join+leave churn on big presence streams: visibility, RSS
 //	slow       subscribers that stop reading: others unaffected, slow get 4008
+//	soak       mixed traffic for a while: RSS and goroutines flat, deliveries exact
 //
 // Without -url it builds cmd/huddle and starts it pinned to core 0 with
 // GOMAXPROCS=1, with the flags the scenario needs (see each one's -h);

@@ -27,6 +27,7 @@ func TestScenarioFlags(t *testing.T) {
 		"cursors":   {"-rooms", "50", "-group", "20", "-hz", "30"},
 		"presence":  {"-members", "10000", "-rate", "200"},
 		"slow":      {"-good", "500", "-slow", "50", "-max-queue", "65536"},
+		"soak":      {"-duration", "10m", "-slow-pause", "30s", "-history", "500"},
 	}
 	orders := map[int]bool{}
 	for name, s := range scenarios {
@@ -54,6 +55,10 @@ func TestScenarioFlags(t *testing.T) {
 			}
 			sa := serverArgs()
 			for i := 0; i < len(sa); i += 2 {
+				if strings.HasPrefix(sa[i], "--") && strings.Contains(sa[i], "=") {
+					i-- // --flag=value
+					continue
+				}
 				if !strings.HasPrefix(sa[i], "--") || i+1 >= len(sa) {
 					t.Fatalf("server args %v are not flag/value pairs", sa)
 				}
@@ -66,6 +71,10 @@ func TestScenarioFlags(t *testing.T) {
 			case "slow":
 				if strings.Join(sa, " ") != "--max-queue 65536" {
 					t.Fatalf("slow server args %v", sa)
+				}
+			case "soak":
+				if got := strings.Join(sa, " "); got != "--pprof=true --max-queue 262144 --history-size 500 --presence-grace 5s" {
+					t.Fatalf("soak server args %v", sa)
 				}
 			case "presence":
 				if !strings.HasPrefix(strings.Join(sa, " "), "--max-presence-members ") {

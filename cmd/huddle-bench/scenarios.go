@@ -161,4 +161,51 @@ how many slow ones were cut with 4008 (they read again at the end to see their c
 				return bench.RunSlow(ctx, e, c)
 			}
 		}},
+	"soak": {order: 9, summary: "mixed traffic for -duration: server RSS and goroutines flat? every delivery exactly once?",
+		about: `soak: mixed traffic at moderate rates for -duration, all at once: publications on -streams
+streams read by -subscribers subscribers that check every delivery (each offset exactly once,
+in order, with its payload); a bulk stream of big publications read by the slow readers and
+-bulk-subs subscribers; a -reconnect-frac of the subscribers dropping their connection about
+every -reconnect-every and coming back with recovery; -slow readers that stop reading for
+-slow-pause about every -slow-every (the server cuts them with 4008; they come back with
+recovery); whisper groups; presence churn (connections that open, join, leave and close).
+Samples the server's RSS (/proc) and goroutines (its goroutine profile) every -sample, and
+reports the growth from the median of the first -window after -warmup to the median of the
+last -window (target: under 5%), and the deliveries: lost, duplicated, out of order.`,
+		flags: func(fs *flag.FlagSet) (func() []string, runFunc) {
+			var c bench.SoakConfig
+			fs.DurationVar(&c.Duration, "duration", 60e9, "how long the traffic runs")
+			fs.DurationVar(&c.Warmup, "warmup", 0, "samples before this are not compared (0: until the streams' history is full, plus 10s, within a sixth to a third of -duration)")
+			fs.DurationVar(&c.Window, "window", 0, "the growth compares the median of the first window after -warmup with the last one's (0: a third of the rest, at most 1m)")
+			fs.DurationVar(&c.Sample, "sample", 5e9, "how often to sample the server's RSS and goroutines")
+			fs.IntVar(&c.Streams, "streams", 4, "publication streams every subscriber reads")
+			fs.Float64Var(&c.Rate, "rate", 10, "publications per second on each stream")
+			fs.IntVar(&c.Size, "size", 200, "publication bytes")
+			fs.IntVar(&c.Subscribers, "subscribers", 40, "subscribers that check every delivery")
+			fs.Float64Var(&c.BulkRate, "bulk-rate", 10, "publications per second on the bulk stream (negative: none)")
+			fs.IntVar(&c.BulkSize, "bulk-size", 16<<10, "bulk publication bytes")
+			fs.IntVar(&c.BulkSubs, "bulk-subs", 6, "subscribers that also read the bulk stream, besides the slow readers (negative: none)")
+			fs.Float64Var(&c.ReconnectFrac, "reconnect-frac", 0.25, "fraction of the subscribers that drop their connection now and then (negative: none)")
+			fs.DurationVar(&c.ReconnectEvery, "reconnect-every", 20e9, "a dropping subscriber drops about this often (±50%)")
+			fs.DurationVar(&c.Offline, "offline", 2e9, "a dropped subscriber stays away up to this long")
+			fs.IntVar(&c.Slow, "slow", 2, "slow readers (negative: none)")
+			fs.DurationVar(&c.SlowEvery, "slow-every", 60e9, "a slow reader reads about this long (±50%) between pauses")
+			fs.DurationVar(&c.SlowPause, "slow-pause", 40e9, "how long a slow reader stops reading")
+			fs.IntVar(&c.RecvBuf, "recv-buf", 4096, "SO_RCVBUF of the slow readers")
+			fs.IntVar(&c.MaxQueue, "max-queue", 256<<10, "the server's --max-queue (when it starts the server)")
+			fs.IntVar(&c.WhisperGroups, "whisper-groups", 5, "groups of clients whispering to each other (negative: none)")
+			fs.IntVar(&c.WhisperGroup, "whisper-group", 4, "clients per whisper group")
+			fs.Float64Var(&c.WhisperHz, "whisper-hz", 5, "whispers per second of each whisperer")
+			fs.IntVar(&c.PresenceStreams, "presence-streams", 2, "presence streams with churn (negative: none)")
+			fs.IntVar(&c.Watchers, "watchers", 5, "clients per presence stream that watch the churn")
+			fs.IntVar(&c.Churners, "churners", 10, "clients per presence stream that connect, join, leave and disconnect in cycles")
+			fs.DurationVar(&c.Hold, "hold", 1e9, "how long a churner stays joined (±50%)")
+			fs.DurationVar(&c.Rest, "rest", 500e6, "how long a churner rests between cycles (±50%)")
+			fs.DurationVar(&c.PresenceGrace, "presence-grace", 5e9, "the server's --presence-grace (when it starts the server)")
+			fs.IntVar(&c.HistorySize, "history", 0, "the server's --history-size (0: enough for the longest absence at the highest rate)")
+			fs.DurationVar(&c.Settle, "settle", 2e9, "wait after the traffic stopped, beyond the presence grace, before the final counts")
+			return func() []string { return c.ServerArgs() }, func(ctx context.Context, e *bench.Env) (bench.Result, error) {
+				return bench.RunSoak(ctx, e, c)
+			}
+		}},
 }
