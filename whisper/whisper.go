@@ -10,6 +10,7 @@ package whisper
 import (
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/huddle-rt/huddle/protocol"
@@ -27,6 +28,21 @@ type Config struct {
 	// MaxEvents bounds the event names cached per sender and stream; a
 	// sender over it replaces its oldest. Default 16.
 	MaxEvents int
+	// MaxCacheBytes bounds the latest-value cache of the whole node
+	// (entryOverhead bytes per whisper besides its names and data). A
+	// whisper that does not fit is relayed but not cached, and replaces
+	// its sender's cached one of the same event by nothing, so a late
+	// joiner never sees a stale value. Default 64 MiB.
+	MaxCacheBytes int
+}
+
+// entryOverhead is what a cached whisper costs besides its strings and
+// data: the struct, its place in the sender's list and the maps.
+const entryOverhead = 96
+
+// entrySize is what w costs in the cache.
+func entrySize(w *protocol.Whisper) int64 {
+	return int64(len(w.S) + len(w.Ev) + len(w.Data) + len(w.From.User) + len(w.From.Client) + entryOverhead)
 }
 
 // WithDefaults returns c with zero fields set to the defaults.
@@ -42,6 +58,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MaxEvents <= 0 {
 		c.MaxEvents = 16
+	}
+	if c.MaxCacheBytes <= 0 {
+		c.MaxCacheBytes = 64 << 20
 	}
 	return c
 }
@@ -103,6 +122,7 @@ const cacheShards = 32
 type Cache struct {
 	cfg    Config
 	seed   maphash.Seed
+	bytes  atomic.Int64 // what the cached whispers cost, see entrySize
 	shards [cacheShards]cacheShard
 }
 
@@ -124,8 +144,11 @@ func (c *Cache) shard(stream string) *cacheShard {
 	return &c.shards[maphash.String(c.seed, stream)%cacheShards]
 }
 
-// Put records w as its sender's newest whisper of w.Ev on w.S.
-func (c *Cache) Put(w protocol.Whisper) {
+// Put records w as its sender's newest whisper of w.Ev on w.S. It reports
+// false when the node's cache is full: w is not cached, and neither is the
+// sender's previous whisper of w.Ev.
+func (c *Cache) Put(w protocol.Whisper) bool {
+	size := entrySize(&w)
 	sh := c.shard(w.S)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -137,28 +160,74 @@ func (c *Cache) Put(w protocol.Whisper) {
 	list := senders[w.From.Client]
 	for i := range list {
 		if list[i].Ev == w.Ev {
+			old := entrySize(&list[i])
+			if c.bytes.Load()+size-old > int64(c.cfg.MaxCacheBytes) {
+				c.bytes.Add(-old)
+				list = append(list[:i], list[i+1:]...)
+				c.storeLocked(sh, w.S, w.From.Client, list)
+				return false
+			}
+			c.bytes.Add(size - old)
 			list[i] = w
-			return
+			return true
 		}
 	}
 	if len(list) >= c.cfg.MaxEvents {
+		c.bytes.Add(-entrySize(&list[0]))
 		copy(list, list[1:])
+		list[len(list)-1] = protocol.Whisper{}
 		list = list[:len(list)-1]
 	}
+	if c.bytes.Load()+size > int64(c.cfg.MaxCacheBytes) {
+		c.storeLocked(sh, w.S, w.From.Client, list)
+		return false
+	}
+	c.bytes.Add(size)
 	senders[w.From.Client] = append(list, w)
+	return true
 }
 
-// Snapshot returns every cached whisper of stream except those of the
-// connection except (which may be "").
-func (c *Cache) Snapshot(stream, except string) []protocol.Whisper {
+// storeLocked sets a sender's list, forgetting empty lists and streams.
+// sh.mu must be held.
+func (c *Cache) storeLocked(sh *cacheShard, stream, sender string, list []protocol.Whisper) {
+	senders := sh.streams[stream]
+	if len(list) > 0 {
+		senders[sender] = list
+		return
+	}
+	delete(senders, sender)
+	if len(senders) == 0 {
+		delete(sh.streams, stream)
+	}
+}
+
+// Bytes reports what the cached whispers cost, as counted against
+// Config.MaxCacheBytes.
+func (c *Cache) Bytes() int64 { return c.bytes.Load() }
+
+// Snapshot returns the cached whispers of stream except those of the
+// connection except (which may be ""), at most maxData bytes of their data
+// (0: no bound). A sender's whispers are returned all or none, so a reply
+// in a crowded stream shows fewer senders, never half a sender.
+func (c *Cache) Snapshot(stream, except string, maxData int) []protocol.Whisper {
 	sh := c.shard(stream)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	var out []protocol.Whisper
+	total := 0
 	for sender, list := range sh.streams[stream] {
-		if sender != except {
-			out = append(out, list...)
+		if sender == except {
+			continue
 		}
+		n := 0
+		for i := range list {
+			n += len(list[i].Data)
+		}
+		if maxData > 0 && total+n > maxData {
+			continue
+		}
+		total += n
+		out = append(out, list...)
 	}
 	return out
 }
@@ -174,6 +243,9 @@ func (c *Cache) Drop(stream, sender string) []protocol.Whisper {
 		return nil
 	}
 	gone := senders[sender]
+	for i := range gone {
+		c.bytes.Add(-entrySize(&gone[i]))
+	}
 	delete(senders, sender)
 	if len(senders) == 0 {
 		delete(sh.streams, stream)

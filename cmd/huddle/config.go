@@ -114,6 +114,9 @@ type options struct {
 	updateRate      float64
 	maxSubs         int
 	messageRate     float64
+	whisperCache    sizeFlag
+	httpReadTimeout time.Duration
+	metricsAddr     string
 }
 
 func newFlagSet(o *options) *flag.FlagSet {
@@ -162,6 +165,10 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.IntVar(&o.maxSubs, "max-subscriptions", 1000, "subscriptions per connection (more get error 4006)")
 	fs.Float64Var(&o.messageRate, "message-rate", 1000, "messages per second a connection may send (burst twice that); excess dropped with error 4006, a sustained flood closes with 4006")
 	fs.BoolVar(&o.pprof, "pprof", false, "serve Go profiles at /debug/pprof/ (needs --api-key)")
+	o.whisperCache = 64 << 20
+	fs.Var(&o.whisperCache, "whisper-cache", "latest whispers kept for late joiners, all streams together; a whisper over it is relayed but not cached")
+	fs.DurationVar(&o.httpReadTimeout, "http-read-timeout", 30*time.Second, "longest time to read an HTTP request, body included (a slower client is cut)")
+	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "also serve /metrics here without the API key (e.g. 127.0.0.1:9090); on --addr, /metrics needs the API key")
 	fs.Usage = func() { usage(fs) }
 	return fs
 }

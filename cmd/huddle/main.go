@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"slices"
@@ -109,9 +110,10 @@ func run(args []string) error {
 		MessageBurst:     int(2 * o.messageRate),
 		Presence: presence.Config{Grace: o.presenceGrace, TTL: o.presenceTTL, Tick: o.presenceTick, MaxState: int(o.maxState),
 			MaxMembers: o.maxMembers, UpdateRate: o.updateRate, UpdateBurst: int(2 * o.updateRate)},
-		Whisper:     whisper.Config{Rate: o.whisperRate, Burst: o.whisperBurst, MaxData: int(o.maxWhisper)},
-		WhisperPace: pace(o.whisperPace),
-		Logger:      logger,
+		Whisper:         whisper.Config{Rate: o.whisperRate, Burst: o.whisperBurst, MaxData: int(o.maxWhisper), MaxCacheBytes: int(o.whisperCache)},
+		HTTPReadTimeout: o.httpReadTimeout,
+		WhisperPace:     pace(o.whisperPace),
+		Logger:          logger,
 	}
 	if dev != nil {
 		cfg.Pages = dev.pages()
@@ -131,7 +133,22 @@ func run(args []string) error {
 		dev.announce(os.Stdout)
 	}
 
-	serveErr := make(chan error, 1)
+	serveErr := make(chan error, 2)
+	if o.metricsAddr != "" {
+		mln, err := net.Listen("tcp", o.metricsAddr)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("listen on --metrics-addr %s: %w", o.metricsAddr, err)
+		}
+		ms := &http.Server{Handler: metricsMux(srv.MetricsHandler()), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: o.httpReadTimeout}
+		defer ms.Close()
+		go func() {
+			if err := ms.Serve(mln); !errors.Is(err, http.ErrServerClosed) {
+				serveErr <- fmt.Errorf("--metrics-addr: %w", err)
+			}
+		}()
+		logger.Info("metrics listening", "url", "http://"+mln.Addr().String()+"/metrics")
+	}
 	go func() { serveErr <- srv.Serve(ln) }()
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
@@ -246,4 +263,11 @@ func pace(d time.Duration) time.Duration {
 		return -1
 	}
 	return d
+}
+
+// metricsMux serves h at /metrics and nothing else.
+func metricsMux(h http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", h)
+	return mux
 }

@@ -269,6 +269,37 @@ func TestStartup(t *testing.T) {
 		}
 	})
 
+	t.Run("metrics listener", func(t *testing.T) {
+		addr, maddr := e2eFreeAddr(t), e2eFreeAddr(t)
+		p := e2eStart(t, bin, nil, "--addr", addr, "--secret", e2eSecret, "--api-key", "k", "--metrics-addr", maddr)
+		p.waitReady(t)
+		get := func(url, authz string) int {
+			req, _ := http.NewRequest("GET", url, nil)
+			if authz != "" {
+				req.Header.Set("Authorization", authz)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		if st := get("http://"+maddr+"/metrics", ""); st != http.StatusOK {
+			t.Errorf("--metrics-addr /metrics: %d", st)
+		}
+		if st := get("http://"+maddr+"/api/stats", "Bearer k"); st != http.StatusNotFound {
+			t.Errorf("--metrics-addr serves /api/stats: %d", st)
+		}
+		if st := get("http://"+addr+"/metrics", ""); st != http.StatusUnauthorized {
+			t.Errorf("--addr /metrics without the key: %d", st)
+		}
+		if st := get("http://"+addr+"/metrics", "Bearer k"); st != http.StatusOK {
+			t.Errorf("--addr /metrics with the key: %d", st)
+		}
+		p.stop(t)
+	})
+
 	t.Run("dev accepts a short secret", func(t *testing.T) {
 		p := e2eStart(t, bin, nil, "--dev", "--secret", "dev", "--addr", e2eFreeAddr(t))
 		p.waitReady(t)

@@ -26,10 +26,11 @@ const (
 	dropWhisperQueueFull // a whisper to a receiver whose queue is full
 	dropPresenceRate     // a presence update over its sender's rate limit
 	dropBrokerLost       // the broker reported messages of a stream lost (its subscribers get 4010)
+	dropWhisperCacheFull // a whisper relayed but not cached: the node's cache is at its bound
 	numDropReasons
 )
 
-var dropReasonNames = [numDropReasons]string{"slow_consumer", "recovery_gap", "live_gap", "whisper_rate", "whisper_queue_full", "presence_rate", "broker_lost"}
+var dropReasonNames = [numDropReasons]string{"slow_consumer", "recovery_gap", "live_gap", "whisper_rate", "whisper_queue_full", "presence_rate", "broker_lost", "whisper_cache_full"}
 
 // Message types counted by metrics; anything else counts as "other".
 var countedTypes = []string{

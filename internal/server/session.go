@@ -353,7 +353,9 @@ func (c *conn) onWhisper(id *auth.Identity, m *protocol.SendWhisper) {
 		// lives as long as the subscription: putting it under c.mu means a
 		// concurrent destroy either has not taken the subscription yet (and
 		// its Drop comes after) or has (and there is no Put).
-		c.srv.whispers.Put(w)
+		if !c.srv.whispers.Put(w) {
+			c.srv.metrics.drops[dropWhisperCacheFull].Add(1)
+		}
 	}
 	c.mu.Unlock()
 	var skip hub.Subscriber

@@ -29,13 +29,13 @@ type subscription struct {
 
 	// Guarded by c.mu.
 	buffering bool // live publications are held in buf, not queued
-	announced bool // subscribed is queued: whispers and presence diffs go out directly
+	waiting   bool // subscribed is not queued yet: whispers and presence diffs are held in bufW
 	// skipped is set when buf outgrew its bounds and was dropped; the next
 	// history read, which starts after skipped is cleared, covers it.
 	skipped  bool
 	buf      []buffered // publications
 	bufBytes int
-	bufW     []buffered // whispers (conflated by key) and presence diffs, until announced
+	bufW     []buffered // whispers (conflated by key) and presence diffs, while waiting
 	bufWSize int
 	wDrops   int    // presence diffs dropped from bufW
 	epoch    string // epoch of last
@@ -82,7 +82,7 @@ func (s *subscription) Deliver(m hub.Message, frame []byte) {
 		return
 	}
 	c.mu.Lock()
-	if offset == 0 && !s.announced {
+	if offset == 0 && s.waiting {
 		s.bufferEphemeralLocked(m.Key, frame)
 		c.mu.Unlock()
 		return
@@ -181,7 +181,7 @@ func (s *subscription) bufferEphemeralLocked(key uint64, frame []byte) {
 // subscribe registers a buffering subscription; the error is a wire error
 // to answer the sub with.
 func (srv *Server) subscribe(c *conn, stream string, wantPresence bool) (*subscription, *protocol.Error) {
-	sub := &subscription{c: c, stream: stream, presence: wantPresence, buffering: true}
+	sub := &subscription{c: c, stream: stream, presence: wantPresence, buffering: true, waiting: true}
 	c.mu.Lock()
 	if c.state != stateOpen || c.findSubLocked(stream) >= 0 {
 		c.mu.Unlock()
@@ -306,7 +306,7 @@ func (srv *Server) announce(sub *subscription, m *protocol.Subscribe) (ok, done 
 	c.mu.Lock()
 	wDrops := sub.wDrops
 	c.mu.Unlock()
-	reply.LV = srv.whispers.Snapshot(m.S, c.clientID)
+	reply.LV = srv.whispers.Snapshot(m.S, c.clientID, srv.stepBytes(c.codec))
 	if sub.presence {
 		members, err := srv.presence.Members(ctx, m.S)
 		if err != nil {
@@ -347,7 +347,7 @@ func (srv *Server) announce(sub *subscription, m *protocol.Subscribe) (ok, done 
 	for _, b := range sub.bufW {
 		kick = c.enqueueLocked(outItem{b: b.frame, key: b.key}) || kick
 	}
-	sub.bufW, sub.bufWSize, sub.announced = nil, 0, true
+	sub.bufW, sub.bufWSize, sub.waiting = nil, 0, false
 	done = !more && !sub.skipped
 	if done {
 		kick = sub.goLiveLocked() || kick
