@@ -446,7 +446,7 @@ func (s *subscription) checkLiveLocked() error {
 			continue
 		}
 		if b.offset != last+1 {
-			return fmt.Errorf("%w: live offset %d after %d", storage.ErrGap, b.offset, last)
+			return fmt.Errorf("live publication %d came after %d", b.offset, last)
 		}
 		last++
 	}
