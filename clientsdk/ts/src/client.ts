@@ -581,6 +581,14 @@ export class Huddle extends Events<ClientEvents> {
       case "presence":
         this.streamsByName.get(msg.s)?.presence._onDiff(msg);
         return;
+      case "unsubscribed":
+        if (!msg.id) {
+          // The server ended the subscription by itself (e.g. 4003 after a
+          // refresh whose token no longer grants the stream).
+          this.streamsByName.get(msg.s)?._onUnsubscribed(msg.code ?? 0, msg.reason ?? "unsubscribed by the server");
+          return;
+        }
+        break; // the reply to an unsub that carried an id
       case "error": {
         const err = new HuddleError(msg.code, msg.reason, msg.retry ?? false);
         const p = msg.id ? this.pending.get(msg.id) : undefined;
@@ -596,9 +604,11 @@ export class Huddle extends Events<ClientEvents> {
         return;
       }
     }
-    const p = this.pending.get(msg.id);
+    const id = msg.id;
+    if (!id) return;
+    const p = this.pending.get(id);
     if (!p) return; // a reply that timed out
-    this.pending.delete(msg.id);
+    this.pending.delete(id);
     clearTimeout(p.timer);
     p.onReply(msg);
   }

@@ -29,7 +29,11 @@ export interface Publication {
   from?: ClientInfo;
   /** ts is the publish time, unix ms. */
   ts: number;
-  /** recovered is true for publications missed while away and delivered on resubscribe. */
+  /**
+   * recovered is true for publications missed while away and delivered on
+   * resubscribe (in subscribed's reply or, for a large backlog, right after
+   * the subscribed event), false for live ones.
+   */
   recovered: boolean;
 }
 
@@ -46,6 +50,10 @@ export interface StreamEvents {
    * subscribed follows every (re)subscribe. recovered is set when the
    * subscribe asked to recover: false means publications were missed and
    * could not be delivered, so reload the state (e.g. with history()).
+   * missed counts the publications recovered (0 unless recovered is true).
+   * A small backlog is delivered before this event; of a large one, only the
+   * first part is, and the rest follows as publication events with
+   * recovered: true, in order, before any live one.
    */
   subscribed: { epoch: string; offset: number; recovered?: boolean; missed: number };
   /** publication delivers publications in offset order, each once. */
@@ -59,13 +67,16 @@ export interface StreamEvents {
 /** StreamState is the state of a stream's subscription. */
 export type StreamState = "unsubscribed" | "subscribing" | "subscribed";
 
-/** HistoryOptions select publications for {@link Stream.history}. */
+/**
+ * HistoryOptions select publications for {@link Stream.history} (and,
+ * without reverse, for {@link Stream.historyPages} and {@link Stream.historyAll}).
+ */
 export interface HistoryOptions {
-  /** since returns publications after this position. */
+  /** since returns publications after this position; by default from the oldest the server holds. */
   since?: Position;
-  /** limit caps the count (server default 100, max 1000). */
+  /** limit caps the count of a page (server default 100, max 1000); with historyPages and historyAll, of each page. */
   limit?: number;
-  /** reverse returns the newest first. */
+  /** reverse returns the newest first (history only: paging goes forward). */
   reverse?: boolean;
 }
 
@@ -75,7 +86,11 @@ export interface HistoryPage {
   /** epoch and offset are the stream's top. */
   epoch: string;
   offset: number;
-  /** more says that more publications match than were returned. */
+  /**
+   * more says that more publications match than were returned: the page
+   * was cut by limit or by the server's byte budget per page. Ask again with
+   * since at the last publication of the page (see historyPages).
+   */
   more: boolean;
 }
 
@@ -101,6 +116,9 @@ export class Stream extends Events<StreamEvents> {
   private subGen = 0;
   private retryTimer: unknown;
   private retries = 0; // failed subscribes in a row, for the backoff
+  // The top that subscribed reported, while missed publications up to it may
+  // still arrive as pub messages (a recovered backlog too large for the reply).
+  private recoverTop: Position | undefined;
 
   /** @internal Use {@link Huddle.stream}. */
   constructor(client: Huddle, name: string, opts: StreamOptions) {
@@ -124,7 +142,12 @@ export class Stream extends Events<StreamEvents> {
     return { offset: ack.offset ?? 0, epoch: ack.epoch ?? "" };
   }
 
-  /** history reads stored publications. */
+  /**
+   * history reads one page of stored publications. A page holds at most
+   * limit publications and at most the server's byte budget per page (at
+   * least one); more: true says there are more. See historyPages to read
+   * them all.
+   */
   async history(opts: HistoryOptions = {}): Promise<HistoryPage> {
     const h = await this.client._call((id) => {
       const m: ClientMessage = { t: "history", id, s: this.name };
@@ -134,6 +157,41 @@ export class Stream extends Events<StreamEvents> {
       return m;
     }, "history");
     return { pubs: h.pubs.map((p) => toPublication(p, false)), epoch: h.epoch, offset: h.offset, more: h.more ?? false };
+  }
+
+  /**
+   * historyPages reads the stored publications after since (oldest first),
+   * page by page: it yields each page and, while the server says more, asks
+   * for the next one after the last publication received. Stop iterating to
+   * stop asking. It follows one epoch: if the stream's history is lost
+   * meanwhile (a new epoch), the next page rejects with error 4010. Paging
+   * goes forward only; for the newest publications first, use history with
+   * reverse (one page).
+   */
+  async *historyPages(opts: Omit<HistoryOptions, "reverse"> = {}): AsyncGenerator<HistoryPage, void, undefined> {
+    if ((opts as HistoryOptions).reverse) throw new TypeError("Huddle: historyPages pages forward only; use history({ reverse: true }) for one page of the newest");
+    let since = opts.since ? { ...opts.since } : undefined;
+    for (;;) {
+      const page = await this.history(since ? { since, limit: opts.limit } : { limit: opts.limit });
+      yield page;
+      const last = page.pubs[page.pubs.length - 1];
+      if (!page.more || !last) return;
+      if (since && last.epoch === since.epoch && last.offset <= since.offset) {
+        throw new HuddleError(0, `history did not move past offset ${since.offset}`);
+      }
+      since = { epoch: last.epoch, offset: last.offset };
+    }
+  }
+
+  /**
+   * historyAll reads every stored publication after since (oldest first),
+   * following more through as many pages as it takes (see historyPages).
+   * All of it is held in memory: prefer historyPages for large histories.
+   */
+  async historyAll(opts: Omit<HistoryOptions, "reverse"> = {}): Promise<Publication[]> {
+    const out: Publication[] = [];
+    for await (const page of this.historyPages(opts)) out.push(...page.pubs);
+    return out;
   }
 
   /**
@@ -180,6 +238,7 @@ export class Stream extends Events<StreamEvents> {
   private close(): void {
     this.closed = true;
     this.subGen++;
+    this.recoverTop = undefined;
     clearTimeout(this.retryTimer);
     this.state = "unsubscribed";
     this.presence._clear();
@@ -197,6 +256,7 @@ export class Stream extends Events<StreamEvents> {
     clearTimeout(this.retryTimer);
     const gen = ++this.subGen;
     this.state = "subscribing";
+    this.recoverTop = undefined;
     const recover = this.opts.recover !== false && this.position ? { ...this.position } : undefined;
     const presence = this.opts.presence === true || this.opts.join !== undefined;
     this.client._request(
@@ -207,7 +267,7 @@ export class Stream extends Events<StreamEvents> {
         if (this.presence.joined) m.join = this.presence.state ?? {};
         return m;
       },
-      (msg) => this.onSubscribed(gen, msg, recover !== undefined, presence),
+      (msg) => this.onSubscribed(gen, msg, recover, presence),
       (err) => this.onSubscribeFailed(gen, err),
     );
   }
@@ -222,6 +282,7 @@ export class Stream extends Events<StreamEvents> {
     this.subGen++;
     clearTimeout(this.retryTimer);
     this.retries = 0;
+    this.recoverTop = undefined;
     this.state = final ? "unsubscribed" : "subscribing";
     if (final) {
       this.presence._clear();
@@ -232,7 +293,25 @@ export class Stream extends Events<StreamEvents> {
 
   /** @internal */
   _onPub(p: Pub): void {
-    if (this.state === "subscribed") this.deliver(p, false);
+    if (this.state !== "subscribed") return;
+    const top = this.recoverTop;
+    if (!top) {
+      this.deliver(p, false);
+      return;
+    }
+    // Missed publications that did not fit in subscribed's reply come first,
+    // up to the top subscribed reported; live ones follow.
+    const recovered = p.epoch === top.epoch && p.offset <= top.offset;
+    if (!recovered || p.offset === top.offset) this.recoverTop = undefined;
+    this.deliver(p, recovered);
+  }
+
+  /** @internal _onUnsubscribed: the server ended the subscription (unsubscribed with a code, no id). */
+  _onUnsubscribed(code: number, reason: string): void {
+    if (this.closed) return;
+    this.close();
+    this.emit("unsubscribed", { code, reason });
+    this.emit("error", new HuddleError(code, reason));
   }
 
   /** @internal */
@@ -249,25 +328,31 @@ export class Stream extends Events<StreamEvents> {
     this.emit("error", err);
   }
 
-  private onSubscribed(gen: number, msg: ServerMessage, recovering: boolean, presence: boolean): void {
+  private onSubscribed(gen: number, msg: ServerMessage, recover: Position | undefined, presence: boolean): void {
     if (gen !== this.subGen || this.closed) return;
     if (msg.t !== "subscribed") return;
     this.state = "subscribed";
     this.retries = 0;
-    if (!recovering || msg.recovered !== true || !this.position || this.position.epoch !== msg.epoch) {
+    // Recovered: every offset in (recover.offset, msg.offset] was missed and
+    // comes now, in subscribed.pubs or as pub messages right after it.
+    const recovered = recover !== undefined && msg.recovered === true && recover.epoch === msg.epoch;
+    const missed = recovered ? Math.max(0, msg.offset - recover.offset) : 0;
+    if (!recovered || !this.position || this.position.epoch !== msg.epoch) {
       this.position = { epoch: msg.epoch, offset: msg.offset };
     }
+    this.recoverTop = recovered && missed > 0 ? { epoch: msg.epoch, offset: msg.offset } : undefined;
     if (presence) this.presence._onSnapshot(msg.members ?? []);
     this.latestWhispers.clear();
     for (const c of this.cursorSets.values()) c._reset();
     for (const w of msg.lv ?? []) this._onWhisper(w);
-    const pubs = msg.pubs ?? [];
-    for (const p of pubs) {
+    for (const p of msg.pubs ?? []) {
       if (gen !== this.subGen) return; // a listener unsubscribed, or a gap resubscribed
       this.deliver(p, true);
     }
     if (gen !== this.subGen) return;
-    const ev: StreamEvents["subscribed"] = { epoch: msg.epoch, offset: msg.offset, missed: pubs.length };
+    const pos = this.position;
+    if (this.recoverTop && pos && pos.epoch === msg.epoch && pos.offset >= msg.offset) this.recoverTop = undefined; // all in the reply
+    const ev: StreamEvents["subscribed"] = { epoch: msg.epoch, offset: msg.offset, missed };
     if (msg.recovered !== undefined) ev.recovered = msg.recovered;
     this.emit("subscribed", ev);
   }
