@@ -84,6 +84,9 @@ type conn struct {
 	state      uint8
 	running    bool
 	events     uint8
+	corked     bool            // whispers queued wait for the pacer's round
+	cleanClose bool            // the peer sent a close frame, or was told not to reconnect: presence ends at once
+	closeFd    bool            // destroy ran while a worker was on the socket: the worker closes fd
 	queue      []outItem
 	spare      []outItem
 	queued     int             // bytes in queue
@@ -91,15 +94,9 @@ type conn struct {
 	subs       []*subscription // few per connection: a slice beats a map
 	joined     []string        // streams whose presence this connection is in
 	closeBy    int64           // unix nanos when stateClosing gives way to closing the socket
-	corked     bool            // whispers queued wait for the pacer's round
 	lastFlush  int64           // unix nanos of the last write of queued items (with a pacer)
-	cleanClose bool            // the peer sent a close frame, or was told not to reconnect: presence ends at once
-	jobs       []queuedJob     // replies waiting for room in the queue (see pump)
-	jobBusy    bool            // a goroutine is stepping jobs[0]
-	// waitingRequests counts the history and who requests among jobs.
-	waitingRequests int
-	closeFd         bool // destroy ran while a worker was on the socket: the worker closes fd
-	wake            chan struct{}
+	jobs       *jobQueue       // replies waiting for room in the queue (see pump); nil when none
+	wake       chan struct{}
 }
 
 // connRare holds worker-owned state that most connections never use, so an
@@ -377,7 +374,7 @@ func (c *conn) destroy(abrupt bool) {
 	c.subs = nil
 	clear(c.queue)
 	c.queue, c.spare, c.queued = nil, nil, 0
-	c.jobs, c.waitingRequests = nil, 0
+	c.jobs = nil
 	wake := c.wake
 	clean := c.cleanClose
 	// A raw descriptor is closed only when no worker uses it, or its

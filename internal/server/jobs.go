@@ -43,6 +43,21 @@ func (srv *Server) stepBytes(codec protocol.Codec) int {
 	return srv.cfg.MaxQueue / 8
 }
 
+// jobQueue is a connection's jobs, first in line first. Guarded by c.mu;
+// a connection has one only while it has jobs, so an idle connection does
+// not carry it.
+type jobQueue struct {
+	list []queuedJob
+	busy bool // a goroutine is stepping list[0]
+	// requests counts the history and who requests in list.
+	requests int
+}
+
+type queuedJob struct {
+	j       job
+	request bool
+}
+
 // addJob puts j behind the connection's other jobs and runs what there is
 // room for. request tells whether j answers a history or who request,
 // whose waiting number is bounded; false is returned when it is not taken.
@@ -52,50 +67,55 @@ func (c *conn) addJob(j job, request bool) bool {
 		c.mu.Unlock()
 		return false
 	}
+	if c.jobs == nil {
+		c.jobs = &jobQueue{}
+	}
+	q := c.jobs
 	if request {
-		if c.waitingRequests >= maxWaitingRequests {
+		if q.requests >= maxWaitingRequests {
 			c.mu.Unlock()
 			return false
 		}
-		c.waitingRequests++
+		q.requests++
 	}
-	c.jobs = append(c.jobs, queuedJob{j: j, request: request})
+	q.list = append(q.list, queuedJob{j: j, request: request})
 	c.mu.Unlock()
 	c.pump()
 	return true
 }
 
-type queuedJob struct {
-	j       job
-	request bool
-}
-
 // pump runs the connection's jobs, first in line first, while its queue has
-// room. Exactly one goroutine steps a connection's jobs at a time (jobBusy).
+// room. Exactly one goroutine steps a connection's jobs at a time (busy).
 func (c *conn) pump() {
 	room := c.srv.replyRoom()
 	for {
 		c.mu.Lock()
-		if c.jobBusy || len(c.jobs) == 0 || c.state != stateOpen || c.queued+c.pendingLen > room {
+		q := c.jobs
+		if q == nil || q.busy || c.state != stateOpen || c.queued+c.pendingLen > room {
 			c.mu.Unlock()
 			return
 		}
-		q := c.jobs[0]
-		c.jobBusy = true
+		if len(q.list) == 0 {
+			c.jobs = nil
+			c.mu.Unlock()
+			return
+		}
+		head := q.list[0]
+		q.busy = true
 		c.mu.Unlock()
 
-		done := q.j.step(c)
+		done := head.j.step(c)
 
 		c.mu.Lock()
-		c.jobBusy = false
-		if done && len(c.jobs) > 0 && c.jobs[0] == q {
-			c.jobs[0] = queuedJob{}
-			c.jobs = c.jobs[1:]
-			if len(c.jobs) == 0 {
-				c.jobs = nil
+		q.busy = false
+		if done && c.jobs == q && len(q.list) > 0 {
+			q.list[0] = queuedJob{}
+			q.list = q.list[1:]
+			if head.request {
+				q.requests--
 			}
-			if q.request {
-				c.waitingRequests--
+			if len(q.list) == 0 {
+				c.jobs = nil
 			}
 		}
 		c.mu.Unlock()
@@ -104,7 +124,7 @@ func (c *conn) pump() {
 
 // jobsWaitingLocked reports whether a job waits for the queue to drain.
 // Lock c.mu must be held.
-func (c *conn) jobsWaitingLocked() bool { return len(c.jobs) > 0 && !c.jobBusy }
+func (c *conn) jobsWaitingLocked() bool { return c.jobs != nil && !c.jobs.busy }
 
 // historyJob answers a history request with one page: at most the
 // request's limit, and at most a step's bytes, with more: true when either

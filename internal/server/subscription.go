@@ -28,8 +28,20 @@ type subscription struct {
 	presence bool // wants presence diffs
 
 	// Guarded by c.mu.
-	buffering bool // live publications are held in buf, not queued
-	waiting   bool // subscribed is not queued yet: whispers and presence diffs are held in bufW
+	pend  *pending // what the subscription holds until it is live; nil once live
+	epoch string   // epoch of last
+	last  uint64   // offset of the last publication queued; later ones must exceed it
+	// registered is set once subscribe has added the subscription to the
+	// hub and the broker; dropped, when whoever took it from c.subs before
+	// that left the undoing to subscribe.
+	registered, dropped bool
+}
+
+// pending is what a subscription holds until it is live: the live
+// publications it buffers (instead of queueing them), and the whispers and
+// presence diffs that arrive before subscribed is queued.
+type pending struct {
+	waiting bool // subscribed is not queued yet: whispers and presence diffs are held in bufW
 	// skipped is set when buf outgrew its bounds and was dropped; the next
 	// history read, which starts after skipped is cleared, covers it.
 	skipped  bool
@@ -37,13 +49,7 @@ type subscription struct {
 	bufBytes int
 	bufW     []buffered // whispers (conflated by key) and presence diffs, while waiting
 	bufWSize int
-	wDrops   int    // presence diffs dropped from bufW
-	epoch    string // epoch of last
-	last     uint64 // offset of the last publication queued; later ones must exceed it
-	// registered is set once subscribe has added the subscription to the
-	// hub and the broker; dropped, when whoever took it from c.subs before
-	// that left the undoing to subscribe.
-	registered, dropped bool
+	wDrops   int // presence diffs dropped from bufW
 }
 
 type buffered struct {
@@ -82,15 +88,17 @@ func (s *subscription) Deliver(m hub.Message, frame []byte) {
 		return
 	}
 	c.mu.Lock()
-	if offset == 0 && s.waiting {
-		s.bufferEphemeralLocked(m.Key, frame)
-		c.mu.Unlock()
-		return
-	}
-	if offset > 0 && s.buffering {
-		s.bufferPubLocked(offset, m.Epoch, frame)
-		c.mu.Unlock()
-		return
+	if p := s.pend; p != nil {
+		if offset == 0 && p.waiting {
+			p.bufferEphemeralLocked(c.srv.cfg.MaxQueue, m.Key, frame)
+			c.mu.Unlock()
+			return
+		}
+		if offset > 0 {
+			p.bufferPubLocked(c.srv.cfg.MaxQueue, offset, m.Epoch, frame)
+			c.mu.Unlock()
+			return
+		}
 	}
 	if offset > 0 {
 		if m.Epoch != s.epoch {
@@ -140,11 +148,11 @@ func (s *subscription) gapLocked() {
 // bufferPubLocked holds a live publication until the subscription is live.
 // Past the bounds the buffer is dropped: those publications are in the
 // history, and the catch-up reads them from there. Lock c.mu must be held.
-func (s *subscription) bufferPubLocked(offset uint64, epoch string, frame []byte) {
+func (s *pending) bufferPubLocked(maxBytes int, offset uint64, epoch string, frame []byte) {
 	if s.skipped {
 		return
 	}
-	if len(s.buf) >= maxRecoverBuffer || s.bufBytes+len(frame) > s.c.srv.cfg.MaxQueue {
+	if len(s.buf) >= maxRecoverBuffer || s.bufBytes+len(frame) > maxBytes {
 		clear(s.buf)
 		s.buf, s.bufBytes, s.skipped = nil, 0, true
 		return
@@ -158,7 +166,7 @@ func (s *subscription) bufferPubLocked(offset uint64, epoch string, frame []byte
 // dropped and counted: one dropped before the presence snapshot is read is
 // in the snapshot, one dropped after fails the subscribe (see announce).
 // Lock c.mu must be held.
-func (s *subscription) bufferEphemeralLocked(key uint64, frame []byte) {
+func (s *pending) bufferEphemeralLocked(maxBytes int, key uint64, frame []byte) {
 	if key != 0 {
 		for i := range s.bufW {
 			if s.bufW[i].key == key {
@@ -168,7 +176,7 @@ func (s *subscription) bufferEphemeralLocked(key uint64, frame []byte) {
 			}
 		}
 	}
-	if len(s.bufW) >= maxRecoverBuffer || s.bufWSize+len(frame) > s.c.srv.cfg.MaxQueue {
+	if len(s.bufW) >= maxRecoverBuffer || s.bufWSize+len(frame) > maxBytes {
 		if key == 0 {
 			s.wDrops++
 		}
@@ -181,7 +189,7 @@ func (s *subscription) bufferEphemeralLocked(key uint64, frame []byte) {
 // subscribe registers a buffering subscription; the error is a wire error
 // to answer the sub with.
 func (srv *Server) subscribe(c *conn, stream string, wantPresence bool) (*subscription, *protocol.Error) {
-	sub := &subscription{c: c, stream: stream, presence: wantPresence, buffering: true, waiting: true}
+	sub := &subscription{c: c, stream: stream, presence: wantPresence, pend: &pending{waiting: true}}
 	c.mu.Lock()
 	if c.state != stateOpen || c.findSubLocked(stream) >= 0 {
 		c.mu.Unlock()
@@ -304,7 +312,7 @@ func (srv *Server) announce(sub *subscription, m *protocol.Subscribe) (ok, done 
 		return false, true
 	}
 	c.mu.Lock()
-	wDrops := sub.wDrops
+	wDrops := sub.pend.wDrops
 	c.mu.Unlock()
 	reply.LV = srv.whispers.Snapshot(m.S, c.clientID, srv.stepBytes(c.codec))
 	if sub.presence {
@@ -329,14 +337,14 @@ func (srv *Server) announce(sub *subscription, m *protocol.Subscribe) (ok, done 
 		sub.last = history[len(history)-1].Offset
 	}
 	var gapErr error
-	if !more && !sub.skipped {
+	if !more && !sub.pend.skipped {
 		gapErr = sub.checkLiveLocked()
 	}
-	if sub.wDrops != wDrops {
+	if sub.pend.wDrops != wDrops {
 		gapErr = errors.New("too many presence diffs arrived during the subscribe")
 	}
 	if gapErr != nil {
-		sub.buf = nil
+		sub.pend.buf = nil
 		c.mu.Unlock()
 		srv.dropSubscription(sub)
 		srv.metrics.drops[dropRecoveryGap].Add(1)
@@ -344,11 +352,11 @@ func (srv *Server) announce(sub *subscription, m *protocol.Subscribe) (ok, done 
 		return false, true
 	}
 	kick := c.enqueueLocked(outItem{b: frame})
-	for _, b := range sub.bufW {
+	for _, b := range sub.pend.bufW {
 		kick = c.enqueueLocked(outItem{b: b.frame, key: b.key}) || kick
 	}
-	sub.bufW, sub.bufWSize, sub.waiting = nil, 0, false
-	done = !more && !sub.skipped
+	sub.pend.bufW, sub.pend.bufWSize, sub.pend.waiting = nil, 0, false
+	done = !more && !sub.pend.skipped
 	if done {
 		kick = sub.goLiveLocked() || kick
 	}
@@ -406,7 +414,7 @@ func (srv *Server) catchUp(sub *subscription) (done bool) {
 		kick = c.enqueueLocked(outItem{b: f}) || kick
 		sub.last = res.Pubs[i].Offset
 	}
-	if !res.More && !sub.skipped {
+	if !res.More && !sub.pend.skipped {
 		if err := sub.checkLiveLocked(); err != nil {
 			sub.gapLocked() // releases c.mu
 			return true
@@ -425,9 +433,9 @@ func (srv *Server) catchUp(sub *subscription) (done bool) {
 // was dropped; the history read that follows covers what it held. Lock
 // c.mu must be held.
 func (s *subscription) resumeLocked() {
-	if s.skipped {
-		s.skipped = false
-		s.buf, s.bufBytes = nil, 0
+	if p := s.pend; p.skipped {
+		p.skipped = false
+		p.buf, p.bufBytes = nil, 0
 	}
 }
 
@@ -438,7 +446,7 @@ func (s *subscription) resumeLocked() {
 // Lock c.mu must be held.
 func (s *subscription) checkLiveLocked() error {
 	last := s.last
-	for _, b := range s.buf {
+	for _, b := range s.pend.buf {
 		if b.epoch != s.epoch {
 			return errors.New("the stream's epoch changed during the subscribe")
 		}
@@ -458,15 +466,15 @@ func (s *subscription) checkLiveLocked() error {
 // reports whether a worker must be kicked. Lock c.mu must be held.
 func (s *subscription) goLiveLocked() (kick bool) {
 	c := s.c
-	for _, b := range s.buf {
+	for _, b := range s.pend.buf {
 		if b.offset <= s.last {
 			continue
 		}
 		kick = c.enqueueLocked(outItem{b: b.frame}) || kick
 		s.last = b.offset
 	}
-	clear(s.buf)
-	s.buf, s.bufBytes, s.buffering = nil, 0, false
+	clear(s.pend.buf)
+	s.pend = nil
 	return kick
 }
 
