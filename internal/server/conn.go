@@ -84,9 +84,9 @@ type conn struct {
 	state      uint8
 	running    bool
 	events     uint8
-	corked     bool            // whispers queued wait for the pacer's round
-	cleanClose bool            // the peer sent a close frame, or was told not to reconnect: presence ends at once
-	closeFd    bool            // destroy ran while a worker was on the socket: the worker closes fd
+	corked     bool // whispers queued wait for the pacer's round
+	cleanClose bool // the peer sent a close frame, or was told not to reconnect: presence ends at once
+	closeFd    bool // destroy ran while a worker was on the socket: the worker closes fd
 	queue      []outItem
 	spare      []outItem
 	queued     int             // bytes in queue

@@ -182,4 +182,3 @@ func defaultPort(scheme, port string) string {
 	}
 	return port
 }
-
