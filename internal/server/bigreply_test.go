@@ -233,3 +233,37 @@ func TestMaxJoins(t *testing.T) {
 	nextAs[*protocol.Ack](t, c)
 	nextAs[*protocol.Ack](t, c)
 }
+
+// A presence snapshot larger than the connection's queue takes is refused
+// with 4005 (and the subscribe without presence works), rather than queued
+// and followed by 4008 on every resubscribe.
+func TestPresenceSnapshotTooLarge(t *testing.T) {
+	h := start(t, func(o *harnessOpts) { o.cfg.MaxQueue = 64 << 10 })
+	const stream = "crowd:1"
+	state := map[string]any{"bio": strings.Repeat("b", 3500)}
+	for i := range 20 { // 20 × 3.5 KB, over the 48 KiB a reply may take
+		m := dialUser(t, h, fmt.Sprintf("m%d", i))
+		if err := m.Send(&protocol.Join{ID: 1, S: stream, State: protocol.MustRaw(state)}); err != nil {
+			t.Fatal(err)
+		}
+		nextAs[*protocol.Ack](t, m)
+	}
+	c := dialUser(t, h, "late")
+	for round := range 3 {
+		if err := c.Send(&protocol.Subscribe{ID: uint64(10 + round), S: stream, Presence: true}); err != nil {
+			t.Fatal(err)
+		}
+		e := wantError(t, c, uint64(10+round), protocol.CodeTooLarge)
+		if !strings.Contains(e.Reason, "--max-queue") {
+			t.Fatalf("reason %q does not say what to change", e.Reason)
+		}
+	}
+	if err := c.Send(&protocol.WhoRequest{ID: 20, S: stream}); err != nil {
+		t.Fatal(err)
+	}
+	wantError(t, c, 20, protocol.CodeTooLarge)
+	if s := subscribe(t, c, 21, stream, nil); s.S != stream {
+		t.Fatalf("subscribed %+v", s)
+	}
+	wantAlive(t, c)
+}

@@ -309,7 +309,13 @@ func (c *conn) send(m protocol.Message) {
 		c.srv.log.Error("encode failed", "type", m.Type(), "err", err)
 		return
 	}
-	c.srv.metrics.countOut(m.Type(), 1)
+	c.sendEncoded(m.Type(), b)
+}
+
+// sendEncoded queues b, a message of type typ already encoded in the
+// connection's codec.
+func (c *conn) sendEncoded(typ string, b []byte) {
+	c.srv.metrics.countOut(typ, 1)
 	c.mu.Lock()
 	start := c.enqueueLocked(outItem{b: b})
 	c.mu.Unlock()

@@ -33,6 +33,16 @@ type job interface {
 // replyRoom is the queued bytes up to which a connection's jobs may run.
 func (srv *Server) replyRoom() int { return srv.cfg.MaxQueue / 4 }
 
+// maxReply is the largest reply a job may queue: what the queue still takes
+// when the job runs. A presence snapshot larger than that (thousands of
+// members with kilobytes of state each) is refused with 4005 rather than
+// queued, which would end the connection with 4008 on every try.
+func (srv *Server) maxReply() int { return srv.cfg.MaxQueue - srv.replyRoom() }
+
+func snapshotTooLarge(members, size int) string {
+	return "the presence snapshot (" + itoa(members) + " members, " + itoa(size) + " bytes) is larger than this connection's queue takes (raise --max-queue, or subscribe without presence)"
+}
+
 // stepBytes is the publication data one step of a job reads (at least one
 // publication is always read). JSON may spell data out larger than its
 // msgpack form, so JSON connections read less per step.
@@ -179,7 +189,16 @@ func (j whoJob) step(c *conn) bool {
 	if members == nil {
 		members = []protocol.Member{}
 	}
-	c.send(&protocol.Who{ID: m.ID, S: m.S, Members: members})
+	b, err := protocol.AppendMessage(c.codec, nil, &protocol.Who{ID: m.ID, S: m.S, Members: members})
+	if err != nil {
+		c.sendError(m.ID, m.S, protocol.CodeInternal, "who failed: "+err.Error())
+		return true
+	}
+	if len(b) > c.srv.maxReply() {
+		c.sendError(m.ID, m.S, protocol.CodeTooLarge, snapshotTooLarge(len(members), len(b)))
+		return true
+	}
+	c.sendEncoded(protocol.TypeWho, b)
 	return true
 }
 

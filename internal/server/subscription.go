@@ -330,6 +330,13 @@ func (srv *Server) announce(sub *subscription, m *protocol.Subscribe) (ok, done 
 		c.sendError(m.ID, m.S, protocol.CodeInternal, "subscribe failed: "+err.Error())
 		return false, true
 	}
+	if len(reply.Members) > 0 && len(frame) > srv.maxReply() {
+		// Queued, it would close the connection with 4008, and so would
+		// every resubscribe: say why instead.
+		srv.dropSubscription(sub)
+		c.sendError(m.ID, m.S, protocol.CodeTooLarge, snapshotTooLarge(len(reply.Members), len(frame)))
+		return false, true
+	}
 
 	c.mu.Lock()
 	sub.epoch, sub.last = reply.Epoch, after
