@@ -144,9 +144,10 @@ func (c *Cache) shard(stream string) *cacheShard {
 	return &c.shards[maphash.String(c.seed, stream)%cacheShards]
 }
 
-// Put records w as its sender's newest whisper of w.Ev on w.S. It reports
-// false when the node's cache is full: w is not cached, and neither is the
-// sender's previous whisper of w.Ev.
+// Put records w as its sender's newest whisper of w.Ev on w.S. A sender at
+// MaxEvents loses its oldest event first. It reports false when the node's
+// cache is full: w is not cached, and neither is the sender's previous
+// whisper of w.Ev.
 func (c *Cache) Put(w protocol.Whisper) bool {
 	size := entrySize(&w)
 	sh := c.shard(w.S)
@@ -163,7 +164,10 @@ func (c *Cache) Put(w protocol.Whisper) bool {
 			old := entrySize(&list[i])
 			if c.bytes.Load()+size-old > int64(c.cfg.MaxCacheBytes) {
 				c.bytes.Add(-old)
-				list = append(list[:i], list[i+1:]...)
+				n := len(list) - 1
+				copy(list[i:], list[i+1:])
+				list[n] = protocol.Whisper{}
+				list = list[:n]
 				c.storeLocked(sh, w.S, w.From.Client, list)
 				return false
 			}
@@ -206,8 +210,8 @@ func (c *Cache) storeLocked(sh *cacheShard, stream, sender string, list []protoc
 func (c *Cache) Bytes() int64 { return c.bytes.Load() }
 
 // Snapshot returns the cached whispers of stream except those of the
-// connection except (which may be ""), at most maxData bytes of their data
-// (0: no bound). A sender's whispers are returned all or none, so a reply
+// connection except (which may be ""), at most maxData bytes of them,
+// counted as the cache counts them (0: no bound). A sender's whispers are returned all or none, so a reply
 // in a crowded stream shows fewer senders, never half a sender.
 func (c *Cache) Snapshot(stream, except string, maxData int) []protocol.Whisper {
 	sh := c.shard(stream)
@@ -221,7 +225,7 @@ func (c *Cache) Snapshot(stream, except string, maxData int) []protocol.Whisper 
 		}
 		n := 0
 		for i := range list {
-			n += len(list[i].Data)
+			n += int(entrySize(&list[i]))
 		}
 		if maxData > 0 && total+n > maxData {
 			continue

@@ -98,6 +98,10 @@ func apiMethod(path string) string {
 // apiKeyed guards an endpoint with the API key.
 func (s *Server) apiKeyed(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		if s.draining.Load() {
+			// The caller can tell a draining node from every API answer.
+			w.Header().Set("Huddle-Draining", "true")
+		}
 		key, ok := auth.BearerToken(r.Header.Get("Authorization"))
 		if s.cfg.APIKey == "" {
 			apiError(w, http.StatusUnauthorized, "unauthorized", "the HTTP API is disabled: start the server with --api-key (/metrics: or --metrics-addr)")
@@ -107,10 +111,6 @@ func (s *Server) apiKeyed(h http.HandlerFunc) http.HandlerFunc {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="huddle"`)
 			apiError(w, http.StatusUnauthorized, "unauthorized", "missing or wrong API key (Authorization: Bearer <api key>)")
 			return
-		}
-		if s.draining.Load() {
-			// The caller can tell a draining node from every API answer.
-			w.Header().Set("Huddle-Draining", "true")
 		}
 		h(w, r)
 	}

@@ -3,7 +3,6 @@ package server_test
 import (
 	"fmt"
 	"net/http"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -168,13 +167,7 @@ func TestHistoryRequestsBoundedInFlight(t *testing.T) {
 	const n, size, attackers = 40, 1000_000, 4
 	stream := "amplify:1"
 	publishBig(t, h, stream, 1, n, size)
-	heap := func() uint64 {
-		runtime.GC()
-		var ms runtime.MemStats
-		runtime.ReadMemStats(&ms)
-		return ms.HeapInuse
-	}
-	before := heap()
+	before := heapInUse()
 	for i := range attackers {
 		a := dialRaw(t, h.URL, wsclient.Options{NoReader: true, Subprotocols: []string{protocol.SubprotocolJSON}})
 		msgs := []protocol.Message{&protocol.Connect{ID: 1, Token: token(t, "mallory")}}
@@ -193,7 +186,7 @@ func TestHistoryRequestsBoundedInFlight(t *testing.T) {
 		worst = max(worst, time.Since(t0))
 		time.Sleep(20 * time.Millisecond)
 	}
-	grown := int64(heap()) - int64(before)
+	grown := int64(heapInUse()) - int64(before)
 	t.Logf("heap grew by %d MB with %d attackers; probe's worst round trip %v", grown>>20, attackers, worst)
 	// Each attacker may hold about its queue bound (4 MiB) in replies and
 	// the kernel a few MB more; 40 MB of history answered to four clients

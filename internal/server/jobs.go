@@ -43,6 +43,17 @@ func snapshotTooLarge(members, size int) string {
 	return "the presence snapshot (" + itoa(members) + " members, " + itoa(size) + " bytes) is larger than this connection's queue takes (raise --max-queue, or subscribe without presence)"
 }
 
+// stepPubs bounds the publications of one step: each costs its stream
+// name, epoch, ids and timestamp besides its data, and a step of many tiny
+// publications must stay within a step's bytes too.
+func (srv *Server) stepPubs(codec protocol.Codec, stream string) int {
+	return max(1, srv.stepBytes(codec)/(len(stream)+pubOverhead))
+}
+
+// pubOverhead is what a pub message costs besides its stream name and
+// data, at most: epoch, offset, timestamp, user and client ids, keys.
+const pubOverhead = 160
+
 // stepBytes is the publication data one step of a job reads (at least one
 // publication is always read). JSON may spell data out larger than its
 // msgpack form, so JSON connections read less per step.
@@ -69,8 +80,9 @@ type queuedJob struct {
 }
 
 // addJob puts j behind the connection's other jobs and runs what there is
-// room for. request tells whether j answers a history or who request,
-// whose waiting number is bounded; false is returned when it is not taken.
+// room for. request tells whether j answers a history or who request, of
+// which at most maxWaitingRequests may wait; subscribes are bounded by
+// --max-subscriptions. false is returned when j is not taken.
 func (c *conn) addJob(j job, request bool) bool {
 	c.mu.Lock()
 	if c.state != stateOpen {
@@ -81,11 +93,11 @@ func (c *conn) addJob(j job, request bool) bool {
 		c.jobs = &jobQueue{}
 	}
 	q := c.jobs
+	if request && q.requests >= maxWaitingRequests || len(q.list) >= maxWaitingRequests+c.srv.cfg.MaxSubscriptions {
+		c.mu.Unlock()
+		return false
+	}
 	if request {
-		if q.requests >= maxWaitingRequests {
-			c.mu.Unlock()
-			return false
-		}
 		q.requests++
 	}
 	q.list = append(q.list, queuedJob{j: j, request: request})
@@ -145,6 +157,11 @@ type historyJob struct {
 
 func (j historyJob) step(c *conn) bool {
 	m := j.m
+	// A refresh while the request waited may have taken the op away.
+	if id := c.ident.Load(); id == nil || !c.srv.auth.Allowed(id, auth.OpHistory, m.S) {
+		c.sendError(m.ID, m.S, protocol.CodeForbidden, "op history is not allowed on this stream")
+		return true
+	}
 	limit := m.Limit
 	if limit <= 0 {
 		limit = defaultHistoryLimit
@@ -179,6 +196,10 @@ type whoJob struct {
 
 func (j whoJob) step(c *conn) bool {
 	m := j.m
+	if id := c.ident.Load(); id == nil || !c.srv.auth.Allowed(id, auth.OpSub, m.S) && !c.srv.auth.Allowed(id, auth.OpPresence, m.S) {
+		c.sendError(m.ID, m.S, protocol.CodeForbidden, "who needs op sub or presence on this stream")
+		return true
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
 	members, err := c.srv.presence.Members(ctx, m.S)
@@ -202,16 +223,20 @@ func (j whoJob) step(c *conn) bool {
 	return true
 }
 
-// subscribeJob completes a subscribe: its first step answers with
-// subscribed (the stream's position, the first missed publications when
-// recovering, the presence snapshot, the latest whispers); later steps
+// subscribeJob completes a subscribe: its first step registers the
+// subscription and answers with subscribed (the stream's position, the
+// first missed publications when recovering, the presence snapshot, the
+// latest whispers), then joins presence if the sub asked to; later steps
 // send the rest of the missed publications as pub messages, a step's bytes
 // at a time, until the subscription catches up with the live publications
 // it buffered meanwhile.
 type subscribeJob struct {
 	sub *subscription
 	m   *protocol.Subscribe // nil once subscribed was sent
-	id  *auth.Identity
+	// join is the state the sub asked to join presence with; a later
+	// join, leave, update or unsub of the stream settles it first (see
+	// settleJoin). Guarded by c.mu.
+	join protocol.Raw
 }
 
 func (j *subscribeJob) step(c *conn) bool {
@@ -224,11 +249,69 @@ func (j *subscribeJob) step(c *conn) bool {
 	}
 	m := j.m
 	j.m = nil
+	if werr := srv.register(j.sub); werr != nil {
+		c.sendError(m.ID, m.S, werr.Code, werr.Reason)
+		return true
+	}
 	ok, done := srv.announce(j.sub, m)
-	if ok && len(m.Join) > 0 {
-		c.join(j.id, 0, m.S, m.Join)
+	if ok {
+		c.mu.Lock()
+		join := j.join
+		j.join = nil
+		c.mu.Unlock()
+		// The identity of now, not of the sub: a refresh in between may
+		// have taken presence away.
+		if id := c.ident.Load(); len(join) > 0 && id != nil {
+			c.join(id, 0, m.S, join)
+		}
 	}
 	return !ok || done
+}
+
+// settleJoin settles the presence join that a waiting subscribe of stream
+// still holds, before a later presence request or unsub of the stream is
+// handled, so that requests take effect in the order they came: for an
+// update the join happens now (the update applies to it); for a join,
+// leave or unsub it is dropped (the later request supersedes it). A
+// subscribe that is no longer waiting has no join left.
+func (c *conn) settleJoin(stream string, now bool) {
+	c.mu.Lock()
+	var join protocol.Raw
+	if q := c.jobs; q != nil {
+		for _, qj := range q.list {
+			if sj, ok := qj.j.(*subscribeJob); ok && sj.sub.stream == stream && sj.join != nil {
+				join, sj.join = sj.join, nil
+			}
+		}
+	}
+	c.mu.Unlock()
+	if now && join != nil {
+		if id := c.ident.Load(); id != nil {
+			c.join(id, 0, stream, join)
+		}
+	}
+}
+
+// dropSubscribeJob removes the waiting subscribe of sub (unsubscribed
+// before it ran), unless it is being stepped: that step sees it gone. It
+// returns the sub request when subscribed was not sent for it yet.
+func (c *conn) dropSubscribeJob(sub *subscription) *protocol.Subscribe {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	q := c.jobs
+	if q == nil {
+		return nil
+	}
+	for i, qj := range q.list {
+		if sj, ok := qj.j.(*subscribeJob); ok && sj.sub == sub && !(i == 0 && q.busy) {
+			n := len(q.list) - 1
+			copy(q.list[i:], q.list[i+1:])
+			q.list[n] = queuedJob{} // no stale copy left in the array
+			q.list = q.list[:n]
+			return sj.m
+		}
+	}
+	return nil
 }
 
 // owns reports whether sub is still one of the connection's subscriptions.

@@ -78,20 +78,31 @@ func (c *conn) join(id *auth.Identity, reqID uint64, stream string, state protoc
 		return false
 	}
 	c.mu.Lock()
-	if !contains(c.joined, stream) {
+	closed := c.state == stateClosed
+	if !closed && !contains(c.joined, stream) {
 		c.joined = append(c.joined, stream)
 	}
 	c.mu.Unlock()
+	if closed {
+		// destroy's leaveAll ran during the Join: undo it, or the member
+		// would outlive its connection.
+		lctx, lcancel := context.WithTimeout(context.Background(), requestTimeout)
+		_ = c.srv.presence.Leave(lctx, stream, c.clientID)
+		lcancel()
+		return false
+	}
 	return true
 }
 
 func (c *conn) onJoin(id *auth.Identity, m *protocol.Join) {
+	c.settleJoin(m.S, false)
 	if c.join(id, m.ID, m.S, m.State) {
 		c.send(&protocol.Ack{ID: m.ID})
 	}
 }
 
 func (c *conn) onUpdate(id *auth.Identity, m *protocol.Update) {
+	c.settleJoin(m.S, true)
 	if !c.checkState(0, m.S, m.State) {
 		return
 	}
@@ -116,6 +127,7 @@ func (c *conn) onUpdate(id *auth.Identity, m *protocol.Update) {
 }
 
 func (c *conn) onLeave(m *protocol.Leave) {
+	c.settleJoin(m.S, false)
 	c.leave(m.S)
 	if m.ID != 0 {
 		c.send(&protocol.Ack{ID: m.ID})

@@ -181,19 +181,30 @@ func (c *conn) onSubscribe(id *auth.Identity, m *protocol.Subscribe) {
 	if len(m.Join) > 0 && (!c.streamCheck(id, m.ID, m.S, auth.OpPresence) || !c.checkState(m.ID, m.S, m.Join)) {
 		return
 	}
-	sub, werr := c.srv.subscribe(c, m.S, m.Presence)
+	sub, werr := c.srv.reserve(c, m.S, m.Presence)
 	if werr != nil {
 		c.sendError(m.ID, m.S, werr.Code, werr.Reason)
 		return
 	}
-	c.addJob(&subscribeJob{sub: sub, m: m, id: id}, false)
+	j := &subscribeJob{sub: sub, m: m}
+	if len(m.Join) > 0 {
+		j.join = m.Join
+	}
+	if !c.addJob(j, false) {
+		c.mu.Lock()
+		c.takeSubLocked(m.S)
+		c.mu.Unlock()
+		c.sendError(m.ID, m.S, protocol.CodeRateLimited, "too many requests waiting for the connection to read its replies")
+	}
 }
 
 func (c *conn) onUnsubscribe(m *protocol.Unsubscribe) {
+	c.settleJoin(m.S, false)
 	c.mu.Lock()
 	sub := c.takeSubLocked(m.S)
 	c.mu.Unlock()
 	if sub != nil {
+		c.dropSubscribeJob(sub)
 		c.srv.unsubscribe(sub)
 	}
 	c.leave(m.S)
@@ -274,8 +285,14 @@ func (c *conn) revoke(id *auth.Identity) {
 	c.mu.Unlock()
 	const why = "no longer granted by the refreshed token"
 	for _, sub := range subs {
+		waiting := c.dropSubscribeJob(sub)
 		c.srv.unsubscribe(sub)
 		c.leave(sub.stream)
+		if waiting != nil {
+			// Not subscribed yet: the sub itself is answered.
+			c.sendError(waiting.ID, sub.stream, protocol.CodeForbidden, "op sub "+why)
+			continue
+		}
 		c.send(&protocol.Unsubscribed{S: sub.stream, Code: protocol.CodeForbidden, Reason: "op sub " + why})
 	}
 	for _, stream := range unjoin {

@@ -14,9 +14,11 @@ import (
 )
 
 // Bounds of what a subscription holds while it is not live yet: live
-// publications (maxRecoverBuffer of them, and at most the connection's queue
-// bound in bytes; beyond either they are dropped and read from history
-// instead), and whispers and presence diffs until subscribed is queued.
+// publications (maxRecoverBuffer of them, and at most a quarter of the
+// connection's queue bound in bytes; beyond either they are dropped and read
+// from history instead), and whispers and presence diffs until subscribed
+// is queued (as many, and as many bytes). Only the subscribe first in line
+// on a connection holds any: the others are not registered yet.
 const maxRecoverBuffer = 10000
 
 // subscription is one connection's subscription to one stream. Until it is
@@ -90,12 +92,12 @@ func (s *subscription) Deliver(m hub.Message, frame []byte) {
 	c.mu.Lock()
 	if p := s.pend; p != nil {
 		if offset == 0 && p.waiting {
-			p.bufferEphemeralLocked(c.srv.cfg.MaxQueue, m.Key, frame)
+			p.bufferEphemeralLocked(c.srv.replyRoom(), m.Key, frame)
 			c.mu.Unlock()
 			return
 		}
 		if offset > 0 {
-			p.bufferPubLocked(c.srv.cfg.MaxQueue, offset, m.Epoch, frame)
+			p.bufferPubLocked(c.srv.replyRoom(), offset, m.Epoch, frame)
 			c.mu.Unlock()
 			return
 		}
@@ -186,21 +188,29 @@ func (s *pending) bufferEphemeralLocked(maxBytes int, key uint64, frame []byte) 
 	s.bufWSize += len(frame)
 }
 
-// subscribe registers a buffering subscription; the error is a wire error
-// to answer the sub with.
-func (srv *Server) subscribe(c *conn, stream string, wantPresence bool) (*subscription, *protocol.Error) {
+// reserve adds a subscription to stream to the connection, not yet
+// registered anywhere (see register); the error is a wire error to answer
+// the sub with.
+func (srv *Server) reserve(c *conn, stream string, wantPresence bool) (*subscription, *protocol.Error) {
 	sub := &subscription{c: c, stream: stream, presence: wantPresence, pend: &pending{waiting: true}}
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.state != stateOpen || c.findSubLocked(stream) >= 0 {
-		c.mu.Unlock()
 		return nil, protocol.NewError(protocol.CodeBadRequest, "already subscribed")
 	}
 	if len(c.subs) >= srv.cfg.MaxSubscriptions {
-		c.mu.Unlock()
 		return nil, protocol.NewError(protocol.CodeRateLimited, "too many subscriptions on one connection (limit "+itoa(srv.cfg.MaxSubscriptions)+")")
 	}
 	c.subs = append(c.subs, sub)
-	c.mu.Unlock()
+	return sub, nil
+}
+
+// register adds a reserved subscription to the hub and the broker, from
+// when on it buffers live publications. It runs as the subscribe's first
+// step, so a subscribe that waits for room holds nothing. The error is a
+// wire error to answer the sub with.
+func (srv *Server) register(sub *subscription) *protocol.Error {
+	c, stream := sub.c, sub.stream
 	// The hub first, so that the subscription buffers whatever the broker
 	// delivers from the moment its Subscribe returns.
 	srv.hub.Subscribe(stream, sub)
@@ -213,16 +223,17 @@ func (srv *Server) subscribe(c *conn, stream string, wantPresence bool) (*subscr
 	dropped := sub.dropped
 	c.mu.Unlock()
 	if dropped {
-		// The connection closed meanwhile; its unsubscribe left this to us.
+		// The connection closed or unsubscribed meanwhile; its unsubscribe
+		// left this to us.
 		srv.release(sub)
-		return nil, protocol.NewError(protocol.CodeBadRequest, "connection closed")
+		return protocol.NewError(protocol.CodeBadRequest, "unsubscribed before the subscribe completed")
 	}
 	if err != nil {
 		srv.log.Warn("broker subscribe failed", "stream", stream, "err", err)
 		srv.dropSubscription(sub)
-		return nil, protocol.NewError(protocol.CodeInternal, "subscribe failed: "+err.Error())
+		return protocol.NewError(protocol.CodeInternal, "subscribe failed: "+err.Error())
 	}
-	return sub, nil
+	return nil
 }
 
 // unsubscribe removes sub from the hub and the broker (the caller removed
@@ -288,6 +299,7 @@ func (srv *Server) announce(sub *subscription, m *protocol.Subscribe) (ok, done 
 		res, err = srv.history.Read(ctx, m.S, storage.Query{
 			After:    storage.Position{Epoch: m.Recover.Epoch, Offset: m.Recover.Offset},
 			MaxBytes: srv.stepBytes(c.codec),
+			Limit:    srv.stepPubs(c.codec, m.S),
 		})
 		recovered := err == nil && res.Complete && m.Recover.Offset <= res.Top.Offset
 		if errors.Is(err, storage.ErrEpochMismatch) {
@@ -339,6 +351,12 @@ func (srv *Server) announce(sub *subscription, m *protocol.Subscribe) (ok, done 
 	}
 
 	c.mu.Lock()
+	if !c.ownsLocked(sub) {
+		// Unsubscribed or closed during the reads: whoever took it
+		// releases it, and nothing more is said.
+		c.mu.Unlock()
+		return false, true
+	}
 	sub.epoch, sub.last = reply.Epoch, after
 	if len(history) > 0 {
 		sub.last = history[len(history)-1].Offset
@@ -389,7 +407,7 @@ func (srv *Server) catchUp(sub *subscription) (done bool) {
 	c.mu.Unlock()
 
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
-	res, err := srv.history.Read(ctx, sub.stream, storage.Query{After: pos, MaxBytes: srv.stepBytes(c.codec)})
+	res, err := srv.history.Read(ctx, sub.stream, storage.Query{After: pos, MaxBytes: srv.stepBytes(c.codec), Limit: srv.stepPubs(c.codec, sub.stream)})
 	cancel()
 	if err != nil || !res.Complete {
 		reason := "publications of this stream left the history before they could be sent: subscribe again with recover"
