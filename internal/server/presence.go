@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"errors"
-	"net/http"
 	"time"
 
 	"github.com/huddle-rt/huddle/internal/auth"
@@ -180,29 +179,6 @@ func (c *conn) leaveAll(abrupt bool) {
 		_ = c.srv.presence.Leave(ctx, stream, c.clientID)
 		cancel()
 	}
-}
-
-func (s *Server) apiPresence(w http.ResponseWriter, r *http.Request) {
-	stream := r.PathValue("stream")
-	if !auth.ValidStream(stream) {
-		apiError(w, http.StatusBadRequest, "bad_stream", "invalid stream name")
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
-	defer cancel()
-	members, err := s.presence.Members(ctx, stream)
-	if err != nil {
-		apiError(w, http.StatusServiceUnavailable, "presence_failed", err.Error())
-		return
-	}
-	if members == nil {
-		members = []protocol.Member{}
-	}
-	users := make(map[string]struct{}, len(members))
-	for _, m := range members {
-		users[m.User] = struct{}{}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"stream": stream, "members": members, "users": len(users), "clients": len(members)})
 }
 
 func contains(list []string, s string) bool { return indexOf(list, s) >= 0 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/huddle-rt/huddle/internal/auth"
 	"github.com/huddle-rt/huddle/internal/broker"
+	"github.com/huddle-rt/huddle/internal/httpapi"
 	"github.com/huddle-rt/huddle/internal/hub"
 	"github.com/huddle-rt/huddle/internal/netpoll"
 	"github.com/huddle-rt/huddle/presence"
@@ -243,7 +244,14 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if cfg.WhisperPace > 0 {
 		s.pacer = newPacer(cfg.WhisperPace)
 	}
-	s.api = s.routes()
+	s.api = httpapi.New(httpapi.Config{
+		APIKey:       cfg.APIKey,
+		Metrics:      s.metrics.handler,
+		OpenMetrics:  cfg.OpenMetrics,
+		Profiling:    cfg.Profiling,
+		Pages:        cfg.Pages,
+		UpgradePaths: []string{wsPath},
+	}, httpNode{s})
 	s.httpLn = newChanListener()
 	s.http = &http.Server{
 		Handler:           s.api,

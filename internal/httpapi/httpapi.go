@@ -1,4 +1,11 @@
-package server
+// Package httpapi serves Huddle's HTTP endpoints besides the WebSocket
+// upgrades: the server API under /api/ (publish, history, presence,
+// disconnect, stats) behind the API key, /healthz and /readyz, /metrics
+// and Go profiles, and the pages (the demo) at /.
+//
+// It reaches the node only through Node and holds no connection, stream
+// or presence state of its own; internal/server implements Node.
+package httpapi
 
 import (
 	"context"
@@ -18,6 +25,73 @@ import (
 	"github.com/huddle-rt/huddle/storage"
 )
 
+// Node is what the HTTP API needs of a Huddle node.
+type Node interface {
+	// PublishBatch publishes pubs[i] to streams[i], in order, as one
+	// broker batch; see broker.Broker.PublishBatch for what a failure
+	// leaves stored.
+	PublishBatch(ctx context.Context, streams []string, pubs []storage.Publication) ([]broker.Result, error)
+	// ReadHistory reads a stream's stored publications.
+	ReadHistory(ctx context.Context, stream string, q storage.Query) (storage.Result, error)
+	// WirePubs turns stored publications into their wire form.
+	WirePubs(stream, epoch string, pubs []storage.Publication) []protocol.Pub
+	// Members returns a stream's presence.
+	Members(ctx context.Context, stream string) ([]protocol.Member, error)
+	// DisconnectUser closes every connection of user (4000, no
+	// reconnect) and returns how many there were.
+	DisconnectUser(user string) int
+	// Stats is the body of GET /api/stats.
+	Stats() Stats
+	// Draining reports whether the node is shutting down.
+	Draining() bool
+	// HistoryOutlivesNode reports whether what the node stores survives
+	// it (Redis), so publishing may go on while it drains.
+	HistoryOutlivesNode() bool
+	// Ready reports whether the backends the node depends on answer.
+	Ready(ctx context.Context) error
+}
+
+// Stats is a node's counters, as GET /api/stats answers them.
+type Stats struct {
+	Node           string `json:"node"`
+	Connections    int    `json:"connections"`
+	Clients        int64  `json:"clients"`
+	Streams        int    `json:"streams"`
+	Subscriptions  int    `json:"subscriptions"`
+	QueuedBytesMax int    `json:"queued_bytes_max"`
+	WhispersCached int    `json:"whispers_cached"`
+	Draining       bool   `json:"draining"`
+}
+
+// Config tunes the endpoints.
+type Config struct {
+	// APIKey guards /api/*, /metrics (unless OpenMetrics) and profiles.
+	// Empty disables them (401).
+	APIKey string
+	// Metrics serves /metrics. Required.
+	Metrics http.Handler
+	// OpenMetrics serves /metrics without the API key.
+	OpenMetrics bool
+	// Profiling serves net/http/pprof at /debug/pprof/ behind the API key.
+	Profiling bool
+	// Pages serves every other path ("/", the demo). Nil: 404.
+	Pages http.Handler
+	// UpgradePaths are the WebSocket paths; a plain GET of one gets 400.
+	UpgradePaths []string
+}
+
+// Bounds of a request.
+const (
+	requestTimeout      = 5 * time.Second
+	defaultHistoryLimit = 100
+	maxHistoryLimit     = 1000
+)
+
+type api struct {
+	cfg  Config
+	node Node
+}
+
 const maxAPIBody = 8 << 20
 
 // maxAPIHistoryBytes bounds the publication data of one GET /api/history
@@ -28,31 +102,36 @@ const maxAPIHistoryBytes = 4 << 20
 // readyTimeout bounds the backend check of /readyz.
 const readyTimeout = time.Second
 
-func (s *Server) routes() http.Handler {
+// New returns the handler of every HTTP endpoint but the WebSocket
+// upgrades, which the server takes before a request reaches net/http.
+func New(cfg Config, node Node) http.Handler {
+	s := &api{cfg: cfg, node: node}
+	return s.routes()
+}
+
+func (s *api) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if s.draining.Load() {
+		if s.node.Draining() {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "draining"})
 			return
 		}
-		if s.check != nil {
-			ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
-			err := s.check(ctx)
-			cancel()
-			if err != nil {
-				writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": err.Error()})
-				return
-			}
+		ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+		err := s.node.Ready(ctx)
+		cancel()
+		if err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": err.Error()})
+			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	if s.cfg.OpenMetrics {
-		mux.Handle("GET /metrics", s.metrics.handler)
+		mux.Handle("GET /metrics", s.cfg.Metrics)
 	} else {
-		mux.HandleFunc("GET /metrics", s.apiKeyed(s.metrics.handler.ServeHTTP))
+		mux.HandleFunc("GET /metrics", s.apiKeyed(s.cfg.Metrics.ServeHTTP))
 	}
 	mux.HandleFunc("POST /api/publish", s.apiKeyed(s.apiPublish))
 	mux.HandleFunc("GET /api/history/{stream}", s.apiKeyed(s.apiHistory))
@@ -67,9 +146,11 @@ func (s *Server) routes() http.Handler {
 		}
 		apiError(w, http.StatusNotFound, "not_found", "no API endpoint "+r.Method+" "+r.URL.Path)
 	}))
-	mux.HandleFunc("GET /ws", func(w http.ResponseWriter, r *http.Request) {
-		apiError(w, http.StatusBadRequest, "not_websocket", "GET /ws expects a WebSocket upgrade")
-	})
+	for _, path := range s.cfg.UpgradePaths {
+		mux.HandleFunc("GET "+path, func(w http.ResponseWriter, r *http.Request) {
+			apiError(w, http.StatusBadRequest, "not_websocket", "GET "+path+" expects a WebSocket upgrade")
+		})
+	}
 	if s.cfg.Profiling {
 		mux.HandleFunc("GET /debug/pprof/", s.apiKeyed(pprof.Index))
 		mux.HandleFunc("GET /debug/pprof/profile", s.apiKeyed(pprof.Profile))
@@ -96,9 +177,9 @@ func apiMethod(path string) string {
 }
 
 // apiKeyed guards an endpoint with the API key.
-func (s *Server) apiKeyed(h http.HandlerFunc) http.HandlerFunc {
+func (s *api) apiKeyed(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if s.draining.Load() {
+		if s.node.Draining() {
 			// The caller can tell a draining node from every API answer.
 			w.Header().Set("Huddle-Draining", "true")
 		}
@@ -139,8 +220,8 @@ type apiPubResult struct {
 // the memory broker of the batch, failed), "unavailable" (it may have
 // been stored) or "publish_failed" (not stored). The items of a stream
 // that were stored are always a prefix of that stream's items.
-func (s *Server) apiPublish(w http.ResponseWriter, r *http.Request) {
-	if s.draining.Load() && !s.relaying {
+func (s *api) apiPublish(w http.ResponseWriter, r *http.Request) {
+	if s.node.Draining() && !s.node.HistoryOutlivesNode() {
 		// A single node's history ends with the process: what it stored
 		// now, its clients would find under a new epoch after the restart
 		// (recovered: false). Refuse, so the caller retries on the node
@@ -192,7 +273,7 @@ func (s *Server) apiPublish(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
 	defer cancel()
-	res, err := s.publishBatch(ctx, streams, pubs)
+	res, err := s.node.PublishBatch(ctx, streams, pubs)
 	results := make([]apiPubResult, len(res))
 	for i, r := range res {
 		if r.Err != nil {
@@ -227,7 +308,7 @@ func publishErrCode(err error) string {
 	return "publish_failed"
 }
 
-func (s *Server) apiHistory(w http.ResponseWriter, r *http.Request) {
+func (s *api) apiHistory(w http.ResponseWriter, r *http.Request) {
 	stream := r.PathValue("stream")
 	if !auth.ValidStream(stream) {
 		apiError(w, http.StatusBadRequest, "bad_stream", "invalid stream name")
@@ -255,7 +336,7 @@ func (s *Server) apiHistory(w http.ResponseWriter, r *http.Request) {
 	q.Reverse = qs.Get("reverse") == "true"
 	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
 	defer cancel()
-	res, err := s.history.Read(ctx, stream, q)
+	res, err := s.node.ReadHistory(ctx, stream, q)
 	if errors.Is(err, storage.ErrEpochMismatch) {
 		apiError(w, http.StatusConflict, "epoch_mismatch", "epoch "+q.After.Epoch+" is gone; the stream is now at epoch "+res.Top.Epoch)
 		return
@@ -266,11 +347,11 @@ func (s *Server) apiHistory(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"stream": stream, "epoch": res.Top.Epoch, "offset": res.Top.Offset,
-		"pubs": wirePubs(stream, res.Top.Epoch, res.Pubs), "more": res.More,
+		"pubs": s.node.WirePubs(stream, res.Top.Epoch, res.Pubs), "more": res.More,
 	})
 }
 
-func (s *Server) apiDisconnect(w http.ResponseWriter, r *http.Request) {
+func (s *api) apiDisconnect(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		User string `json:"user"`
 	}
@@ -278,34 +359,12 @@ func (s *Server) apiDisconnect(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusBadRequest, "bad_request", `body must be {"user": "..."}`)
 		return
 	}
-	n := 0
-	for _, c := range s.reg.all() {
-		if id := c.ident.Load(); id != nil && id.User == req.User {
-			c.closeWith(protocol.CodeNormal, "disconnected by the server", false)
-			n++
-		}
-	}
+	n := s.node.DisconnectUser(req.User)
 	writeJSON(w, http.StatusOK, map[string]int{"disconnected": n})
 }
 
-func (s *Server) apiStats(w http.ResponseWriter, r *http.Request) {
-	streams, subs := s.hub.Stats()
-	maxQueued := 0
-	for _, c := range s.reg.all() {
-		c.mu.Lock()
-		maxQueued = max(maxQueued, c.queued+c.pendingLen)
-		c.mu.Unlock()
-	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"queued_bytes_max": maxQueued,
-		"whispers_cached":  s.whispers.Len(),
-		"node":             s.cfg.Node,
-		"connections":      s.reg.count(),
-		"clients":          s.metrics.connected.Load(),
-		"streams":          streams,
-		"subscriptions":    subs,
-		"draining":         s.draining.Load(),
-	})
+func (s *api) apiStats(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.node.Stats())
 }
 
 type apiErr struct {
@@ -321,4 +380,27 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+func (s *api) apiPresence(w http.ResponseWriter, r *http.Request) {
+	stream := r.PathValue("stream")
+	if !auth.ValidStream(stream) {
+		apiError(w, http.StatusBadRequest, "bad_stream", "invalid stream name")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+	defer cancel()
+	members, err := s.node.Members(ctx, stream)
+	if err != nil {
+		apiError(w, http.StatusServiceUnavailable, "presence_failed", err.Error())
+		return
+	}
+	if members == nil {
+		members = []protocol.Member{}
+	}
+	users := make(map[string]struct{}, len(members))
+	for _, m := range members {
+		users[m.User] = struct{}{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"stream": stream, "members": members, "users": len(users), "clients": len(members)})
 }
