@@ -1,6 +1,7 @@
-// Package server composes Huddle: it accepts TCP connections, routes them to
-// the WebSocket endpoint or the HTTP API, runs the protocol session of every
-// WebSocket connection, and drains on shutdown.
+// Package server composes a Huddle node: it accepts TCP connections, upgrades
+// /ws and hands every other request to the HTTP endpoints (internal/httpapi),
+// runs the protocol session of every WebSocket connection, and drains on
+// shutdown.
 //
 // It owns connections and their queues. It must not hold a lock across I/O,
 // a broker or storage call (see LOCKING.md), and it never starts a goroutine
