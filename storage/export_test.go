@@ -27,6 +27,14 @@ func (m *MemoryLog) QueueLen() int {
 	return len(m.queue.q) - m.queue.head
 }
 
+// SetMaxIdleStreams sets the stream count past which the sweep forgets
+// empty streams, until the test ends.
+func SetMaxIdleStreams(n int) (restore func()) {
+	old := maxIdleStreams
+	maxIdleStreams = n
+	return func() { maxIdleStreams = old }
+}
+
 // Sweep runs one sweep now.
 func (m *MemoryLog) Sweep() { m.sweep() }
 

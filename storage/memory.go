@@ -11,6 +11,10 @@ import (
 	"time"
 )
 
+// maxIdleStreams is the number of streams beyond which the sweep forgets
+// the streams that hold no publication (see sweep). A variable for tests.
+var maxIdleStreams = 100_000
+
 // DefaultMetaTTL is how long an idle stream's epoch and offset are
 // remembered when Options.MetaTTL is 0.
 const DefaultMetaTTL = 24 * time.Hour
@@ -249,6 +253,12 @@ func (m *MemoryLog) evictOverBudget() {
 			for s.ring.n > 0 && s.ring.at(0).Offset <= e.offset {
 				freed += s.popOldestLocked()
 			}
+			if s.ring.n == 0 {
+				// A stream the budget emptied gives its window back now,
+				// not at the next sweep: a flood over many streams would
+				// otherwise hold a window per stream meanwhile.
+				s.ring.buf, s.ring.head = nil, 0
+			}
 			s.syncLowLocked()
 			m.used.Add(-int64(freed))
 		}
@@ -452,6 +462,19 @@ func (m *MemoryLog) sweepLoop(interval time.Duration) {
 // sweep forgets streams whose meta expired, evicts publications past their
 // TTL, and releases the windows of streams left empty.
 func (m *MemoryLog) sweep() {
+	// Past maxIdleStreams streams in all, streams that hold no publication
+	// are forgotten at once rather than after their meta TTL: publishing to
+	// ever new stream names must not grow memory without a bound. Such a
+	// stream restarts with a new epoch on its next publication, as after
+	// the TTL; a client that recovers then hears recovered: false.
+	total := 0
+	for i := range m.shards {
+		sh := &m.shards[i]
+		sh.mu.Lock()
+		total += len(sh.streams)
+		sh.mu.Unlock()
+	}
+	crowded := total > maxIdleStreams
 	for i := range m.shards {
 		sh := &m.shards[i]
 		now := m.now()
@@ -459,7 +482,7 @@ func (m *MemoryLog) sweep() {
 		freed := 0
 		sh.mu.Lock()
 		for name, s := range sh.streams {
-			if !now.Before(s.metaExpires) {
+			if !now.Before(s.metaExpires) || crowded && s.ring.n == 0 {
 				freed += s.clearLocked()
 				if s.ref != nil {
 					s.ref.kill()

@@ -294,6 +294,48 @@ func TestMemoryLog_Sweep(t *testing.T) {
 	}
 }
 
+// TestMemoryLog_ManyStreams: publishing to ever new stream names does not
+// grow the log without a bound. Past the stream limit, the sweep forgets
+// the streams that hold nothing (here emptied by the node budget); those
+// that hold publications stay, and a forgotten one starts a new epoch.
+func TestMemoryLog_ManyStreams(t *testing.T) {
+	t.Cleanup(storage.SetMaxIdleStreams(100))
+	clock := newFakeClock()
+	m := storage.NewMemoryLogWithConfigClock(storage.MemoryConfig{MaxBytes: 20 * (storage.PublicationOverhead + 1000)}, clock.Now)
+	t.Cleanup(func() {
+		if err := m.ConsistencyCheck(); err != nil {
+			t.Error(err)
+		}
+	})
+	var first storage.Position
+	for i := range 1000 {
+		_, pos, err := m.Append(context.Background(), fmt.Sprintf("flood:%d", i), storage.Publication{Data: make([]byte, 1000)}, storage.Options{Size: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			first = pos
+		}
+	}
+	if got := m.WindowCap("flood:0"); got != 0 {
+		t.Errorf("a stream emptied by the budget keeps a window of %d", got)
+	}
+	m.Sweep()
+	if got := m.StreamCount(); got > 25 {
+		t.Fatalf("%d streams remembered after the sweep; only those holding publications (about 20) should stay", got)
+	}
+	if got := m.WindowCap("flood:999"); got <= 0 {
+		t.Error("the newest stream, which holds its publication, was forgotten")
+	}
+	_, pos, err := m.Append(context.Background(), "flood:0", storage.Publication{Data: []byte{1}}, storage.Options{Size: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pos.Epoch == first.Epoch || pos.Offset != 1 {
+		t.Fatalf("a forgotten stream went on at %+v, want a new epoch at offset 1", pos)
+	}
+}
+
 // TestMemoryLog_Model drives a MemoryLog with random operations and
 // compares every Read with a model that keeps all publications.
 func TestMemoryLog_Model(t *testing.T) {

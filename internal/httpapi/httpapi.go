@@ -31,6 +31,9 @@ type Node interface {
 	// broker batch; see broker.Broker.PublishBatch for what a failure
 	// leaves stored.
 	PublishBatch(ctx context.Context, streams []string, pubs []storage.Publication) ([]broker.Result, error)
+	// Deliverable reports why a publication of data on stream would be
+	// too large to deliver to a subscriber; nil if it is not.
+	Deliverable(stream string, data []byte) error
 	// ReadHistory reads a stream's stored publications.
 	ReadHistory(ctx context.Context, stream string, q storage.Query) (storage.Result, error)
 	// WirePubs turns stored publications into their wire form.
@@ -268,6 +271,10 @@ func (s *api) apiPublish(w http.ResponseWriter, r *http.Request) {
 		}
 		if pubs[i].Data, err = protocol.RawFromJSON(p.Data); err != nil {
 			apiError(w, http.StatusBadRequest, "bad_data", "item "+strconv.Itoa(i)+": "+err.Error())
+			return
+		}
+		if err := s.node.Deliverable(p.Stream, pubs[i].Data); err != nil {
+			apiError(w, http.StatusRequestEntityTooLarge, "too_large", "item "+strconv.Itoa(i)+": "+err.Error())
 			return
 		}
 	}

@@ -33,6 +33,7 @@ func (n *node) PublishBatch(_ context.Context, streams []string, pubs []storage.
 	}
 	return res, nil
 }
+func (n *node) Deliverable(string, []byte) error { return nil }
 func (n *node) ReadHistory(context.Context, string, storage.Query) (storage.Result, error) {
 	return storage.Result{}, nil
 }

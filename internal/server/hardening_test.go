@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gobwas/ws"
+
+	"github.com/huddle-rt/huddle/internal/wsclient"
 	"github.com/huddle-rt/huddle/protocol"
 )
 
@@ -155,4 +158,51 @@ func TestRefreshRevokes(t *testing.T) {
 		t.Fatalf("lobby presence after the revoke: %d %s", st, b)
 	}
 	wantAlive(t, c)
+}
+
+// A publication whose pub message would be larger than a subscriber's
+// queue takes (here: control characters, which JSON spells out six times
+// as long) is refused at publish, by WebSocket and by the API; stored, it
+// would end every JSON subscriber with 4008 on every resubscribe.
+func TestUndeliverablePublicationRefused(t *testing.T) {
+	h := start(t)
+	ctl := strings.Repeat("\x01", 900_000) // 0.9 MB as msgpack, 5.4 MB as JSON
+	c := dialUser(t, h, "pat")
+	if err := c.Send(&protocol.Publish{ID: 1, S: "ctl:1", Data: protocol.MustRaw(ctl)}); err != nil {
+		t.Fatal(err)
+	}
+	if e := wantError(t, c, 1, protocol.CodeTooLarge); !strings.Contains(e.Reason, "max-queue") {
+		t.Fatalf("reason %q", e.Reason)
+	}
+	body := `{"stream":"ctl:1","data":"` + strings.Repeat(`\u0001`, 900_000) + `"}`
+	if code, resp := h.apiPublish(body); code != http.StatusRequestEntityTooLarge || !strings.Contains(resp, "too_large") {
+		t.Fatalf("API publish: %d %.200s", code, resp)
+	}
+	// The same size of ordinary text goes through.
+	if err := c.Send(&protocol.Publish{ID: 2, S: "ctl:1", Data: protocol.MustRaw(strings.Repeat("x", 900_000))}); err != nil {
+		t.Fatal(err)
+	}
+	if a := nextAs[*protocol.Ack](t, c); a.Offset != 1 {
+		t.Fatalf("ack %+v", a)
+	}
+}
+
+// Before connect, a message may be at most 64 KiB: an unauthenticated
+// socket cannot make the server hold a megabyte frame.
+func TestPreConnectMessageLimit(t *testing.T) {
+	h := start(t)
+	c := dialRaw(t, h.URL, wsclient.Options{})
+	if err := c.SendRaw(ws.OpBinary, make([]byte, 100<<10)); err != nil {
+		t.Fatal(err)
+	}
+	code, err := c.WaitClosed(wait)
+	if err != nil || code != int(protocol.CodeTooLarge) {
+		t.Fatalf("close %d (%v), want 4005", code, err)
+	}
+	// A client that connects first may send up to --max-message.
+	ok := dialUser(t, h, "big")
+	if err := ok.Send(&protocol.Publish{ID: 1, S: "p:1", Data: protocol.MustRaw(strings.Repeat("y", 200<<10))}); err != nil {
+		t.Fatal(err)
+	}
+	nextAs[*protocol.Ack](t, ok)
 }

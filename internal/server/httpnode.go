@@ -18,6 +18,10 @@ func (n httpNode) PublishBatch(ctx context.Context, streams []string, pubs []sto
 	return n.s.publishBatch(ctx, streams, pubs)
 }
 
+func (n httpNode) Deliverable(stream string, data []byte) error {
+	return n.s.deliverable(stream, "", "", data)
+}
+
 func (n httpNode) ReadHistory(ctx context.Context, stream string, q storage.Query) (storage.Result, error) {
 	return n.s.history.Read(ctx, stream, q)
 }

@@ -11,6 +11,10 @@ import (
 	"github.com/huddle-rt/huddle/protocol"
 )
 
+// maxPreConnectMessage bounds a WebSocket message before connect
+// succeeded (a connect with a large token is a few KiB).
+const maxPreConnectMessage = 64 << 10
+
 const (
 	readBufSize  = 16 << 10
 	writeBufSize = 32 << 10
@@ -116,6 +120,11 @@ func (c *conn) readAgain() {
 // of an incomplete last frame.
 func (c *conn) processFrames(data []byte) []byte {
 	maxMsg := c.srv.cfg.MaxMessage
+	if c.ident.Load() == nil {
+		// Before connect, a message need only carry a token: a client that
+		// has not authenticated may not make the server hold a megabyte.
+		maxMsg = min(maxMsg, maxPreConnectMessage)
+	}
 	for len(data) > 0 {
 		if !c.acceptingInput() {
 			return nil

@@ -43,6 +43,33 @@ func snapshotTooLarge(members, size int) string {
 	return "the presence snapshot (" + itoa(members) + " members, " + itoa(size) + " bytes) is larger than this connection's queue takes (raise --max-queue, or subscribe without presence)"
 }
 
+// deliverable reports why a publication of data on stream could not be
+// delivered: its pub message, in the larger of the wire formats, would be
+// more than a connection's queue takes when a reply job runs. Stored, it
+// would end every subscriber with 4008, and every resubscribe too, for as
+// long as history holds it. Most publications are too small to need the
+// encode: JSON spells a byte out as at most six.
+func (srv *Server) deliverable(stream string, user, client string, data []byte) error {
+	limit := srv.maxReply()
+	if 6*(len(data)+len(stream)+len(user)+len(client))+pubOverhead <= limit {
+		return nil
+	}
+	w := protocol.Pub{S: stream, Epoch: "0123456789abcdef", Offset: 1 << 62, Data: data, TS: 1 << 42}
+	if user != "" || client != "" {
+		w.From = &protocol.ClientInfo{User: user, Client: client}
+	}
+	for _, codec := range []protocol.Codec{protocol.JSON, protocol.Msgpack} {
+		b, err := protocol.AppendMessage(codec, nil, &w)
+		if err != nil {
+			return err
+		}
+		if len(b) > limit {
+			return errors.New("publication of " + itoa(len(data)) + " bytes is " + itoa(len(b)) + " bytes as a " + codec.Subprotocol() + " message, over the " + itoa(limit) + " a subscriber's queue takes (--max-queue × 3/4)")
+		}
+	}
+	return nil
+}
+
 // stepPubs bounds the publications of one step: each costs its stream
 // name, epoch, ids and timestamp besides its data, and a step of many tiny
 // publications must stay within a step's bytes too.

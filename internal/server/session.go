@@ -221,6 +221,10 @@ func (c *conn) onPublish(id *auth.Identity, m *protocol.Publish) {
 	if len(data) == 0 {
 		data = protocol.RawNil
 	}
+	if err := c.srv.deliverable(m.S, id.User, c.clientID, data); err != nil {
+		c.sendError(m.ID, m.S, protocol.CodeTooLarge, err.Error())
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
 	pub, pos, err := c.srv.publish(ctx, m.S, storage.Publication{Data: data, User: id.User, Client: c.clientID})
