@@ -64,11 +64,7 @@ func TestWaitingSubscribesHoldNothing(t *testing.T) {
 	publishBig(t, h, "amplify:1", 1, 20, 1000_000)
 	const k = 20
 	before := heapInUse()
-	a := dialRaw(t, h.URL, wsclient.Options{NoReader: true, Subprotocols: []string{protocol.SubprotocolJSON}})
-	msgs := []protocol.Message{&protocol.Connect{ID: 1, Token: token(t, "mallory")}}
-	for id := range 16 {
-		msgs = append(msgs, &protocol.HistoryRequest{ID: uint64(id + 2), S: "amplify:1", Limit: 1000})
-	}
+	a, msgs := stalledClient(t, h)
 	for i := range k {
 		msgs = append(msgs, &protocol.Subscribe{ID: uint64(100 + i), S: fmt.Sprintf("nohist:%d", i)})
 	}
@@ -100,11 +96,7 @@ func heapInUse() uint64 {
 func TestSubscribeJobsBounded(t *testing.T) {
 	h := start(t)
 	publishBig(t, h, "amplify:1", 1, 20, 1000_000)
-	a := dialRaw(t, h.URL, wsclient.Options{NoReader: true, Subprotocols: []string{protocol.SubprotocolJSON}})
-	msgs := []protocol.Message{&protocol.Connect{ID: 1, Token: token(t, "mallory")}}
-	for id := range 16 {
-		msgs = append(msgs, &protocol.HistoryRequest{ID: uint64(id + 2), S: "amplify:1", Limit: 1000})
-	}
+	a, msgs := stalledClient(t, h)
 	if err := a.Send(msgs...); err != nil {
 		t.Fatal(err)
 	}
@@ -137,11 +129,7 @@ func TestSubscribeJobsBounded(t *testing.T) {
 func TestDeferredJoinKeepsOrder(t *testing.T) {
 	h := start(t)
 	publishBig(t, h, "amplify:1", 1, 20, 1000_000)
-	a := dialRaw(t, h.URL, wsclient.Options{NoReader: true, Subprotocols: []string{protocol.SubprotocolJSON}})
-	msgs := []protocol.Message{&protocol.Connect{ID: 1, Token: token(t, "mallory")}}
-	for id := range 16 {
-		msgs = append(msgs, &protocol.HistoryRequest{ID: uint64(id + 2), S: "amplify:1", Limit: 1000})
-	}
+	a, msgs := stalledClient(t, h)
 	msgs = append(msgs,
 		&protocol.Subscribe{ID: 50, S: "room:7", Join: protocol.MustRaw(map[string]any{"v": 1})},
 		&protocol.Leave{ID: 51, S: "room:7"})
@@ -163,11 +151,7 @@ func TestDeferredJoinKeepsOrder(t *testing.T) {
 func TestDeferredJoinAfterRevoke(t *testing.T) {
 	h := start(t)
 	publishBig(t, h, "amplify:1", 1, 20, 1000_000)
-	a := dialRaw(t, h.URL, wsclient.Options{NoReader: true, Subprotocols: []string{protocol.SubprotocolJSON}})
-	msgs := []protocol.Message{&protocol.Connect{ID: 1, Token: token(t, "mallory")}}
-	for id := range 16 {
-		msgs = append(msgs, &protocol.HistoryRequest{ID: uint64(id + 2), S: "amplify:1", Limit: 1000})
-	}
+	a, msgs := stalledClient(t, h)
 	noPresence := tokenWith(t, "mallory", time.Now().Add(time.Hour), map[string][]string{"*": {"sub", "pub", "history"}})
 	msgs = append(msgs,
 		&protocol.Subscribe{ID: 50, S: "room:8", Join: protocol.MustRaw(map[string]any{"v": 1})},
@@ -183,4 +167,18 @@ func TestDeferredJoinAfterRevoke(t *testing.T) {
 	if strings.Contains(string(body), "mallory") {
 		t.Fatal("joined without op presence")
 	}
+}
+
+// stalledClient connects a JSON client that never reads and returns it
+// with the messages that fill its queue and its waiting requests (16
+// history requests over the big publications of "amplify:1", which the
+// caller publishes): messages appended to them wait behind those.
+func stalledClient(t *testing.T, h *harness) (*wsclient.Client, []protocol.Message) {
+	t.Helper()
+	a := dialRaw(t, h.URL, wsclient.Options{NoReader: true, Subprotocols: []string{protocol.SubprotocolJSON}})
+	msgs := []protocol.Message{&protocol.Connect{ID: 1, Token: token(t, "mallory")}}
+	for id := range 16 {
+		msgs = append(msgs, &protocol.HistoryRequest{ID: uint64(id + 2), S: "amplify:1", Limit: 1000})
+	}
+	return a, msgs
 }
