@@ -522,6 +522,32 @@ func (w *soakWorker) first(ctx context.Context, ready func(), connect func() err
 	return connect()
 }
 
+// firstSubscribed connects client idx of a kind (as user prefix+idx) and
+// subscribes it to stream, through first; a failure is counted and noted,
+// and ok is false.
+func (w *soakWorker) firstSubscribed(ctx context.Context, ready func(), kind string, idx int, prefix, stream string, opts SubOptions, h Handler) (conn Conn, ok bool) {
+	err := w.first(ctx, ready, func() error {
+		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		c, err := w.dial(dctx, idx, prefix+strconv.Itoa(idx), 0, h)
+		if err != nil {
+			return err
+		}
+		if err := c.Subscribe(dctx, stream, opts); err != nil {
+			closeConn(c)
+			return err
+		}
+		conn = c
+		return nil
+	})
+	if err != nil {
+		w.failed.Add(1)
+		w.noteErr(fmt.Errorf("%s %d: %w", kind, idx, err))
+		return nil, false
+	}
+	return conn, true
+}
+
 // waitStart waits for cmdSoakStart; false if ctx ended first.
 func (w *soakWorker) waitStart(ctx context.Context) bool {
 	select {
@@ -1004,24 +1030,8 @@ func (h *soakWhisperer) handle(e *Event) {
 
 func (h *soakWhisperer) run(ctx context.Context, ready func()) {
 	w := h.w
-	var conn Conn
-	err := w.first(ctx, ready, func() error {
-		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		c, err := w.dial(dctx, h.idx, "w"+strconv.Itoa(h.idx), 0, h.handle)
-		if err != nil {
-			return err
-		}
-		if err := c.Subscribe(dctx, h.stream, SubOptions{}); err != nil {
-			closeConn(c)
-			return err
-		}
-		conn = c
-		return nil
-	})
-	if err != nil {
-		w.failed.Add(1)
-		w.noteErr(fmt.Errorf("whisperer %d: %w", h.idx, err))
+	conn, ok := w.firstSubscribed(ctx, ready, "whisperer", h.idx, "w", h.stream, SubOptions{}, h.handle)
+	if !ok {
 		return
 	}
 	w.up.Add(1)
@@ -1098,24 +1108,8 @@ func (v *soakWatcher) handle(e *Event) {
 
 func (v *soakWatcher) run(ctx context.Context, ready func()) {
 	w := v.w
-	var conn Conn
-	err := w.first(ctx, ready, func() error {
-		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		c, err := w.dial(dctx, v.idx, "v"+strconv.Itoa(v.idx), 0, v.handle)
-		if err != nil {
-			return err
-		}
-		if err := c.Subscribe(dctx, v.stream, SubOptions{Presence: true}); err != nil {
-			closeConn(c)
-			return err
-		}
-		conn = c
-		return nil
-	})
-	if err != nil {
-		w.failed.Add(1)
-		w.noteErr(fmt.Errorf("watcher %d: %w", v.idx, err))
+	conn, ok := w.firstSubscribed(ctx, ready, "watcher", v.idx, "v", v.stream, SubOptions{Presence: true}, v.handle)
+	if !ok {
 		return
 	}
 	w.up.Add(1)
