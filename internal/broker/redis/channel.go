@@ -43,6 +43,7 @@ type channel struct {
 	// right after the first confirmation (baseline), when known.
 	pos        storage.Position
 	known      bool
+	delivered  bool // pos is the last publication handed over, not a baseline
 	baselining bool
 	catching   bool        // a gap fill runs; live publications wait in pending
 	again      bool        // the subscription broke again while a gap fill ran
@@ -86,7 +87,7 @@ func (ch *channel) stopLocked() {
 	ch.attempt++
 	ch.gen++
 	ch.confirmed, ch.broken = false, false
-	ch.known, ch.catching, ch.again, ch.overflow = false, false, false, false
+	ch.known, ch.delivered, ch.catching, ch.again, ch.overflow = false, false, false, false, false
 	ch.lost = 0
 	clear(ch.pending)
 	ch.pending = ch.pending[:0]
@@ -330,6 +331,9 @@ func (ch *channel) onPub(epoch string, pub storage.Publication) {
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
 	switch {
+	case ch.known && ch.delivered && epoch == ch.pos.Epoch && pub.Offset <= ch.pos.Offset:
+		// Handed over already: a gap fill read it from history before its
+		// message arrived here.
 	case ch.catching:
 		if len(ch.pending) < ch.b.cfg.MaxPending {
 			ch.pending = append(ch.pending, livePub{epoch, pub})
@@ -346,8 +350,8 @@ func (ch *channel) onPub(epoch string, pub storage.Publication) {
 }
 
 // followsLocked reports whether a publication may be delivered after pos:
-// the next offset or an older one (subscribers drop what they have), or the
-// first of a new epoch. Lock ch.mu must be held.
+// the next offset or an older one (after a baseline; subscribers drop what
+// they have), or the first of a new epoch. Lock ch.mu must be held.
 func (ch *channel) followsLocked(epoch string, offset uint64) bool {
 	if !ch.known {
 		return true
@@ -364,6 +368,7 @@ func (ch *channel) deliverLocked(epoch string, pub storage.Publication) {
 	ch.b.handler.HandlePublication(ch.stream, epoch, pub)
 	if !ch.known || epoch != ch.pos.Epoch || pub.Offset > ch.pos.Offset {
 		ch.pos, ch.known = storage.Position{Epoch: epoch, Offset: pub.Offset}, true
+		ch.delivered = true
 	}
 }
 
@@ -487,7 +492,7 @@ func (ch *channel) giveUp(gen uint64) {
 	if ch.gen != gen {
 		return
 	}
-	ch.known = false
+	ch.known, ch.delivered = false, false
 	for _, p := range ch.pending {
 		ch.deliverLocked(p.epoch, p.pub)
 	}
