@@ -29,7 +29,7 @@ func BenchmarkHub_Broadcast(b *testing.B) {
 			}
 			conns := make([]*conn, n)
 			for i := range conns {
-				c := &conn{srv: srv, fd: -1, codec: protocol.Codec(i % 2), running: true}
+				c := srv.detachedConn(protocol.Codec(i % 2))
 				conns[i] = c
 				sub := &subscription{c: c, stream: "s"}
 				c.subs = []*subscription{sub}
@@ -44,8 +44,7 @@ func BenchmarkHub_Broadcast(b *testing.B) {
 				if i%64 == 63 {
 					b.StopTimer()
 					for _, c := range conns {
-						clear(c.queue)
-						c.queue, c.queued = c.queue[:0], 0
+						c.tc.Discard()
 					}
 					b.StartTimer()
 				}

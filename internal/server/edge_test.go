@@ -1,8 +1,7 @@
 package server
 
-// Tests of the edge-triggered transport at its edges: a peer that sends and
-// half-closes at once still gets its replies, and a slow-consumer close
-// never starts a second worker on a connection.
+// Tests of the edge-triggered transport at its edges, through a node: a
+// peer that sends and half-closes at once still gets its replies.
 
 import (
 	"bufio"
@@ -144,36 +143,6 @@ func TestEdgeHalfCloseUpgradeAnswered(t *testing.T) {
 	}
 }
 
-// TestEdgeSlowConsumerNoSecondWorker: enqueueLocked's slow-consumer branch
-// returns true whatever closeLocked (wantFlushLocked) decided, so when a
-// worker already owns the connection (c.running) the caller kicks a second
-// one: two goroutines in run() on the same conn (races on partial,
-// pendingOut, hangup; the first to leave clears running and may close the
-// fd under the other). Pre-existing (bc655f8), not from the pacer commits.
-func TestEdgeSlowConsumerNoSecondWorker(t *testing.T) {
-	a, err := auth.New(auth.Config{Secret: []byte("edge-secret-0123456789")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := New(Config{MaxQueue: 1024, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, Deps{Auth: a})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
-	c := &conn{srv: srv, fd: -1}
-	c.mu.Lock()
-	c.running = true // a worker is on the connection (reading, or queued in the pool)
-	start := c.enqueueLocked(outItem{b: make([]byte, 2048)})
-	state := c.state
-	c.mu.Unlock()
-	if state != stateClosing {
-		t.Fatalf("state %d, want closing (4008)", state)
-	}
-	if start {
-		t.Fatal("enqueueLocked asked the caller to kick a worker while one already runs the connection: a second worker would run c.run() concurrently")
-	}
-}
-
 // TestEdgeServeAfterShutdown: a Serve that starts after Shutdown stopped the
 // accept loops returns ErrClosed at once instead of accepting on a stopped
 // node (and its count of accept loops is never raced by Shutdown's wait).
@@ -201,19 +170,8 @@ func TestEdgeServeAfterShutdown(t *testing.T) {
 	}
 }
 
-// TestPacerArmsForEarliestDue: a connection due before the round the
-// pacer is armed for brings the round forward (else it would wait for the
-// later connection's due).
-func TestPacerArmsForEarliestDue(t *testing.T) {
-	p := newPacer(time.Hour)
-	defer p.stop()
-	now := time.Now().UnixNano()
-	p.hold(&conn{}, now+int64(50*time.Minute))
-	p.hold(&conn{}, now+int64(10*time.Minute))
-	p.mu.Lock()
-	at := p.at
-	p.mu.Unlock()
-	if at > now+int64(11*time.Minute) {
-		t.Fatalf("round armed %v ahead, want 10m (the earlier due)", time.Duration(at-now))
-	}
+func maskedFrame(op ws.OpCode, fin bool, p []byte) []byte {
+	var buf bytes.Buffer
+	_ = ws.WriteFrame(&buf, ws.MaskFrameInPlace(ws.NewFrame(op, fin, append([]byte(nil), p...))))
+	return buf.Bytes()
 }

@@ -36,7 +36,11 @@ func (n httpNode) Members(ctx context.Context, stream string) ([]protocol.Member
 
 func (n httpNode) DisconnectUser(user string) int {
 	k := 0
-	for _, c := range n.s.reg.all() {
+	for _, tc := range n.s.tr.Conns(nil) {
+		c, ok := tc.Session().(*conn)
+		if !ok {
+			continue
+		}
 		if id := c.ident.Load(); id != nil && id.User == user {
 			c.closeWith(protocol.CodeNormal, "disconnected by the server", false)
 			k++
@@ -49,16 +53,16 @@ func (n httpNode) Stats() httpapi.Stats {
 	s := n.s
 	st := httpapi.Stats{
 		Node:           s.cfg.Node,
-		Connections:    s.reg.count(),
+		Connections:    s.tr.Count(),
 		Clients:        s.metrics.connected.Load(),
 		WhispersCached: s.whispers.Len(),
 		Draining:       s.draining.Load(),
 	}
 	st.Streams, st.Subscriptions = s.hub.Stats()
-	for _, c := range s.reg.all() {
-		c.mu.Lock()
-		st.QueuedBytesMax = max(st.QueuedBytesMax, c.queued+c.pendingLen)
-		c.mu.Unlock()
+	for _, tc := range s.tr.Conns(nil) {
+		tc.Lock()
+		st.QueuedBytesMax = max(st.QueuedBytesMax, tc.QueuedLocked())
+		tc.Unlock()
 	}
 	return st
 }

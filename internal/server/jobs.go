@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"strconv"
 
 	"github.com/huddle-rt/huddle/internal/auth"
 	"github.com/huddle-rt/huddle/protocol"
@@ -40,7 +41,7 @@ func (srv *Server) replyRoom() int { return srv.cfg.MaxQueue / 4 }
 func (srv *Server) maxReply() int { return srv.cfg.MaxQueue - srv.replyRoom() }
 
 func snapshotTooLarge(members, size int) string {
-	return "the presence snapshot (" + itoa(members) + " members, " + itoa(size) + " bytes) is larger than this connection's queue takes (raise --max-queue, or subscribe without presence)"
+	return "the presence snapshot (" + strconv.Itoa(members) + " members, " + strconv.Itoa(size) + " bytes) is larger than this connection's queue takes (raise --max-queue, or subscribe without presence)"
 }
 
 // deliverable reports why a publication of data on stream could not be
@@ -64,7 +65,7 @@ func (srv *Server) deliverable(stream string, user, client string, data []byte) 
 			return err
 		}
 		if len(b) > limit {
-			return errors.New("publication of " + itoa(len(data)) + " bytes is " + itoa(len(b)) + " bytes as a " + codec.Subprotocol() + " message, over the " + itoa(limit) + " a subscriber's queue takes (--max-queue × 3/4)")
+			return errors.New("publication of " + strconv.Itoa(len(data)) + " bytes is " + strconv.Itoa(len(b)) + " bytes as a " + codec.Subprotocol() + " message, over the " + strconv.Itoa(limit) + " a subscriber's queue takes (--max-queue × 3/4)")
 		}
 	}
 	return nil
@@ -111,9 +112,9 @@ type queuedJob struct {
 // which at most maxWaitingRequests may wait; subscribes are bounded by
 // --max-subscriptions. false is returned when j is not taken.
 func (c *conn) addJob(j job, request bool) bool {
-	c.mu.Lock()
-	if c.state != stateOpen {
-		c.mu.Unlock()
+	c.tc.Lock()
+	if !c.tc.OpenLocked() {
+		c.tc.Unlock()
 		return false
 	}
 	if c.jobs == nil {
@@ -121,14 +122,14 @@ func (c *conn) addJob(j job, request bool) bool {
 	}
 	q := c.jobs
 	if request && q.requests >= maxWaitingRequests || len(q.list) >= maxWaitingRequests+c.srv.cfg.MaxSubscriptions {
-		c.mu.Unlock()
+		c.tc.Unlock()
 		return false
 	}
 	if request {
 		q.requests++
 	}
 	q.list = append(q.list, queuedJob{j: j, request: request})
-	c.mu.Unlock()
+	c.tc.Unlock()
 	c.pump()
 	return true
 }
@@ -138,24 +139,24 @@ func (c *conn) addJob(j job, request bool) bool {
 func (c *conn) pump() {
 	room := c.srv.replyRoom()
 	for {
-		c.mu.Lock()
+		c.tc.Lock()
 		q := c.jobs
-		if q == nil || q.busy || c.state != stateOpen || c.queued+c.pendingLen > room {
-			c.mu.Unlock()
+		if q == nil || q.busy || !c.tc.OpenLocked() || c.tc.QueuedLocked() > room {
+			c.tc.Unlock()
 			return
 		}
 		if len(q.list) == 0 {
 			c.jobs = nil
-			c.mu.Unlock()
+			c.tc.Unlock()
 			return
 		}
 		head := q.list[0]
 		q.busy = true
-		c.mu.Unlock()
+		c.tc.Unlock()
 
 		done := head.j.step(c)
 
-		c.mu.Lock()
+		c.tc.Lock()
 		q.busy = false
 		if done && c.jobs == q && len(q.list) > 0 {
 			q.list[0] = queuedJob{}
@@ -167,7 +168,7 @@ func (c *conn) pump() {
 				c.jobs = nil
 			}
 		}
-		c.mu.Unlock()
+		c.tc.Unlock()
 	}
 }
 
@@ -282,10 +283,10 @@ func (j *subscribeJob) step(c *conn) bool {
 	}
 	ok, done := srv.announce(j.sub, m)
 	if ok {
-		c.mu.Lock()
+		c.tc.Lock()
 		join := j.join
 		j.join = nil
-		c.mu.Unlock()
+		c.tc.Unlock()
 		// The identity of now, not of the sub: a refresh in between may
 		// have taken presence away.
 		if id := c.ident.Load(); len(join) > 0 && id != nil {
@@ -302,7 +303,7 @@ func (j *subscribeJob) step(c *conn) bool {
 // leave or unsub it is dropped (the later request supersedes it). A
 // subscribe that is no longer waiting has no join left.
 func (c *conn) settleJoin(stream string, now bool) {
-	c.mu.Lock()
+	c.tc.Lock()
 	var join protocol.Raw
 	if q := c.jobs; q != nil {
 		for _, qj := range q.list {
@@ -311,7 +312,7 @@ func (c *conn) settleJoin(stream string, now bool) {
 			}
 		}
 	}
-	c.mu.Unlock()
+	c.tc.Unlock()
 	if now && join != nil {
 		if id := c.ident.Load(); id != nil {
 			c.join(id, 0, stream, join)
@@ -323,8 +324,8 @@ func (c *conn) settleJoin(stream string, now bool) {
 // before it ran), unless it is being stepped: that step sees it gone. It
 // returns the sub request when subscribed was not sent for it yet.
 func (c *conn) dropSubscribeJob(sub *subscription) *protocol.Subscribe {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.tc.Lock()
+	defer c.tc.Unlock()
 	q := c.jobs
 	if q == nil {
 		return nil
@@ -343,13 +344,13 @@ func (c *conn) dropSubscribeJob(sub *subscription) *protocol.Subscribe {
 
 // owns reports whether sub is still one of the connection's subscriptions.
 func (c *conn) owns(sub *subscription) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.tc.Lock()
+	defer c.tc.Unlock()
 	return c.ownsLocked(sub)
 }
 
 // ownsLocked is owns for a caller holding c.mu.
 func (c *conn) ownsLocked(sub *subscription) bool {
 	i := c.findSubLocked(sub.stream)
-	return c.state == stateOpen && i >= 0 && c.subs[i] == sub
+	return c.tc.OpenLocked() && i >= 0 && c.subs[i] == sub
 }

@@ -48,13 +48,8 @@ var countedTypes = []string{
 type metrics struct {
 	handler http.Handler
 
-	connectionsTotal  atomic.Int64 // accepted WebSocket connections
 	connected         atomic.Int64 // connections past connect
 	subscriptions     atomic.Int64
-	bytesIn, bytesOut atomic.Int64
-	framesOut         atomic.Int64
-	conflated         atomic.Int64 // whispers that replaced a queued one
-	dropped           atomic.Int64 // connections whose peer vanished without a close
 	handshakeFailures atomic.Int64
 	msgIn, msgOut     []atomic.Int64 // by countedTypes index
 	drops             [numDropReasons]atomic.Int64
@@ -161,18 +156,19 @@ func newMetrics(s *Server) (*metrics, error) {
 		typeAttrs[i] = metric.WithAttributes(attribute.String("type", t))
 	}
 	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		o.ObserveInt64(conns, int64(s.reg.count()))
+		tr := &s.tr.Counters
+		o.ObserveInt64(conns, int64(s.tr.Count()))
 		o.ObserveInt64(connected, m.connected.Load())
 		nStreams, nSubs := s.hub.Stats()
 		o.ObserveInt64(subs, int64(nSubs))
 		o.ObserveInt64(streams, int64(nStreams))
-		o.ObserveInt64(accepted, m.connectionsTotal.Load())
-		o.ObserveInt64(bytesIn, m.bytesIn.Load())
-		o.ObserveInt64(bytesOut, m.bytesOut.Load())
-		o.ObserveInt64(framesOut, m.framesOut.Load())
+		o.ObserveInt64(accepted, tr.Accepted.Load())
+		o.ObserveInt64(bytesIn, tr.BytesIn.Load())
+		o.ObserveInt64(bytesOut, tr.BytesOut.Load())
+		o.ObserveInt64(framesOut, tr.FramesOut.Load())
 		o.ObserveInt64(hsFail, m.handshakeFailures.Load())
-		o.ObserveInt64(conflated, m.conflated.Load())
-		o.ObserveInt64(droppedConns, m.dropped.Load())
+		o.ObserveInt64(conflated, tr.Conflated.Load())
+		o.ObserveInt64(droppedConns, tr.Dropped.Load())
 		for i := range countedTypes {
 			if v := m.msgIn[i].Load(); v > 0 {
 				o.ObserveInt64(msgIn, v, typeAttrs[i])
@@ -182,7 +178,11 @@ func newMetrics(s *Server) (*metrics, error) {
 			}
 		}
 		for i := range m.drops {
-			o.ObserveInt64(drops, m.drops[i].Load(), metric.WithAttributes(attribute.String("reason", dropReasonNames[i])))
+			n := m.drops[i].Load()
+			if i == dropWhisperQueueFull {
+				n += tr.WhisperQueueFull.Load()
+			}
+			o.ObserveInt64(drops, n, metric.WithAttributes(attribute.String("reason", dropReasonNames[i])))
 		}
 		for code, v := range m.disconnects {
 			o.ObserveInt64(disc, v.Load(), metric.WithAttributes(attribute.Int("code", int(code))))

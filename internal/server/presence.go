@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"strconv"
 	"time"
 
 	"github.com/huddle-rt/huddle/internal/auth"
@@ -40,7 +41,7 @@ func (srv *Server) emitPresence(stream string, diff *protocol.Presence) {
 // checkState validates a join state or an update patch.
 func (c *conn) checkState(reqID uint64, stream string, state protocol.Raw) bool {
 	if len(state) > c.srv.cfg.Presence.MaxState {
-		c.sendError(reqID, stream, protocol.CodeTooLarge, "presence state over the limit of "+itoa(c.srv.cfg.Presence.MaxState)+" bytes")
+		c.sendError(reqID, stream, protocol.CodeTooLarge, "presence state over the limit of "+strconv.Itoa(c.srv.cfg.Presence.MaxState)+" bytes")
 		return false
 	}
 	if !state.IsNil() && !state.IsMap() {
@@ -58,30 +59,33 @@ func (c *conn) join(id *auth.Identity, reqID uint64, stream string, state protoc
 	if state.IsNil() {
 		state = nil
 	}
-	c.mu.Lock()
+	c.tc.Lock()
 	full := !contains(c.joined, stream) && len(c.joined) >= c.srv.cfg.MaxSubscriptions
-	c.mu.Unlock()
+	c.tc.Unlock()
 	if full {
-		c.sendError(reqID, stream, protocol.CodeRateLimited, "too many presence joins on one connection (limit "+itoa(c.srv.cfg.MaxSubscriptions)+")")
+		c.sendError(reqID, stream, protocol.CodeRateLimited, "too many presence joins on one connection (limit "+strconv.Itoa(c.srv.cfg.MaxSubscriptions)+")")
 		return false
 	}
-	m := protocol.Member{User: id.User, Client: c.clientID, Info: c.info, State: state}
+	m := protocol.Member{User: id.User, Client: c.clientID, State: state}
+	if len(id.Info) > 0 {
+		m.Info, _ = protocol.RawFromJSON(id.Info) // the info claim of the token in use
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
 	if err := c.srv.presence.Join(ctx, stream, m); err != nil {
 		if errors.Is(err, presence.ErrFull) {
-			c.sendError(reqID, stream, protocol.CodeForbidden, "presence of this stream is full ("+itoa(c.srv.cfg.Presence.MaxMembers)+" members)")
+			c.sendError(reqID, stream, protocol.CodeForbidden, "presence of this stream is full ("+strconv.Itoa(c.srv.cfg.Presence.MaxMembers)+" members)")
 			return false
 		}
 		c.sendError(reqID, stream, protocol.CodeInternal, "join failed: "+err.Error())
 		return false
 	}
-	c.mu.Lock()
-	closed := c.state == stateClosed
+	c.tc.Lock()
+	closed := c.tc.ClosedLocked()
 	if !closed && !contains(c.joined, stream) {
 		c.joined = append(c.joined, stream)
 	}
-	c.mu.Unlock()
+	c.tc.Unlock()
 	if closed {
 		// destroy's leaveAll ran during the Join: undo it, or the member
 		// would outlive its connection.
@@ -119,7 +123,7 @@ func (c *conn) onUpdate(id *auth.Identity, m *protocol.Update) {
 	case errors.Is(err, presence.ErrNotMember):
 		c.sendError(0, m.S, protocol.CodeBadRequest, "update before join")
 	case errors.Is(err, presence.ErrTooLarge):
-		c.sendError(0, m.S, protocol.CodeTooLarge, "presence state would grow over the limit of "+itoa(c.srv.cfg.Presence.MaxState)+" bytes; update refused")
+		c.sendError(0, m.S, protocol.CodeTooLarge, "presence state would grow over the limit of "+strconv.Itoa(c.srv.cfg.Presence.MaxState)+" bytes; update refused")
 	case err != nil:
 		c.sendError(0, m.S, protocol.CodeInternal, "update failed: "+err.Error())
 	}
@@ -135,12 +139,12 @@ func (c *conn) onLeave(m *protocol.Leave) {
 
 // leave removes the connection from stream's presence at once.
 func (c *conn) leave(stream string) {
-	c.mu.Lock()
+	c.tc.Lock()
 	i := indexOf(c.joined, stream)
 	if i >= 0 {
 		c.joined = append(c.joined[:i], c.joined[i+1:]...)
 	}
-	c.mu.Unlock()
+	c.tc.Unlock()
 	if i < 0 {
 		return
 	}
@@ -159,17 +163,17 @@ func (c *conn) onWho(id *auth.Identity, m *protocol.WhoRequest) {
 		return
 	}
 	if !c.addJob(whoJob{m: m}, true) {
-		c.sendError(m.ID, m.S, protocol.CodeRateLimited, "too many history and who requests waiting for the connection to read its replies (limit "+itoa(maxWaitingRequests)+")")
+		c.sendError(m.ID, m.S, protocol.CodeRateLimited, "too many history and who requests waiting for the connection to read its replies (limit "+strconv.Itoa(maxWaitingRequests)+")")
 	}
 }
 
 // leaveAll removes the connection from every stream's presence: at once
 // after a clean close, after the grace period when the peer vanished.
 func (c *conn) leaveAll(abrupt bool) {
-	c.mu.Lock()
+	c.tc.Lock()
 	joined := c.joined
 	c.joined = nil
-	c.mu.Unlock()
+	c.tc.Unlock()
 	for _, stream := range joined {
 		if abrupt {
 			c.srv.presence.LeaveAfterGrace(stream, c.clientID)

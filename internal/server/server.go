@@ -26,7 +26,7 @@ import (
 	"github.com/huddle-rt/huddle/internal/broker"
 	"github.com/huddle-rt/huddle/internal/httpapi"
 	"github.com/huddle-rt/huddle/internal/hub"
-	"github.com/huddle-rt/huddle/internal/netpoll"
+	"github.com/huddle-rt/huddle/internal/transport"
 	"github.com/huddle-rt/huddle/presence"
 	"github.com/huddle-rt/huddle/protocol"
 	"github.com/huddle-rt/huddle/storage"
@@ -176,14 +176,10 @@ type Server struct {
 	// msgLimit is the inbound message rate limit.
 	msgLimit whisper.Config
 	presence *presence.Tracker
-	pacer    *pacer // nil: whispers are not paced
 	metrics  *metrics
-	poller   *netpoll.Poller // nil in portable mode
-	pool     *workerPool
-	reg      registry
+	tr       *transport.Transport
 	api      http.Handler
 	http     *http.Server
-	httpLn   *chanListener
 
 	draining atomic.Bool
 	stop     chan struct{}
@@ -228,11 +224,15 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if s.metrics, err = newMetrics(s); err != nil {
 		return nil, fmt.Errorf("server: metrics: %w", err)
 	}
-	if !cfg.ForcePortable {
-		s.poller, err = netpoll.New(s.onReady)
-		if err != nil && !errors.Is(err, netpoll.ErrUnsupported) {
-			return nil, fmt.Errorf("server: %w", err)
-		}
+	s.tr, err = transport.New(transport.Config{
+		MaxQueue:      cfg.MaxQueue,
+		Workers:       cfg.Workers,
+		WhisperPace:   cfg.WhisperPace,
+		ForcePortable: cfg.ForcePortable,
+		Logger:        s.log,
+	}, s)
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
 	}
 	store := deps.Presence
 	if store == nil {
@@ -241,10 +241,6 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.presence = presence.NewTracker(cfg.Presence, store, s.emitPresence)
 	s.updateLimit = whisper.Config{Rate: cfg.Presence.UpdateRate, Burst: cfg.Presence.UpdateBurst}.WithDefaults()
 	s.msgLimit = whisper.Config{Rate: cfg.MessageRate, Burst: cfg.MessageBurst}.WithDefaults()
-	s.pool = newWorkerPool(cfg.Workers)
-	if cfg.WhisperPace > 0 {
-		s.pacer = newPacer(cfg.WhisperPace)
-	}
 	s.api = httpapi.New(httpapi.Config{
 		APIKey:       cfg.APIKey,
 		Metrics:      s.metrics.handler,
@@ -253,7 +249,6 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		Pages:        cfg.Pages,
 		UpgradePaths: []string{wsPath},
 	}, httpNode{s})
-	s.httpLn = newChanListener()
 	s.http = &http.Server{
 		Handler:           s.api,
 		ReadHeaderTimeout: min(10*time.Second, cfg.HTTPReadTimeout),
@@ -262,7 +257,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		IdleTimeout:       60 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
-	go func() { _ = s.http.Serve(s.httpLn) }()
+	go func() { _ = s.http.Serve(s.tr.HTTPListener()) }()
 	s.wg.Add(1)
 	go s.sweep()
 	return s, nil
@@ -278,7 +273,7 @@ func (s *Server) Node() string { return s.cfg.Node }
 
 // Portable reports whether the server runs a goroutine per connection
 // instead of epoll.
-func (s *Server) Portable() bool { return s.poller == nil }
+func (s *Server) Portable() bool { return s.tr.Portable() }
 
 // Handler returns the HTTP handler of the API and pages, for tests and for
 // embedding behind another listener (WebSocket upgrades need Serve).
@@ -301,8 +296,8 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.acceptWG.Add(1)
 	s.mu.Unlock()
 	defer s.acceptWG.Done()
-	if s.isRaw(ln) {
-		return s.serveRaw(ln.(*net.TCPListener))
+	if s.tr.Raw(ln) {
+		return s.tr.AcceptRaw(ln.(*net.TCPListener))
 	}
 	var delay time.Duration
 	for {
@@ -323,14 +318,8 @@ func (s *Server) Serve(ln net.Listener) error {
 			return fmt.Errorf("server: accept: %w", err)
 		}
 		delay = 0
-		go s.handshake(nc)
+		go s.tr.Handshake(nc)
 	}
-}
-
-// isRaw reports whether Serve accepts on ln with the raw loop.
-func (s *Server) isRaw(ln net.Listener) bool {
-	_, tcp := ln.(*net.TCPListener)
-	return tcp && s.poller != nil
 }
 
 // Draining reports whether Shutdown has begun.
@@ -344,14 +333,18 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// Keep listening while draining: /readyz must answer 503 to the load
 	// balancer, and new WebSocket upgrades get 503 so clients go elsewhere.
 	s.draining.Store(true)
-	for _, c := range s.reg.all() {
-		c.closeWith(protocol.CodeShutdown, "server shutting down", true)
+	for _, tc := range s.tr.Conns(nil) {
+		if c, ok := tc.Session().(*conn); ok {
+			c.closeWith(protocol.CodeShutdown, "server shutting down", true)
+		} else {
+			tc.Destroy() // not upgraded yet
+		}
 	}
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	var err error
 wait:
-	for s.reg.count() > 0 {
+	for s.tr.Count() > 0 {
 		select {
 		case <-ctx.Done():
 			err = ctx.Err()
@@ -359,15 +352,16 @@ wait:
 		case <-tick.C:
 		}
 	}
-	for _, c := range s.reg.all() {
-		c.destroy(false)
+	for _, tc := range s.tr.Conns(nil) {
+		tc.Destroy()
 	}
 	s.stopOnce.Do(func() { close(s.stop) })
+	s.tr.StopAccepting()
 	// Portable accept loops end when their listener closes; raw ones see
 	// stop within 100ms and must end before their descriptor is closed.
 	s.mu.Lock()
 	for _, ln := range s.listeners {
-		if !s.isRaw(ln) {
+		if !s.tr.Raw(ln) {
 			_ = ln.Close()
 		}
 	}
@@ -381,13 +375,12 @@ wait:
 	// Sockets a raw accept loop took between the first pass and seeing
 	// stop (up to 100ms): refused as draining, but nothing would close them
 	// once the workers are gone.
-	for _, c := range s.reg.all() {
-		c.destroy(false)
+	for _, tc := range s.tr.Conns(nil) {
+		tc.Destroy()
 	}
 	hctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	_ = s.http.Shutdown(hctx)
 	cancel()
-	_ = s.httpLn.Close()
 	s.wg.Wait()
 	// The tracker's last leaves go out through the broker, so it closes
 	// first.
@@ -395,13 +388,7 @@ wait:
 	if c, ok := s.broker.(interface{ Close() error }); ok {
 		_ = c.Close()
 	}
-	if s.pacer != nil {
-		s.pacer.stop()
-	}
-	s.pool.close()
-	if s.poller != nil {
-		_ = s.poller.Close()
-	}
+	s.tr.Close()
 	if c, ok := s.history.(interface{ Close() error }); ok {
 		_ = c.Close()
 	}
@@ -414,17 +401,13 @@ func (s *Server) sweep() {
 	defer s.wg.Done()
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
-	var batch []*conn
+	var batch []*transport.Conn
 	for {
 		select {
 		case <-s.stop:
 			return
 		case now := <-t.C:
-			batch = s.reg.appendAll(batch[:0])
-			for _, c := range batch {
-				c.check(now)
-			}
-			clear(batch)
+			batch = s.tr.Sweep(now, batch)
 		}
 	}
 }
@@ -433,66 +416,3 @@ func isTemporary(err error) bool {
 	var t interface{ Temporary() bool }
 	return errors.As(err, &t) && t.Temporary()
 }
-
-// registry holds every live connection in slots; a slot's index is the
-// connection's key in the poller.
-type registry struct {
-	mu    sync.Mutex // guards the following
-	slots []*conn
-	free  []int32
-	n     int
-}
-
-// add assigns c a slot (c.slot is set under the registry lock, which is what
-// orders it before the poller's lookups).
-func (r *registry) add(c *conn) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.n++
-	if k := len(r.free); k > 0 {
-		c.slot = r.free[k-1]
-		r.free = r.free[:k-1]
-		r.slots[c.slot] = c
-		return
-	}
-	r.slots = append(r.slots, c)
-	c.slot = int32(len(r.slots) - 1)
-}
-
-func (r *registry) remove(slot int32, c *conn) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if int(slot) < len(r.slots) && r.slots[slot] == c {
-		r.slots[slot] = nil
-		r.free = append(r.free, slot)
-		r.n--
-	}
-}
-
-func (r *registry) get(slot int32) *conn {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if slot >= 0 && int(slot) < len(r.slots) {
-		return r.slots[slot]
-	}
-	return nil
-}
-
-func (r *registry) count() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.n
-}
-
-func (r *registry) appendAll(dst []*conn) []*conn {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, c := range r.slots {
-		if c != nil {
-			dst = append(dst, c)
-		}
-	}
-	return dst
-}
-
-func (r *registry) all() []*conn { return r.appendAll(nil) }

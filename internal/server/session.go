@@ -3,7 +3,7 @@ package server
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
+	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -37,7 +37,7 @@ func (c *conn) handle(payload []byte) {
 	}
 	now := time.Now().UnixNano()
 	for _, d := range msgs {
-		if !c.acceptingInput() {
+		if !c.tc.Accepting() {
 			return
 		}
 		if ok, warn := c.msgLimiter.Allow(now, &c.srv.msgLimit); !ok {
@@ -47,7 +47,7 @@ func (c *conn) handle(payload []byte) {
 				return
 			}
 			if warn {
-				c.sendError(0, "", protocol.CodeRateLimited, "over "+itoa(int(c.srv.cfg.MessageRate))+" messages a second: excess messages are dropped")
+				c.sendError(0, "", protocol.CodeRateLimited, "over "+strconv.Itoa(int(c.srv.cfg.MessageRate))+" messages a second: excess messages are dropped")
 			}
 			continue
 		}
@@ -130,18 +130,9 @@ func (c *conn) onConnect(m *protocol.Connect) {
 		return
 	}
 	c.clientID = uuid.NewString()
-	if len(id.Info) > 0 {
-		c.info, _ = protocol.RawFromJSON(id.Info)
-	}
 	c.ident.Store(id)
 	c.rare = nil // only the upgrade token was in use before connect
-	// The first ping comes at a random point of the last quarter of the
-	// first interval: connections that arrive together (a restart, a
-	// reconnect storm) would otherwise be pinged in the same sweep every
-	// interval, and their pongs read together, a burst of 2N syscalls that
-	// stalls the rest of the node (about 150 ms every 25 s at 10,000
-	// connections). A ping never comes later than one interval.
-	c.lastPing.Store(time.Now().UnixNano() - rand.Int64N(int64(c.srv.cfg.PingInterval)/4+1))
+	c.firstPing()
 	c.srv.metrics.connected.Add(1)
 	reply := &protocol.Connected{
 		ID:     m.ID,
@@ -191,18 +182,18 @@ func (c *conn) onSubscribe(id *auth.Identity, m *protocol.Subscribe) {
 		j.join = m.Join
 	}
 	if !c.addJob(j, false) {
-		c.mu.Lock()
+		c.tc.Lock()
 		c.takeSubLocked(m.S)
-		c.mu.Unlock()
+		c.tc.Unlock()
 		c.sendError(m.ID, m.S, protocol.CodeRateLimited, "too many requests waiting for the connection to read its replies")
 	}
 }
 
 func (c *conn) onUnsubscribe(m *protocol.Unsubscribe) {
 	c.settleJoin(m.S, false)
-	c.mu.Lock()
+	c.tc.Lock()
 	sub := c.takeSubLocked(m.S)
-	c.mu.Unlock()
+	c.tc.Unlock()
 	if sub != nil {
 		c.dropSubscribeJob(sub)
 		c.srv.unsubscribe(sub)
@@ -240,7 +231,7 @@ func (c *conn) onHistory(id *auth.Identity, m *protocol.HistoryRequest) {
 		return
 	}
 	if !c.addJob(historyJob{m: m}, true) {
-		c.sendError(m.ID, m.S, protocol.CodeRateLimited, "too many history and who requests waiting for the connection to read its replies (limit "+itoa(maxWaitingRequests)+")")
+		c.sendError(m.ID, m.S, protocol.CodeRateLimited, "too many history and who requests waiting for the connection to read its replies (limit "+strconv.Itoa(maxWaitingRequests)+")")
 	}
 }
 
@@ -271,7 +262,7 @@ func (c *conn) onRefresh(id *auth.Identity, m *protocol.Refresh) {
 func (c *conn) revoke(id *auth.Identity) {
 	a := c.srv.auth
 	var subs []*subscription
-	c.mu.Lock()
+	c.tc.Lock()
 	for i := 0; i < len(c.subs); {
 		if sub := c.subs[i]; !a.Allowed(id, auth.OpSub, sub.stream) {
 			c.takeSubLocked(sub.stream)
@@ -286,7 +277,7 @@ func (c *conn) revoke(id *auth.Identity) {
 			unjoin = append(unjoin, stream)
 		}
 	}
-	c.mu.Unlock()
+	c.tc.Unlock()
 	const why = "no longer granted by the refreshed token"
 	for _, sub := range subs {
 		waiting := c.dropSubscribeJob(sub)
@@ -301,9 +292,9 @@ func (c *conn) revoke(id *auth.Identity) {
 	}
 	for _, stream := range unjoin {
 		c.leave(stream)
-		c.mu.Lock()
+		c.tc.Lock()
 		subscribed := c.findSubLocked(stream) >= 0
-		c.mu.Unlock()
+		c.tc.Unlock()
 		if subscribed {
 			c.sendError(0, stream, protocol.CodeForbidden, "op presence "+why+": left the stream's presence")
 		} else {
@@ -351,13 +342,13 @@ func (c *conn) onWhisper(id *auth.Identity, m *protocol.SendWhisper) {
 		return
 	}
 	if len(m.Data) > cfg.MaxData {
-		c.sendError(0, m.S, protocol.CodeTooLarge, "whisper data over the limit of "+itoa(cfg.MaxData)+" bytes")
+		c.sendError(0, m.S, protocol.CodeTooLarge, "whisper data over the limit of "+strconv.Itoa(cfg.MaxData)+" bytes")
 		return
 	}
 	if ok, warn := c.r().whispers.Allow(time.Now().UnixNano(), cfg); !ok {
 		c.srv.metrics.drops[dropWhisperRate].Add(1)
 		if warn {
-			c.sendError(0, m.S, protocol.CodeRateLimited, "whisper rate limit ("+itoa(int(cfg.Rate))+"/s, burst "+itoa(cfg.Burst)+"): excess whispers are dropped")
+			c.sendError(0, m.S, protocol.CodeRateLimited, "whisper rate limit ("+strconv.Itoa(int(cfg.Rate))+"/s, burst "+strconv.Itoa(cfg.Burst)+"): excess whispers are dropped")
 		}
 		return
 	}
@@ -366,7 +357,7 @@ func (c *conn) onWhisper(id *auth.Identity, m *protocol.SendWhisper) {
 		data = protocol.RawNil
 	}
 	w := protocol.Whisper{S: m.S, Ev: m.Ev, Data: data, From: protocol.ClientInfo{User: id.User, Client: c.clientID}}
-	c.mu.Lock()
+	c.tc.Lock()
 	var self *subscription
 	if i := c.findSubLocked(m.S); i >= 0 {
 		self = c.subs[i]
@@ -378,7 +369,7 @@ func (c *conn) onWhisper(id *auth.Identity, m *protocol.SendWhisper) {
 			c.srv.metrics.drops[dropWhisperCacheFull].Add(1)
 		}
 	}
-	c.mu.Unlock()
+	c.tc.Unlock()
 	var skip hub.Subscriber
 	if self != nil {
 		skip = self

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/huddle-rt/huddle/internal/broker"
@@ -81,24 +82,24 @@ func (s *subscription) Deliver(m hub.Message, frame []byte) {
 		if m.Kind == kindLostPresence && !s.presence {
 			return
 		}
-		c.mu.Lock()
-		start := c.closeLocked(protocol.CodeInsufficientState, "messages of this stream may have been lost: subscribe again with recover", true, false)
-		c.mu.Unlock()
+		c.tc.Lock()
+		start := c.closeLocked(protocol.CodeInsufficientState, "messages of this stream may have been lost: subscribe again with recover", true)
+		c.tc.Unlock()
 		if start {
-			c.kick()
+			c.tc.Kick()
 		}
 		return
 	}
-	c.mu.Lock()
+	c.tc.Lock()
 	if p := s.pend; p != nil {
 		if offset == 0 && p.waiting {
 			p.bufferEphemeralLocked(c.srv.replyRoom(), m.Key, frame)
-			c.mu.Unlock()
+			c.tc.Unlock()
 			return
 		}
 		if offset > 0 {
 			p.bufferPubLocked(c.srv.replyRoom(), offset, m.Epoch, frame)
-			c.mu.Unlock()
+			c.tc.Unlock()
 			return
 		}
 	}
@@ -119,7 +120,7 @@ func (s *subscription) Deliver(m hub.Message, frame []byte) {
 		// may reach the hub after the subscribe completed: it was already
 		// accounted for (in subscribed.offset or .pubs), so drop it.
 		if offset <= s.last {
-			c.mu.Unlock()
+			c.tc.Unlock()
 			return
 		}
 		if offset != s.last+1 {
@@ -128,10 +129,10 @@ func (s *subscription) Deliver(m hub.Message, frame []byte) {
 		}
 		s.last = offset
 	}
-	start := c.enqueueLocked(outItem{b: frame, key: m.Key})
-	c.mu.Unlock()
+	start := c.enqueueLocked(frame, m.Key)
+	c.tc.Unlock()
 	if start {
-		c.kick()
+		c.tc.Kick()
 	}
 }
 
@@ -140,10 +141,10 @@ func (s *subscription) Deliver(m hub.Message, frame []byte) {
 func (s *subscription) gapLocked() {
 	c := s.c
 	c.srv.metrics.drops[dropLiveGap].Add(1)
-	start := c.closeLocked(protocol.CodeInsufficientState, "publications of this stream were lost: subscribe again with recover", true, false)
-	c.mu.Unlock()
+	start := c.closeLocked(protocol.CodeInsufficientState, "publications of this stream were lost: subscribe again with recover", true)
+	c.tc.Unlock()
 	if start {
-		c.kick()
+		c.tc.Kick()
 	}
 }
 
@@ -193,13 +194,13 @@ func (s *pending) bufferEphemeralLocked(maxBytes int, key uint64, frame []byte) 
 // the sub with.
 func (srv *Server) reserve(c *conn, stream string, wantPresence bool) (*subscription, *protocol.Error) {
 	sub := &subscription{c: c, stream: stream, presence: wantPresence, pend: &pending{waiting: true}}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.state != stateOpen || c.findSubLocked(stream) >= 0 {
+	c.tc.Lock()
+	defer c.tc.Unlock()
+	if !c.tc.OpenLocked() || c.findSubLocked(stream) >= 0 {
 		return nil, protocol.NewError(protocol.CodeBadRequest, "already subscribed")
 	}
 	if len(c.subs) >= srv.cfg.MaxSubscriptions {
-		return nil, protocol.NewError(protocol.CodeRateLimited, "too many subscriptions on one connection (limit "+itoa(srv.cfg.MaxSubscriptions)+")")
+		return nil, protocol.NewError(protocol.CodeRateLimited, "too many subscriptions on one connection (limit "+strconv.Itoa(srv.cfg.MaxSubscriptions)+")")
 	}
 	c.subs = append(c.subs, sub)
 	return sub, nil
@@ -218,10 +219,10 @@ func (srv *Server) register(sub *subscription) *protocol.Error {
 	err := srv.broker.Subscribe(ctx, stream)
 	cancel()
 	srv.metrics.subscriptions.Add(1)
-	c.mu.Lock()
+	c.tc.Lock()
 	sub.registered = true
 	dropped := sub.dropped
-	c.mu.Unlock()
+	c.tc.Unlock()
 	if dropped {
 		// The connection closed or unsubscribed meanwhile; its unsubscribe
 		// left this to us.
@@ -241,13 +242,13 @@ func (srv *Server) register(sub *subscription) *protocol.Error {
 // registering is left for subscribe to remove.
 func (srv *Server) unsubscribe(sub *subscription) {
 	c := sub.c
-	c.mu.Lock()
+	c.tc.Lock()
 	if !sub.registered {
 		sub.dropped = true
-		c.mu.Unlock()
+		c.tc.Unlock()
 		return
 	}
-	c.mu.Unlock()
+	c.tc.Unlock()
 	srv.release(sub)
 }
 
@@ -285,9 +286,9 @@ func (srv *Server) announce(sub *subscription, m *protocol.Subscribe) (ok, done 
 	c := sub.c
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
-	c.mu.Lock()
+	c.tc.Lock()
 	sub.resumeLocked()
-	c.mu.Unlock()
+	c.tc.Unlock()
 
 	reply := &protocol.Subscribed{ID: m.ID, S: m.S}
 	var history []storage.Publication
@@ -323,9 +324,9 @@ func (srv *Server) announce(sub *subscription, m *protocol.Subscribe) (ok, done 
 		c.sendError(m.ID, m.S, protocol.CodeInternal, "subscribe failed: "+err.Error())
 		return false, true
 	}
-	c.mu.Lock()
+	c.tc.Lock()
 	wDrops := sub.pend.wDrops
-	c.mu.Unlock()
+	c.tc.Unlock()
 	reply.LV = srv.whispers.Snapshot(m.S, c.clientID, srv.stepBytes(c.codec))
 	if sub.presence {
 		members, err := srv.presence.Members(ctx, m.S)
@@ -350,11 +351,11 @@ func (srv *Server) announce(sub *subscription, m *protocol.Subscribe) (ok, done 
 		return false, true
 	}
 
-	c.mu.Lock()
+	c.tc.Lock()
 	if !c.ownsLocked(sub) {
 		// Unsubscribed or closed during the reads: whoever took it
 		// releases it, and nothing more is said.
-		c.mu.Unlock()
+		c.tc.Unlock()
 		return false, true
 	}
 	sub.epoch, sub.last = reply.Epoch, after
@@ -370,25 +371,25 @@ func (srv *Server) announce(sub *subscription, m *protocol.Subscribe) (ok, done 
 	}
 	if gapErr != nil {
 		sub.pend.buf = nil
-		c.mu.Unlock()
+		c.tc.Unlock()
 		srv.dropSubscription(sub)
 		srv.metrics.drops[dropRecoveryGap].Add(1)
 		c.sendError(m.ID, m.S, protocol.CodeInsufficientState, "could not guarantee order: "+gapErr.Error())
 		return false, true
 	}
-	kick := c.enqueueLocked(outItem{b: frame})
+	kick := c.enqueueLocked(frame, 0)
 	for _, b := range sub.pend.bufW {
-		kick = c.enqueueLocked(outItem{b: b.frame, key: b.key}) || kick
+		kick = c.enqueueLocked(b.frame, b.key) || kick
 	}
 	sub.pend.bufW, sub.pend.bufWSize, sub.pend.waiting = nil, 0, false
 	done = !more && !sub.pend.skipped
 	if done {
 		kick = sub.goLiveLocked() || kick
 	}
-	c.mu.Unlock()
+	c.tc.Unlock()
 	srv.metrics.countOut(protocol.TypeSubscribed, 1)
 	if kick {
-		c.kick()
+		c.tc.Kick()
 	}
 	return true, done
 }
@@ -401,10 +402,10 @@ func (srv *Server) announce(sub *subscription, m *protocol.Subscribe) (ok, done 
 // told recovered: false rather than miss them.
 func (srv *Server) catchUp(sub *subscription) (done bool) {
 	c := sub.c
-	c.mu.Lock()
+	c.tc.Lock()
 	sub.resumeLocked()
 	pos := storage.Position{Epoch: sub.epoch, Offset: sub.last}
-	c.mu.Unlock()
+	c.tc.Unlock()
 
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	res, err := srv.history.Read(ctx, sub.stream, storage.Query{After: pos, MaxBytes: srv.stepBytes(c.codec), Limit: srv.stepPubs(c.codec, sub.stream)})
@@ -429,14 +430,14 @@ func (srv *Server) catchUp(sub *subscription) (done bool) {
 	}
 	srv.metrics.countOut(protocol.TypePub, len(frames))
 
-	c.mu.Lock()
+	c.tc.Lock()
 	if !c.ownsLocked(sub) {
-		c.mu.Unlock()
+		c.tc.Unlock()
 		return true
 	}
 	kick := false
 	for i, f := range frames {
-		kick = c.enqueueLocked(outItem{b: f}) || kick
+		kick = c.enqueueLocked(f, 0) || kick
 		sub.last = res.Pubs[i].Offset
 	}
 	if !res.More && !sub.pend.skipped {
@@ -447,9 +448,9 @@ func (srv *Server) catchUp(sub *subscription) (done bool) {
 		kick = sub.goLiveLocked() || kick
 		done = true
 	}
-	c.mu.Unlock()
+	c.tc.Unlock()
 	if kick {
-		c.kick()
+		c.tc.Kick()
 	}
 	return done
 }
@@ -495,7 +496,7 @@ func (s *subscription) goLiveLocked() (kick bool) {
 		if b.offset <= s.last {
 			continue
 		}
-		kick = c.enqueueLocked(outItem{b: b.frame}) || kick
+		kick = c.enqueueLocked(b.frame, 0) || kick
 		s.last = b.offset
 	}
 	clear(s.pend.buf)
@@ -506,13 +507,13 @@ func (s *subscription) goLiveLocked() (kick bool) {
 // dropSubscription undoes subscribe after a failure.
 func (srv *Server) dropSubscription(sub *subscription) {
 	c := sub.c
-	c.mu.Lock()
+	c.tc.Lock()
 	i := c.findSubLocked(sub.stream)
 	owned := i >= 0 && c.subs[i] == sub
 	if owned {
 		c.takeSubLocked(sub.stream)
 	}
-	c.mu.Unlock()
+	c.tc.Unlock()
 	if owned {
 		srv.unsubscribe(sub)
 	}

@@ -63,7 +63,7 @@ func newWhisperBench(tb testing.TB) *whisperBench {
 // add connects and subscribes a connection to stream; codecs alternate as in
 // BenchmarkHub_Broadcast.
 func (w *whisperBench) add(stream string) *conn {
-	c := &conn{srv: w.srv, fd: -1, codec: protocol.Codec(len(w.conns) % 2), running: true}
+	c := w.srv.detachedConn(protocol.Codec(len(w.conns) % 2))
 	c.clientID = fmt.Sprintf("00000000-0000-0000-0000-%012d", len(w.conns))
 	c.ident.Store(w.id)
 	sub := &subscription{c: c, stream: stream}
@@ -76,19 +76,14 @@ func (w *whisperBench) add(stream string) *conn {
 // drain empties every queue, as a flush would.
 func (w *whisperBench) drain() {
 	for _, c := range w.conns {
-		c.mu.Lock()
-		clear(c.queue)
-		c.queue, c.queued = c.queue[:0], 0
-		c.mu.Unlock()
+		c.tc.Discard()
 	}
 }
 
 // behind marks every connection as a receiver whose socket refused bytes.
 func (w *whisperBench) behind() {
 	for _, c := range w.conns {
-		c.mu.Lock()
-		c.pendingLen = 1
-		c.mu.Unlock()
+		c.tc.SetBehind()
 	}
 }
 
@@ -96,9 +91,7 @@ func (w *whisperBench) behind() {
 func (w *whisperBench) queuedItems() int {
 	n := 0
 	for _, c := range w.conns {
-		c.mu.Lock()
-		n += len(c.queue)
-		c.mu.Unlock()
+		n += c.tc.QueueLen()
 	}
 	return n
 }
@@ -155,8 +148,8 @@ func TestWhisperRelayAllocs(t *testing.T) {
 				if n := w.queuedItems(); n != tc.receivers {
 					t.Fatalf("%d receivers: %d queued messages, want one each", tc.receivers, n)
 				}
-				if len(sender.queue) != 0 {
-					t.Fatalf("the sender's queue holds %d messages", len(sender.queue))
+				if n := sender.tc.QueueLen(); n != 0 {
+					t.Fatalf("the sender's queue holds %d messages", n)
 				}
 				t.Logf("%d receivers: %v allocs per whisper", tc.receivers, allocs[i])
 			}

@@ -1,12 +1,10 @@
-package server
+package transport
 
 import (
 	"encoding/binary"
 	"errors"
 
 	"github.com/gobwas/ws"
-
-	"github.com/huddle-rt/huddle/protocol"
 )
 
 // WebSocket opcodes.
@@ -107,12 +105,12 @@ func appendFrameHeader(dst []byte, op byte, length int) []byte {
 
 // closeBody is the payload of a close frame: the code and a reason cut to
 // fit a control frame.
-func closeBody(code protocol.Code, reason string) []byte {
+func closeBody(code uint16, reason string) []byte {
 	if len(reason) > 123 {
 		reason = reason[:123]
 	}
 	b := make([]byte, 2, 2+len(reason))
-	binary.BigEndian.PutUint16(b, uint16(code))
+	binary.BigEndian.PutUint16(b, code)
 	return append(b, reason...)
 }
 

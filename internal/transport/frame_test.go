@@ -1,18 +1,12 @@
-package server
+package transport
 
 import (
 	"bytes"
 	"io"
-	"log/slog"
 	"net"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/gobwas/ws"
-
-	"github.com/huddle-rt/huddle/internal/auth"
-	"github.com/huddle-rt/huddle/protocol"
 )
 
 func TestParseHeader(t *testing.T) {
@@ -57,25 +51,6 @@ func TestAppendFrameHeaderRoundTrip(t *testing.T) {
 	}
 }
 
-var (
-	fuzzOnce sync.Once
-	fuzzSrv  *Server
-)
-
-func fuzzServer(t testing.TB) *Server {
-	fuzzOnce.Do(func() {
-		a, err := auth.New(auth.Config{Secret: []byte("fuzz-secret")})
-		if err != nil {
-			t.Fatal(err)
-		}
-		fuzzSrv, err = New(Config{MaxMessage: 4096, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, Deps{Auth: a})
-		if err != nil {
-			t.Fatal(err)
-		}
-	})
-	return fuzzSrv
-}
-
 func maskedFrame(op ws.OpCode, fin bool, p []byte) []byte {
 	var buf bytes.Buffer
 	_ = ws.WriteFrame(&buf, ws.MaskFrameInPlace(ws.NewFrame(op, fin, append([]byte(nil), p...))))
@@ -84,14 +59,13 @@ func maskedFrame(op ws.OpCode, fin bool, p []byte) []byte {
 
 // FuzzFrames feeds a connection's frame reader with arbitrary bytes split in
 // two reads at an arbitrary point: whatever arrives, the reader must not
-// panic and must never keep more than one frame's worth of bytes.
+// panic and must never keep more than one frame's worth of bytes, nor hand
+// the session a message over its limit.
 func FuzzFrames(f *testing.F) {
-	tok, _ := auth.SignHS256([]byte("fuzz-secret"), "u", time.Now().Add(time.Hour), nil, map[string][]string{"*": {"sub", "pub", "history"}})
-	connect, _ := protocol.EncodeFrame(protocol.Msgpack, &protocol.Connect{ID: 1, Token: tok})
-	sub, _ := protocol.EncodeFrame(protocol.Msgpack, &protocol.Subscribe{ID: 2, S: "s"}, &protocol.Publish{ID: 3, S: "s", Data: protocol.MustRaw(1)})
+	const maxMsg = 4096
 	seeds := [][]byte{
-		append(maskedFrame(ws.OpBinary, true, connect), maskedFrame(ws.OpBinary, true, sub)...),
-		append(maskedFrame(ws.OpBinary, false, connect[:3]), maskedFrame(ws.OpContinuation, true, connect[3:])...),
+		append(maskedFrame(ws.OpBinary, true, []byte("connect")), maskedFrame(ws.OpBinary, true, []byte("sub"))...),
+		append(maskedFrame(ws.OpBinary, false, []byte("con")), maskedFrame(ws.OpContinuation, true, []byte("nect"))...),
 		maskedFrame(ws.OpPing, true, []byte("hi")),
 		maskedFrame(ws.OpClose, true, []byte{0x03, 0xe8}),
 		maskedFrame(ws.OpBinary, true, bytes.Repeat([]byte{0x91}, 200)),
@@ -100,19 +74,27 @@ func FuzzFrames(f *testing.F) {
 	for _, s := range seeds {
 		f.Add(s, uint16(len(s)/2))
 	}
+	tr := testTransport(f, 1<<20)
 	f.Fuzz(func(t *testing.T, data []byte, cut uint16) {
-		srv := fuzzServer(t)
 		a, b := net.Pipe()
 		defer b.Close()
-		c := &conn{srv: srv, nc: a, codec: protocol.Msgpack, wake: make(chan struct{}, 1), created: time.Now().UnixNano()}
+		go func() { _, _ = io.Copy(io.Discard, b) }()
+		c := tr.startPortableConn(a, nil)
+		ss := &stubSession{c: c, max: maxMsg}
+		c.sess = ss
 		k := min(int(cut), len(data))
 		rest := c.processFrames(append([]byte(nil), data[:k]...))
 		rest = c.processFrames(append(append([]byte(nil), rest...), data[k:]...))
-		if len(rest) > srv.cfg.MaxMessage+14 {
+		if len(rest) > maxMsg+14 {
 			t.Fatalf("reader kept %d bytes, more than one frame", len(rest))
 		}
-		if c.rare != nil && len(c.rare.frag) > srv.cfg.MaxMessage {
-			t.Fatalf("fragments hold %d bytes over the limit", len(c.rare.frag))
+		if c.frag != nil && len(c.frag.b) > maxMsg {
+			t.Fatalf("fragments hold %d bytes over the limit", len(c.frag.b))
+		}
+		for _, m := range ss.messages {
+			if len(m) > maxMsg {
+				t.Fatalf("a message of %d bytes reached the session, over its limit", len(m))
+			}
 		}
 		c.destroy(true)
 	})

@@ -1,4 +1,4 @@
-package server
+package transport
 
 import "sync"
 
@@ -8,7 +8,7 @@ import "sync"
 type workerPool struct {
 	mu     sync.Mutex // guards the following
 	cond   sync.Cond
-	queue  []*conn
+	queue  []*Conn
 	head   int
 	closed bool
 	wg     sync.WaitGroup
@@ -24,14 +24,14 @@ func newWorkerPool(n int) *workerPool {
 	return p
 }
 
-func (p *workerPool) push(c *conn) {
+func (p *workerPool) push(c *Conn) {
 	p.mu.Lock()
 	p.queue = append(p.queue, c)
 	p.mu.Unlock()
 	p.cond.Signal()
 }
 
-func (p *workerPool) pop() *conn {
+func (p *workerPool) pop() *Conn {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for p.head == len(p.queue) {

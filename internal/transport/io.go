@@ -1,4 +1,4 @@
-package server
+package transport
 
 import (
 	"bytes"
@@ -7,13 +7,7 @@ import (
 	"io"
 	"sync"
 	"time"
-
-	"github.com/huddle-rt/huddle/protocol"
 )
-
-// maxPreConnectMessage bounds a WebSocket message before connect
-// succeeded (a connect with a large token is a few KiB).
-const maxPreConnectMessage = 64 << 10
 
 const (
 	readBufSize  = 16 << 10
@@ -30,8 +24,10 @@ var errWouldBlock = errors.New("would block")
 
 var errEOF = io.EOF
 
+var newline = []byte{'\n'}
+
 // readRaw reads what the socket has without waiting (portable mode: waits).
-func (c *conn) readRaw(b []byte) (int, error) {
+func (c *Conn) readRaw(b []byte) (int, error) {
 	if c.nc != nil {
 		return c.nc.Read(b)
 	}
@@ -40,9 +36,9 @@ func (c *conn) readRaw(b []byte) (int, error) {
 
 // writeRaw writes as much of b as the socket takes without waiting (or, in
 // portable mode, all of it within a deadline).
-func (c *conn) writeRaw(b []byte) (int, error) {
+func (c *Conn) writeRaw(b []byte) (int, error) {
 	if c.nc != nil {
-		_ = c.nc.SetWriteDeadline(time.Now().Add(closeGrace))
+		_ = c.nc.SetWriteDeadline(time.Now().Add(CloseGrace))
 		return c.nc.Write(b)
 	}
 	return rawWrite(c.fd, b)
@@ -51,7 +47,7 @@ func (c *conn) writeRaw(b []byte) (int, error) {
 // readAvailable reads what the socket holds and processes every complete
 // frame. An incomplete frame's bytes are kept in c.partial, so a peer that
 // sends half a frame and stalls holds no worker.
-func (c *conn) readAvailable() {
+func (c *Conn) readAvailable() {
 	if c.handshaking.Load() {
 		c.readHandshake()
 		return
@@ -85,7 +81,7 @@ func (c *conn) readAvailable() {
 	}
 	if n > 0 {
 		c.lastSeen.Store(time.Now().UnixNano())
-		c.srv.metrics.bytesIn.Add(int64(n))
+		c.t.Counters.BytesIn.Add(int64(n))
 	}
 	rest := c.processFrames(buf[:n0+n])
 	switch {
@@ -107,7 +103,7 @@ func (c *conn) readAvailable() {
 
 // readAgain asks the worker for another read: a read that filled its buffer
 // may have left bytes, and the edge-triggered poller reports only new ones.
-func (c *conn) readAgain() {
+func (c *Conn) readAgain() {
 	if c.nc != nil {
 		return // portable mode: the reader goroutine reads on anyway
 	}
@@ -118,28 +114,23 @@ func (c *conn) readAgain() {
 
 // processFrames handles every complete frame in data and returns the bytes
 // of an incomplete last frame.
-func (c *conn) processFrames(data []byte) []byte {
-	maxMsg := c.srv.cfg.MaxMessage
-	if c.ident.Load() == nil {
-		// Before connect, a message need only carry a token: a client that
-		// has not authenticated may not make the server hold a megabyte.
-		maxMsg = min(maxMsg, maxPreConnectMessage)
-	}
+func (c *Conn) processFrames(data []byte) []byte {
+	maxMsg := c.sess.MaxMessage()
 	for len(data) > 0 {
-		if !c.acceptingInput() {
+		if !c.Accepting() {
 			return nil
 		}
 		h, hl, err := parseHeader(data)
 		if err != nil {
-			c.closeWith(protocol.CodeBadRequest, "bad WebSocket frame: "+err.Error(), false)
+			c.fail(BadFrame, "bad WebSocket frame: "+err.Error())
 			return nil
 		}
 		if hl == 0 {
 			c.need = 0
 			return data
 		}
-		if h.length > int64(maxMsg) || (h.op == opContinuation && c.rare != nil && int64(len(c.rare.frag))+h.length > int64(maxMsg)) {
-			c.closeWith(protocol.CodeTooLarge, "message over the limit of "+itoa(maxMsg)+" bytes", false)
+		if h.length > int64(maxMsg) || (h.op == opContinuation && c.frag != nil && int64(len(c.frag.b))+h.length > int64(maxMsg)) {
+			c.fail(TooLarge, "message over the limit of "+itoa(maxMsg)+" bytes")
 			return nil
 		}
 		total := hl + int(h.length)
@@ -153,28 +144,25 @@ func (c *conn) processFrames(data []byte) []byte {
 		unmask(payload, h.mask)
 		switch h.op {
 		case opText, opBinary:
-			if c.rare != nil && c.rare.fragOpen {
-				c.closeWith(protocol.CodeBadRequest, "new message inside a fragmented one", false)
+			if c.frag != nil {
+				c.fail(BadFrame, "new message inside a fragmented one")
 				return nil
 			}
 			if !h.fin {
-				r := c.r()
-				r.frag = append(r.frag[:0], payload...)
-				r.fragOpen = true
+				c.frag = &fragment{b: append([]byte(nil), payload...)}
 				continue
 			}
-			c.handle(payload)
+			c.sess.OnMessage(payload)
 		case opContinuation:
-			if c.rare == nil || !c.rare.fragOpen {
-				c.closeWith(protocol.CodeBadRequest, "continuation frame without a message", false)
+			if c.frag == nil {
+				c.fail(BadFrame, "continuation frame without a message")
 				return nil
 			}
-			r := c.rare
-			r.frag = append(r.frag, payload...)
+			c.frag.b = append(c.frag.b, payload...)
 			if h.fin {
-				msg := r.frag
-				r.frag, r.fragOpen = nil, false
-				c.handle(msg)
+				msg := c.frag.b
+				c.frag = nil
+				c.sess.OnMessage(msg)
 			}
 		case opPing:
 			c.queueControl(itemPong, append([]byte(nil), payload...))
@@ -191,24 +179,33 @@ func (c *conn) processFrames(data []byte) []byte {
 	return nil
 }
 
-func (c *conn) acceptingInput() bool {
+// fail ends the connection for a transport-level reason, with the
+// session's goodbye.
+func (c *Conn) fail(r Reason, detail string) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.state == stateOpen
+	var start bool
+	if c.state == stateOpen {
+		code, msg, reconnect := c.sess.Goodbye(r, detail)
+		start = c.CloseLocked(code, detail, msg, reconnect, false)
+	}
+	c.mu.Unlock()
+	if start {
+		c.Kick()
+	}
 }
 
-func (c *conn) queueControl(kind uint8, body []byte) {
+func (c *Conn) queueControl(kind uint8, body []byte) {
 	c.mu.Lock()
 	start := c.enqueueLocked(outItem{b: body, kind: kind})
 	c.mu.Unlock()
 	if start {
-		c.kick()
+		c.Kick()
 	}
 }
 
 // closeByPeer answers the peer's close frame with one of its own; the socket
 // closes once it is written.
-func (c *conn) closeByPeer(code uint16) {
+func (c *Conn) closeByPeer(code uint16) {
 	c.mu.Lock()
 	if c.state != stateOpen {
 		c.mu.Unlock()
@@ -219,20 +216,20 @@ func (c *conn) closeByPeer(code uint16) {
 	c.queue = append(c.queue, outItem{b: body, kind: itemClose})
 	c.state = stateClosing
 	c.cleanClose = true
-	c.closeBy = time.Now().Add(closeGrace).UnixNano()
+	c.closeBy = time.Now().Add(CloseGrace).UnixNano()
 	start := c.wantFlushLocked()
 	c.mu.Unlock()
 	if start {
-		c.kick()
+		c.Kick()
 	}
 }
 
 // flush writes what a short write left, then everything queued, as few
 // frames as possible in one write.
-func (c *conn) flush() {
+func (c *Conn) flush() {
 	if len(c.pendingOut) > 0 {
 		n, err := c.writeRaw(c.pendingOut)
-		c.srv.metrics.bytesOut.Add(int64(n))
+		c.t.Counters.BytesOut.Add(int64(n))
 		if err != nil {
 			c.destroy(true)
 			return
@@ -249,23 +246,23 @@ func (c *conn) flush() {
 	items := c.queue
 	c.queue, c.spare, c.queued = c.spare, nil, 0
 	state := c.state
-	if len(items) > 0 && c.srv.pacer != nil {
+	if len(items) > 0 && c.t.pacer != nil {
 		c.lastFlush = time.Now().UnixNano()
 	}
-	jobs := c.jobsWaitingLocked()
+	jobs := state == stateOpen && c.sess.WaitingLocked()
 	c.mu.Unlock()
 	if len(items) == 0 {
 		if state == stateClosing {
 			c.destroy(false)
 		} else if jobs {
-			c.pump()
+			c.sess.Room()
 		}
 		return
 	}
 	bp := writeBufs.Get().(*[]byte)
 	buf, sawClose := c.appendFrames((*bp)[:0], items)
 	n, err := c.writeRaw(buf)
-	c.srv.metrics.bytesOut.Add(int64(n))
+	c.t.Counters.BytesOut.Add(int64(n))
 	if err == nil && n < len(buf) {
 		c.pendingOut = append([]byte(nil), buf[n:]...)
 	}
@@ -279,7 +276,7 @@ func (c *conn) flush() {
 	if c.spare == nil && cap(items) >= 8 && cap(items) <= 64 { // idle connections keep none
 		c.spare = items[:0]
 	}
-	jobs = c.jobsWaitingLocked()
+	jobs = c.state == stateOpen && c.sess.WaitingLocked()
 	c.mu.Unlock()
 	if err != nil {
 		c.destroy(true)
@@ -291,12 +288,12 @@ func (c *conn) flush() {
 	}
 	if jobs {
 		// Replies waiting for room take their next step now that the
-		// socket took this write (see pump).
-		c.pump()
+		// socket took this write.
+		c.sess.Room()
 	}
 }
 
-func (c *conn) setPendingLen(n int) {
+func (c *Conn) setPendingLen(n int) {
 	c.mu.Lock()
 	c.pendingLen = n
 	c.mu.Unlock()
@@ -305,12 +302,16 @@ func (c *conn) setPendingLen(n int) {
 // appendFrames encodes queued items as WebSocket frames: runs of messages
 // become one data frame each (up to maxBatch bytes), control items their
 // own frames.
-func (c *conn) appendFrames(buf []byte, items []outItem) ([]byte, bool) {
+func (c *Conn) appendFrames(buf []byte, items []outItem) ([]byte, bool) {
 	op := byte(opText)
-	if c.codec.Binary() {
+	if c.framing == BinaryConcat || c.framing == Binary {
 		op = opBinary
 	}
-	sep := c.codec.Separator()
+	var sep []byte
+	if c.framing == TextLines {
+		sep = newline
+	}
+	batch := c.framing == TextLines || c.framing == BinaryConcat
 	sawClose := false
 	for i := 0; i < len(items); {
 		switch items[i].kind {
@@ -337,7 +338,7 @@ func (c *conn) appendFrames(buf []byte, items []outItem) ([]byte, bool) {
 			if j > i {
 				add += len(sep)
 			}
-			if j > i && size+add > maxBatch {
+			if j > i && (!batch || size+add > maxBatch) {
 				break
 			}
 			size += add
@@ -350,7 +351,7 @@ func (c *conn) appendFrames(buf []byte, items []outItem) ([]byte, bool) {
 			}
 			buf = append(buf, items[k].b...)
 		}
-		c.srv.metrics.framesOut.Add(1)
+		c.t.Counters.FramesOut.Add(1)
 		i = j
 	}
 	return buf, sawClose
@@ -372,7 +373,7 @@ func itoa(n int) string {
 // readHandshake reads a raw connection's HTTP request head. A WebSocket
 // upgrade is answered on the connection itself; any other request moves the
 // socket to net/http, which serves the API.
-func (c *conn) readHandshake() {
+func (c *Conn) readHandshake() {
 	pooled := readBufs.Get().(*[]byte)
 	defer readBufs.Put(pooled)
 	buf := *pooled
@@ -396,23 +397,20 @@ func (c *conn) readHandshake() {
 		return
 	}
 	head, rest := data[:i+4], data[i+4:]
-	if !isWebSocketPath(head) {
+	if !c.t.upgradePath(head) {
 		c.toHTTP(append(append([]byte(nil), head...), rest...))
 		return
 	}
 	var resp bytes.Buffer
-	codec, token, err := c.srv.upgradeHead(head, &resp)
+	sess, err := c.t.handler.Upgrade(c, head, &resp)
 	if err != nil {
 		c.refuse(resp.Bytes())
 		return
 	}
-	c.codec = codec
-	if token != "" {
-		c.r().upgradeToken = token
-	}
+	c.sess = sess
 	c.partial = nil
 	c.handshaking.Store(false)
-	c.srv.metrics.connectionsTotal.Add(1)
+	c.t.Counters.Accepted.Add(1)
 	c.queueControl(itemRaw, resp.Bytes())
 	if len(rest) > 0 {
 		c.partial = c.processFrames(append([]byte(nil), rest...))
@@ -423,7 +421,7 @@ func (c *conn) readHandshake() {
 }
 
 // refuse sends an HTTP error response and closes once it is written.
-func (c *conn) refuse(resp []byte) {
+func (c *Conn) refuse(resp []byte) {
 	c.mu.Lock()
 	if c.state != stateOpen {
 		c.mu.Unlock()
@@ -435,14 +433,14 @@ func (c *conn) refuse(resp []byte) {
 	start := c.wantFlushLocked()
 	c.mu.Unlock()
 	if start {
-		c.kick()
+		c.Kick()
 	}
 	c.partial = nil
 }
 
 // toHTTP hands the socket to net/http with the bytes already read.
-func (c *conn) toHTTP(replay []byte) {
-	s := c.srv
+func (c *Conn) toHTTP(replay []byte) {
+	t := c.t
 	c.mu.Lock()
 	if c.state != stateOpen {
 		c.mu.Unlock()
@@ -450,15 +448,15 @@ func (c *conn) toHTTP(replay []byte) {
 	}
 	c.state = stateClosed // nothing else may touch the descriptor now
 	c.mu.Unlock()
-	s.reg.remove(c.slot, c)
-	_ = s.poller.Remove(c.fd)
+	t.reg.remove(c.slot, c)
+	_ = t.poller.Remove(c.fd)
 	nc, err := fdConn(c.fd) // closes c.fd, keeps a duplicate
 	if err != nil {
-		s.log.Warn("cannot hand connection to the HTTP server", "err", err)
+		t.log.Warn("cannot hand connection to the HTTP server", "err", err)
 		return
 	}
 	c.partial = nil
-	if !s.httpLn.push(&prefixConn{Conn: nc, prefix: replay}) {
+	if !t.httpLn.push(&prefixConn{Conn: nc, prefix: replay}) {
 		_ = nc.Close()
 	}
 }

@@ -1,6 +1,6 @@
 //go:build linux
 
-package server
+package transport
 
 import (
 	"errors"
@@ -12,12 +12,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// serveRaw accepts with accept4 on the listener's descriptor and registers
+// AcceptRaw accepts with accept4 on the listener's descriptor and registers
 // each new socket with the poller straight away: no net.Conn, no runtime
 // poller entry and no goroutine per connection, even during the handshake.
 // It waits for the listener with poll(2) in slices of 100ms so that it
-// notices Shutdown; Shutdown closes the listener only after this returns.
-func (s *Server) serveRaw(ln *net.TCPListener) error {
+// notices StopAccepting; close the listener only after this returns.
+func (t *Transport) AcceptRaw(ln *net.TCPListener) error {
 	rc, err := ln.SyscallConn()
 	if err != nil {
 		return err
@@ -28,7 +28,7 @@ func (s *Server) serveRaw(ln *net.TCPListener) error {
 	pfd := []unix.PollFd{{Fd: int32(lfd), Events: unix.POLLIN}}
 	for {
 		select {
-		case <-s.stop:
+		case <-t.stop:
 			return nil
 		default:
 		}
@@ -45,7 +45,7 @@ func (s *Server) serveRaw(ln *net.TCPListener) error {
 		for i := 0; i < 1024; i++ {
 			fd, _, e := unix.Accept4(lfd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
 			if e == nil {
-				s.startRaw(fd)
+				t.startRaw(fd)
 				delay = 0
 				continue
 			}
@@ -57,7 +57,7 @@ func (s *Server) serveRaw(ln *net.TCPListener) error {
 			}
 			if errors.Is(e, unix.EMFILE) || errors.Is(e, unix.ENFILE) || errors.Is(e, unix.ENOBUFS) || errors.Is(e, unix.ENOMEM) {
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				s.log.Warn("accept failed; retrying", "err", e, "delay", delay)
+				t.log.Warn("accept failed; retrying", "err", e, "delay", delay)
 				time.Sleep(delay)
 				break
 			}
@@ -68,14 +68,14 @@ func (s *Server) serveRaw(ln *net.TCPListener) error {
 
 // startRaw registers an accepted socket; its HTTP request head is read by
 // workers as it arrives.
-func (s *Server) startRaw(fd int) {
+func (t *Transport) startRaw(fd int) {
 	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-	c := &conn{srv: s, fd: fd, created: time.Now().UnixNano()}
+	c := &Conn{t: t, fd: fd, created: time.Now().UnixNano()}
 	c.handshaking.Store(true)
 	c.lastSeen.Store(c.created)
-	s.reg.add(c)
-	if err := s.poller.Add(fd, c.slot); err != nil {
-		s.log.Error("cannot watch connection", "err", err)
+	t.reg.add(c)
+	if err := t.poller.Add(fd, c.slot); err != nil {
+		t.log.Error("cannot watch connection", "err", err)
 		c.destroy(true)
 	}
 }

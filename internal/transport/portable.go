@@ -1,23 +1,23 @@
-package server
+package transport
 
 // startPortable serves a connection with its own reader and writer
 // goroutines; used where epoll is unavailable (or with ForcePortable).
 // c.wake must already be set.
-func (c *conn) startPortable() {
+func (c *Conn) startPortable() {
 	go c.writeLoop()
 	go c.readLoop()
 }
 
-func (c *conn) readLoop() {
+func (c *Conn) readLoop() {
 	if len(c.partial) > 0 {
 		c.partial = c.processFrames(c.partial)
 	}
-	for c.isOpen() {
+	for c.Alive() {
 		c.readAvailable()
 	}
 }
 
-func (c *conn) writeLoop() {
+func (c *Conn) writeLoop() {
 	for range c.wake {
 		c.mu.Lock()
 		if c.state == stateClosed {

@@ -1,4 +1,4 @@
-package server
+package transport
 
 import (
 	"sync"
@@ -25,12 +25,12 @@ type pacer struct {
 	at    int64 // when (unix nanos)
 	timer *time.Timer
 
-	spare []*conn // the round's batch; owned by the timer's goroutine
+	spare []*Conn // the round's batch; owned by the timer's goroutine
 }
 
 // held is a connection waiting for its flush, due one pace after its last.
 type held struct {
-	c   *conn
+	c   *Conn
 	due int64 // unix nanos
 }
 
@@ -44,7 +44,7 @@ func newPacer(every time.Duration) *pacer {
 // hold queues c until due (unix nanos): one pace after its last flush, so
 // that a whisper waits only for what is left of the pace. The caller holds
 // c.mu and has set c.corked; a connection is held at most once at a time.
-func (p *pacer) hold(c *conn, due int64) {
+func (p *pacer) hold(c *Conn, due int64) {
 	p.mu.Lock()
 	p.conns = append(p.conns, held{c, due})
 	// Arm the timer, or bring it forward for a connection due before the
@@ -94,7 +94,7 @@ func (p *pacer) round() {
 		start := len(c.queue) > 0 && c.state != stateClosed && c.wantFlushLocked()
 		c.mu.Unlock()
 		if start {
-			c.kick()
+			c.Kick()
 		}
 		batch[i] = nil
 	}
