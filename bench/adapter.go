@@ -122,20 +122,30 @@ type Handler func(e *Event)
 // AdapterConfig selects and configures an adapter; it travels to worker
 // processes as JSON.
 type AdapterConfig struct {
-	// Name is the adapter: "huddle" (the default).
+	// Name is the adapter: "huddle" (the default) or "cable" (Action
+	// Cable's $pubsub channel, as anycable-go serves it).
 	Name string `json:"name"`
 	// URL is the server's WebSocket URL, e.g. ws://127.0.0.1:8080/ws.
 	URL string `json:"url"`
 	// Secret signs client tokens (HS256) where the protocol uses them.
 	Secret string `json:"secret,omitempty"`
-	// Codec is the wire format where the protocol has several ("msgpack",
-	// the default, or "json" for Huddle).
+	// Codec is the wire format where the protocol has several: for
+	// Huddle "msgpack" (the default) or "json"; for cable "ext-json"
+	// (actioncable-v1-ext-json, the default) or "json"
+	// (actioncable-v1-json).
 	Codec string `json:"codec,omitempty"`
+	// BroadcastURL is where the cable adapter POSTs publications; empty:
+	// the WebSocket URL's origin + /_broadcast.
+	BroadcastURL string `json:"broadcast_url,omitempty"`
+	// BroadcastKey, when set, is sent with each publication as
+	// "Authorization: Bearer <key>" (anycable-go's --broadcast_key).
+	BroadcastKey string `json:"broadcast_key,omitempty"`
 }
 
 // adapters holds every adapter by name.
 var adapters = map[string]func(AdapterConfig) (Adapter, error){
 	"huddle": newHuddleAdapter,
+	"cable":  newCableAdapter,
 }
 
 // NewAdapter returns the adapter cfg names.

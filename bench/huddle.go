@@ -189,6 +189,11 @@ type huddleConn struct {
 	b64       []byte
 	closeCode atomic.Int32
 	done      chan struct{}
+
+	// onFrame, when set, handles every data frame in place of Huddle's
+	// decoder: the connection is then only the WebSocket transport (the
+	// reactor, frames, masked writes) of another protocol (see cable.go).
+	onFrame func(frame []byte, now int64, ev *Event) error
 }
 
 type reply struct {
@@ -575,6 +580,9 @@ func parseFrame(b []byte) (op byte, fin bool, payload []byte, n int, err error) 
 // dispatch decodes every message in a data frame. An error ends the
 // connection.
 func (c *huddleConn) dispatch(frame []byte, now int64, ev *Event) error {
+	if c.onFrame != nil {
+		return c.onFrame(frame, now, ev)
+	}
 	if c.codec == protocol.Msgpack {
 		return c.dispatchMsgpack(frame, now, ev)
 	}

@@ -18,12 +18,21 @@
 //	huddle-bench idle -n 15000
 //	huddle-bench broadcast -n 1000 -rate 10 -duration 10s -size 100
 //	huddle-bench rooms -rooms 1000 -group 10 -slo 100ms
+//
+// -adapter cable speaks Action Cable ($pubsub streams, actioncable-v1-ext-json
+// or, with -codec json, actioncable-v1-json) to Huddle's /cable or to
+// anycable-go; publications go to POST /_broadcast (-broadcast-url,
+// -broadcast-key). Without -url it starts Huddle with --public and uses
+// /cable and the API key:
+//
+//	huddle-bench broadcast -adapter cable -url ws://127.0.0.1:8090/cable -broadcast-key KEY -pid PID
 package main
 
 import (
 	"context"
 	"flag"
 	"fmt"
+	"net/url"
 	"os"
 	"os/signal"
 	"runtime"
@@ -160,6 +169,7 @@ type target struct {
 	url, secret, apiKey, json     string
 	pid                           int
 	adapter, codec                string
+	broadcastURL, broadcastKey    string
 	workers, ips, setupConc       int
 	spin                          time.Duration
 	serverBin, serverCPUs         string
@@ -185,7 +195,9 @@ func targetFlags(fs *flag.FlagSet) *target {
 	fs.StringVar(&t.apiKey, "api-key", "", "the server's API key, for /api/stats and presence counts (set for a server it starts)")
 	fs.StringVar(&t.json, "json", "", "also write the result as JSON to this file")
 	fs.StringVar(&t.adapter, "adapter", "huddle", "protocol adapter: "+strings.Join(bench.AdapterNames(), ", "))
-	fs.StringVar(&t.codec, "codec", "msgpack", "wire format, where the protocol has several (huddle: msgpack or json)")
+	fs.StringVar(&t.codec, "codec", "", "wire format, where the protocol has several (huddle: msgpack, the default, or json; cable: ext-json, the default, for actioncable-v1-ext-json, or json for actioncable-v1-json)")
+	fs.StringVar(&t.broadcastURL, "broadcast-url", "", "cable: where publications are POSTed (default: the -url's host + /_broadcast)")
+	fs.StringVar(&t.broadcastKey, "broadcast-key", "", "cable: sent as \"Authorization: Bearer <key>\" with each publication, e.g. anycable-go's --broadcast_key (default: none, or -api-key for a server it starts)")
 	fs.IntVar(&t.workers, "workers", 0, "client processes (default: as few as the open-file limit allows, one per 19,000 clients)")
 	fs.DurationVar(&t.spin, "spin", -1, "how long each client process keeps polling its sockets before it sleeps: on loopback the server's core pays to wake a sleeping client for every packet, which a remote client never costs it (negative: the scenario's default, 300µs for broadcast and 0 for the others)")
 	fs.IntVar(&t.ips, "ips", 16, "spread clients over this many source addresses 127.0.0.2 and up (loopback targets)")
@@ -218,6 +230,35 @@ func defaultCPUs() (server, clients string) {
 	return server, clients
 }
 
+// adapterConfig configures the adapter for target tg. For the cable
+// adapter on a server this tool started, the WebSocket path is /cable
+// instead of /ws and the broadcast key defaults to the API key (what
+// Huddle's /_broadcast checks).
+func (t *target) adapterConfig(tg bench.Target) bench.AdapterConfig {
+	c := bench.AdapterConfig{Name: t.adapter, URL: tg.URL, Secret: t.secret, Codec: t.codec,
+		BroadcastURL: t.broadcastURL, BroadcastKey: t.broadcastKey}
+	if t.adapter == "cable" && tg.Started {
+		if u, err := url.Parse(c.URL); err == nil {
+			u.Path = "/cable"
+			c.URL = u.String()
+		}
+		if c.BroadcastKey == "" {
+			c.BroadcastKey = tg.APIKey
+		}
+	}
+	return c
+}
+
+// hasFlag says whether args hold flag, alone or as flag=value.
+func hasFlag(args []string, flag string) bool {
+	for _, a := range args {
+		if a == flag || strings.HasPrefix(a, flag+"=") {
+			return true
+		}
+	}
+	return false
+}
+
 // cpuCount counts the CPUs in a taskset list such as "1-3,5".
 func cpuCount(list string) int {
 	n := 0
@@ -242,6 +283,9 @@ func (t *target) env(ctx context.Context, serverArgs []string) (*bench.Env, func
 			t.apiKey = "bench-api-key"
 		}
 		args := append(append([]string(nil), serverArgs...), t.serverFlags...)
+		if t.adapter == "cable" && !hasFlag(args, "--public") {
+			args = append(args, "--public") // anonymous Action Cable clients, public $pubsub streams
+		}
 		flags := strings.Join(args, " ")
 		if flags == "" {
 			flags = "no scenario flags"
@@ -261,7 +305,7 @@ func (t *target) env(ctx context.Context, serverArgs []string) (*bench.Env, func
 	}
 	e := &bench.Env{
 		Target:      tg,
-		Adapter:     bench.AdapterConfig{Name: t.adapter, URL: tg.URL, Secret: t.secret, Codec: t.codec},
+		Adapter:     t.adapterConfig(tg),
 		Workers:     t.workers,
 		Spin:        t.spin,
 		IPs:         t.ips,

@@ -5,6 +5,8 @@ import (
 	"io"
 	"strings"
 	"testing"
+
+	"github.com/huddle-rt/huddle/bench"
 )
 
 func TestCPUCount(t *testing.T) {
@@ -82,5 +84,28 @@ func TestScenarioFlags(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestCableAdapterConfig: against a server the tool started, the cable
+// adapter goes to /cable and publishes with the API key; against -url it
+// takes what it is given.
+func TestCableAdapterConfig(t *testing.T) {
+	tf := &target{adapter: "cable", codec: "json"}
+	c := tf.adapterConfig(bench.Target{URL: "ws://127.0.0.1:9000/ws", APIKey: "api", Started: true})
+	if c.URL != "ws://127.0.0.1:9000/cable" || c.BroadcastKey != "api" || c.Codec != "json" || c.Name != "cable" {
+		t.Fatalf("started: %+v", c)
+	}
+	tf.broadcastKey, tf.broadcastURL = "k", "http://127.0.0.1:9001/_broadcast"
+	c = tf.adapterConfig(bench.Target{URL: "ws://127.0.0.1:8090/cable", APIKey: "api"})
+	if c.URL != "ws://127.0.0.1:8090/cable" || c.BroadcastKey != "k" || c.BroadcastURL != tf.broadcastURL {
+		t.Fatalf("-url: %+v", c)
+	}
+	h := (&target{adapter: "huddle"}).adapterConfig(bench.Target{URL: "ws://127.0.0.1:9000/ws", APIKey: "api", Started: true})
+	if h.URL != "ws://127.0.0.1:9000/ws" || h.BroadcastKey != "" {
+		t.Fatalf("huddle: %+v", h)
+	}
+	if !hasFlag([]string{"--x", "--public=true"}, "--public") || hasFlag([]string{"--publicity"}, "--public") {
+		t.Fatal("hasFlag")
 	}
 }
