@@ -47,10 +47,10 @@ func TestLiveGap(t *testing.T) {
 	h := start(t)
 	c := h.dial("alice")
 	s := subscribe(t, c, 1, "s", nil)
-	h.srv.HandlePublication("s", s.Epoch, storage.Publication{Offset: s.Offset + 1, Data: protocol.MustRaw(1)})
+	h.srv.BrokerHandler().HandlePublication("s", s.Epoch, storage.Publication{Offset: s.Offset + 1, Data: protocol.MustRaw(1)})
 	expectPub(t, c, s.Epoch, s.Offset+1)
-	h.srv.HandlePublication("s", s.Epoch, storage.Publication{Offset: s.Offset + 1, Data: protocol.MustRaw(1)}) // again: dropped
-	h.srv.HandlePublication("s", s.Epoch, storage.Publication{Offset: s.Offset + 3, Data: protocol.MustRaw(3)})
+	h.srv.BrokerHandler().HandlePublication("s", s.Epoch, storage.Publication{Offset: s.Offset + 1, Data: protocol.MustRaw(1)}) // again: dropped
+	h.srv.BrokerHandler().HandlePublication("s", s.Epoch, storage.Publication{Offset: s.Offset + 3, Data: protocol.MustRaw(3)})
 	expectDisconnect(t, c, protocol.CodeInsufficientState)
 	if code, err := c.WaitClosed(wait); err != nil || code != int(protocol.CodeInsufficientState) {
 		t.Errorf("close frame %d (%v), want 4010", code, err)
@@ -63,11 +63,11 @@ func TestLiveNewEpoch(t *testing.T) {
 	h := start(t)
 	c := h.dial("alice")
 	s := subscribe(t, c, 1, "s", nil)
-	h.srv.HandlePublication("s", "fresh", storage.Publication{Offset: 1, Data: protocol.MustRaw(1)})
+	h.srv.BrokerHandler().HandlePublication("s", "fresh", storage.Publication{Offset: 1, Data: protocol.MustRaw(1)})
 	expectPub(t, c, "fresh", 1)
-	h.srv.HandlePublication("s", "fresh", storage.Publication{Offset: 2, Data: protocol.MustRaw(2)})
+	h.srv.BrokerHandler().HandlePublication("s", "fresh", storage.Publication{Offset: 2, Data: protocol.MustRaw(2)})
 	expectPub(t, c, "fresh", 2)
-	h.srv.HandlePublication("s", s.Epoch, storage.Publication{Offset: 9, Data: protocol.MustRaw(9)})
+	h.srv.BrokerHandler().HandlePublication("s", s.Epoch, storage.Publication{Offset: 9, Data: protocol.MustRaw(9)})
 	expectDisconnect(t, c, protocol.CodeInsufficientState)
 }
 
@@ -86,7 +86,7 @@ func TestHandleLost(t *testing.T) {
 	}
 	subscribe(t, other, 1, "t", nil)
 
-	h.srv.HandleLost("s", broker.LostEphemeral)
+	h.srv.BrokerHandler().HandleLost("s", broker.LostEphemeral)
 	expectDisconnect(t, pres, protocol.CodeInsufficientState)
 	// plain stays: a ping answered proves it is still served.
 	if err := plain.Send(&protocol.Ping{}); err != nil {
@@ -96,7 +96,7 @@ func TestHandleLost(t *testing.T) {
 		t.Fatalf("a subscriber without presence after lost ephemeral messages: %v", err)
 	}
 
-	h.srv.HandleLost("s", broker.LostPublications|broker.LostEphemeral)
+	h.srv.BrokerHandler().HandleLost("s", broker.LostPublications|broker.LostEphemeral)
 	expectDisconnect(t, plain, protocol.CodeInsufficientState)
 	if err := other.Send(&protocol.Ping{}); err != nil {
 		t.Fatal(err)
@@ -129,8 +129,8 @@ func TestHandleEphemeral(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.srv.HandleEphemeral("s", payload)
-	h.srv.HandleEphemeral("other-stream", payload) // names another stream: ignored
+	h.srv.BrokerHandler().HandleEphemeral("s", payload)
+	h.srv.BrokerHandler().HandleEphemeral("other-stream", payload) // names another stream: ignored
 	for _, c := range []*wsclient.Client{mp, js, plain} {
 		got, err := wsclient.Wait[*protocol.Whisper](c, wait)
 		if err != nil {
@@ -145,7 +145,7 @@ func TestHandleEphemeral(t *testing.T) {
 	if payload, err = protocol.AppendMessage(protocol.Msgpack, nil, d); err != nil {
 		t.Fatal(err)
 	}
-	h.srv.HandleEphemeral("s", payload)
+	h.srv.BrokerHandler().HandleEphemeral("s", payload)
 	for _, c := range []*wsclient.Client{mp, js} {
 		got, err := wsclient.Wait[*protocol.Presence](c, wait)
 		if err != nil {
@@ -155,7 +155,7 @@ func TestHandleEphemeral(t *testing.T) {
 			t.Errorf("presence %+v, want %+v", got, d)
 		}
 	}
-	h.srv.HandleEphemeral("s", []byte{0xc1}) // garbage: logged, dropped
+	h.srv.BrokerHandler().HandleEphemeral("s", []byte{0xc1}) // garbage: logged, dropped
 	// plain did not get the diff: the next message is the answer to a ping.
 	if err := plain.Send(&protocol.Ping{}); err != nil {
 		t.Fatal(err)

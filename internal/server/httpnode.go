@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/huddle-rt/huddle/internal/broker"
+	"github.com/huddle-rt/huddle/internal/core"
 	"github.com/huddle-rt/huddle/internal/httpapi"
 	"github.com/huddle-rt/huddle/protocol"
 	"github.com/huddle-rt/huddle/storage"
@@ -15,34 +16,34 @@ type httpNode struct{ s *Server }
 var _ httpapi.Node = httpNode{}
 
 func (n httpNode) PublishBatch(ctx context.Context, streams []string, pubs []storage.Publication) ([]broker.Result, error) {
-	return n.s.publishBatch(ctx, streams, pubs)
+	return n.s.node.PublishBatch(ctx, streams, pubs)
 }
 
 func (n httpNode) Deliverable(stream string, data []byte) error {
-	return n.s.deliverable(stream, "", "", data)
+	return n.s.node.Deliverable(stream, data)
 }
 
 func (n httpNode) ReadHistory(ctx context.Context, stream string, q storage.Query) (storage.Result, error) {
-	return n.s.history.Read(ctx, stream, q)
+	return n.s.node.ReadHistory(ctx, stream, q)
 }
 
 func (n httpNode) WirePubs(stream, epoch string, pubs []storage.Publication) []protocol.Pub {
-	return wirePubs(stream, epoch, pubs)
+	return core.WirePubs(stream, epoch, pubs)
 }
 
 func (n httpNode) Members(ctx context.Context, stream string) ([]protocol.Member, error) {
-	return n.s.presence.Members(ctx, stream)
+	return n.s.node.Members(ctx, stream)
 }
 
 func (n httpNode) DisconnectUser(user string) int {
 	k := 0
 	for _, tc := range n.s.tr.Conns(nil) {
-		c, ok := tc.Session().(*conn)
+		c, ok := tc.Session().(session)
 		if !ok {
 			continue
 		}
-		if id := c.ident.Load(); id != nil && id.User == user {
-			c.closeWith(protocol.CodeNormal, "disconnected by the server", false)
+		if id := c.Ident(); id != nil && id.User == user {
+			c.CloseWith(protocol.CodeNormal, "disconnected by the server", false)
 			k++
 		}
 	}
@@ -54,11 +55,11 @@ func (n httpNode) Stats() httpapi.Stats {
 	st := httpapi.Stats{
 		Node:           s.cfg.Node,
 		Connections:    s.tr.Count(),
-		Clients:        s.metrics.connected.Load(),
-		WhispersCached: s.whispers.Len(),
+		Clients:        s.node.Metrics().Connected.Load(),
+		WhispersCached: s.node.WhispersCached(),
 		Draining:       s.draining.Load(),
 	}
-	st.Streams, st.Subscriptions = s.hub.Stats()
+	st.Streams, st.Subscriptions = s.node.Stats()
 	for _, tc := range s.tr.Conns(nil) {
 		tc.Lock()
 		st.QueuedBytesMax = max(st.QueuedBytesMax, tc.QueuedLocked())
@@ -69,7 +70,7 @@ func (n httpNode) Stats() httpapi.Stats {
 
 func (n httpNode) Draining() bool { return n.s.draining.Load() }
 
-func (n httpNode) HistoryOutlivesNode() bool { return n.s.relaying }
+func (n httpNode) HistoryOutlivesNode() bool { return n.s.node.Relaying() }
 
 func (n httpNode) Ready(ctx context.Context) error {
 	if n.s.check == nil {

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"net/http"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,91 +13,19 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
 	"github.com/huddle-rt/huddle/internal/broker"
-	"github.com/huddle-rt/huddle/protocol"
+	"github.com/huddle-rt/huddle/internal/core"
 )
 
-// Reasons a message or connection was dropped.
-const (
-	dropSlowConsumer = iota
-	dropRecoveryGap
-	dropLiveGap          // a live publication skipped offsets (its connection gets 4010)
-	dropWhisperRate      // a whisper over its sender's rate limit
-	dropWhisperQueueFull // a whisper to a receiver whose queue is full
-	dropPresenceRate     // a presence update over its sender's rate limit
-	dropBrokerLost       // the broker reported messages of a stream lost (its subscribers get 4010)
-	dropWhisperCacheFull // a whisper relayed but not cached: the node's cache is at its bound
-	numDropReasons
-)
-
-var dropReasonNames = [numDropReasons]string{"slow_consumer", "recovery_gap", "live_gap", "whisper_rate", "whisper_queue_full", "presence_rate", "broker_lost", "whisper_cache_full"}
-
-// Message types counted by metrics; anything else counts as "other".
-var countedTypes = []string{
-	protocol.TypeConnect, protocol.TypeSub, protocol.TypeUnsub, protocol.TypePub,
-	protocol.TypeWhisper, protocol.TypeJoin, protocol.TypeUpdate, protocol.TypeLeave,
-	protocol.TypeHistory, protocol.TypeWho, protocol.TypeRefresh, protocol.TypePing,
-	protocol.TypePong, protocol.TypeConnected, protocol.TypeSubscribed,
-	protocol.TypeUnsubscribed, protocol.TypePresence, protocol.TypeAck,
-	protocol.TypeRefreshed, protocol.TypeError, protocol.TypeDisconnect, "invalid", "other",
-}
-
-// metrics keeps hot-path counters as atomics; OpenTelemetry reads them
-// through observable instruments at scrape time, so counting costs one
-// atomic add.
+// metrics exports the node's counters (core.Metrics, the transport's) as
+// OpenTelemetry instruments read at scrape time, served as Prometheus.
 type metrics struct {
 	handler http.Handler
-
-	connected         atomic.Int64 // connections past connect
-	subscriptions     atomic.Int64
-	handshakeFailures atomic.Int64
-	msgIn, msgOut     []atomic.Int64 // by countedTypes index
-	drops             [numDropReasons]atomic.Int64
-	disconnects       map[protocol.Code]*atomic.Int64
-
 	latency metric.Float64Histogram
 }
 
-var typeIndexes = func() map[string]int {
-	m := make(map[string]int, len(countedTypes))
-	for i, name := range countedTypes {
-		m[name] = i
-	}
-	return m
-}()
-
-func typeIndex(t string) int {
-	if i, ok := typeIndexes[t]; ok {
-		return i
-	}
-	return len(countedTypes) - 1
-}
-
-func (m *metrics) countIn(t string)         { m.msgIn[typeIndex(t)].Add(1) }
-func (m *metrics) countOut(t string, n int) { m.msgOut[typeIndex(t)].Add(int64(n)) }
-
-func (m *metrics) countDisconnect(code protocol.Code) {
-	if v := m.disconnects[code]; v != nil {
-		v.Add(1)
-	}
-}
-
-func (m *metrics) observePublish(d time.Duration) {
-	m.latency.Record(context.Background(), d.Seconds())
-}
-
 func newMetrics(s *Server) (*metrics, error) {
-	m := &metrics{
-		msgIn:       make([]atomic.Int64, len(countedTypes)),
-		msgOut:      make([]atomic.Int64, len(countedTypes)),
-		disconnects: make(map[protocol.Code]*atomic.Int64),
-	}
-	for _, c := range []protocol.Code{
-		protocol.CodeNormal, protocol.CodeUnauthorized, protocol.CodeTokenExpired, protocol.CodeForbidden,
-		protocol.CodeBadRequest, protocol.CodeTooLarge, protocol.CodeRateLimited, protocol.CodeSlowConsumer,
-		protocol.CodeShutdown, protocol.CodeInsufficientState, protocol.CodeNoPong, protocol.CodeInternal,
-	} {
-		m.disconnects[c] = new(atomic.Int64)
-	}
+	m := &metrics{}
+	cm := s.node.Metrics()
 	reg := prometheus.NewRegistry()
 	exp, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutScopeInfo(), otelprom.WithoutTargetInfo())
 	if err != nil {
@@ -151,43 +78,44 @@ func newMetrics(s *Server) (*metrics, error) {
 	if err != nil {
 		return nil, err
 	}
-	typeAttrs := make([]metric.ObserveOption, len(countedTypes))
-	for i, t := range countedTypes {
+	cm.ObservePublish = func(d time.Duration) { m.latency.Record(context.Background(), d.Seconds()) }
+	typeAttrs := make([]metric.ObserveOption, len(core.CountedTypes))
+	for i, t := range core.CountedTypes {
 		typeAttrs[i] = metric.WithAttributes(attribute.String("type", t))
 	}
 	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		tr := &s.tr.Counters
 		o.ObserveInt64(conns, int64(s.tr.Count()))
-		o.ObserveInt64(connected, m.connected.Load())
-		nStreams, nSubs := s.hub.Stats()
+		o.ObserveInt64(connected, cm.Connected.Load())
+		nStreams, nSubs := s.node.Stats()
 		o.ObserveInt64(subs, int64(nSubs))
 		o.ObserveInt64(streams, int64(nStreams))
 		o.ObserveInt64(accepted, tr.Accepted.Load())
 		o.ObserveInt64(bytesIn, tr.BytesIn.Load())
 		o.ObserveInt64(bytesOut, tr.BytesOut.Load())
 		o.ObserveInt64(framesOut, tr.FramesOut.Load())
-		o.ObserveInt64(hsFail, m.handshakeFailures.Load())
+		o.ObserveInt64(hsFail, s.handshakeFailures.Load())
 		o.ObserveInt64(conflated, tr.Conflated.Load())
 		o.ObserveInt64(droppedConns, tr.Dropped.Load())
-		for i := range countedTypes {
-			if v := m.msgIn[i].Load(); v > 0 {
+		for i := range core.CountedTypes {
+			if v := cm.MsgIn[i].Load(); v > 0 {
 				o.ObserveInt64(msgIn, v, typeAttrs[i])
 			}
-			if v := m.msgOut[i].Load(); v > 0 {
+			if v := cm.MsgOut[i].Load(); v > 0 {
 				o.ObserveInt64(msgOut, v, typeAttrs[i])
 			}
 		}
-		for i := range m.drops {
-			n := m.drops[i].Load()
-			if i == dropWhisperQueueFull {
+		for i := range cm.Drops {
+			n := cm.Drops[i].Load()
+			if i == core.DropWhisperQueueFull {
 				n += tr.WhisperQueueFull.Load()
 			}
-			o.ObserveInt64(drops, n, metric.WithAttributes(attribute.String("reason", dropReasonNames[i])))
+			o.ObserveInt64(drops, n, metric.WithAttributes(attribute.String("reason", core.DropReasonNames[i])))
 		}
-		for code, v := range m.disconnects {
+		for code, v := range cm.Disconnects {
 			o.ObserveInt64(disc, v.Load(), metric.WithAttributes(attribute.Int("code", int(code))))
 		}
-		if r, ok := s.broker.(broker.Reporter); ok {
+		if r, ok := s.node.Broker().(broker.Reporter); ok {
 			for event, n := range r.Events() {
 				o.ObserveInt64(brokerEvents, n, metric.WithAttributes(attribute.String("event", event)))
 			}

@@ -24,8 +24,9 @@ import (
 
 	"github.com/huddle-rt/huddle/internal/auth"
 	"github.com/huddle-rt/huddle/internal/broker"
+	"github.com/huddle-rt/huddle/internal/core"
+	"github.com/huddle-rt/huddle/internal/frontend/huddlev1"
 	"github.com/huddle-rt/huddle/internal/httpapi"
-	"github.com/huddle-rt/huddle/internal/hub"
 	"github.com/huddle-rt/huddle/internal/transport"
 	"github.com/huddle-rt/huddle/presence"
 	"github.com/huddle-rt/huddle/protocol"
@@ -162,24 +163,18 @@ var ErrClosed = errors.New("server: closed")
 
 // Server is one Huddle node.
 type Server struct {
-	cfg      Config
-	log      *slog.Logger
-	auth     *auth.Authenticator
-	history  storage.Log
-	broker   broker.Broker
-	relaying bool // the broker relays ephemeral messages to other nodes
-	check    func(ctx context.Context) error
-	hub      *hub.Hub
-	whispers *whisper.Cache
-	// updateLimit is the presence update rate limit, as a token bucket.
-	updateLimit whisper.Config
-	// msgLimit is the inbound message rate limit.
-	msgLimit whisper.Config
-	presence *presence.Tracker
-	metrics  *metrics
-	tr       *transport.Transport
-	api      http.Handler
-	http     *http.Server
+	cfg     Config
+	log     *slog.Logger
+	node    *core.Node
+	huddle  *huddlev1.Frontend
+	check   func(ctx context.Context) error
+	metrics *metrics
+	tr      *transport.Transport
+	api     http.Handler
+	http    *http.Server
+
+	// handshakeFailures counts refused WebSocket upgrades.
+	handshakeFailures atomic.Int64
 
 	draining atomic.Bool
 	stop     chan struct{}
@@ -198,32 +193,29 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if deps.Auth == nil {
 		return nil, errors.New("server: Deps.Auth is required")
 	}
-	s := &Server{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		auth:     deps.Auth,
-		hub:      hub.New(),
-		whispers: whisper.NewCache(cfg.Whisper),
-		stop:     make(chan struct{}),
-	}
-	s.history = deps.Log
-	if s.history == nil {
-		s.history = storage.NewMemoryLog()
-	}
-	newBroker := deps.NewBroker
-	if newBroker == nil {
-		newBroker = func(h broker.Handler) (broker.Broker, error) { return broker.NewMemory(s.history, h), nil }
-	}
+	s := &Server{cfg: cfg, log: cfg.Logger, check: deps.Check, stop: make(chan struct{})}
 	var err error
-	if s.broker, err = newBroker(s); err != nil {
-		return nil, fmt.Errorf("server: broker: %w", err)
+	s.node, err = core.New(core.Config{
+		MaxMessage:       cfg.MaxMessage,
+		MaxQueue:         cfg.MaxQueue,
+		MaxSubscriptions: cfg.MaxSubscriptions,
+		MessageRate:      cfg.MessageRate,
+		MessageBurst:     cfg.MessageBurst,
+		PingInterval:     cfg.PingInterval,
+		Whisper:          cfg.Whisper,
+		Presence:         cfg.Presence,
+		Logger:           cfg.Logger,
+	}, core.Deps{Auth: deps.Auth, Log: deps.Log, Presence: deps.Presence, NewBroker: deps.NewBroker})
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
 	}
-	_, single := s.broker.(*broker.Memory)
-	s.relaying = !single
-	s.check = deps.Check
-	if s.metrics, err = newMetrics(s); err != nil {
-		return nil, fmt.Errorf("server: metrics: %w", err)
-	}
+	s.huddle = huddlev1.New(s.node, huddlev1.Config{
+		Node:           cfg.Node,
+		PingInterval:   cfg.PingInterval,
+		ConnectTimeout: cfg.ConnectTimeout,
+		Gate:           s.gate,
+		Refused:        func() { s.handshakeFailures.Add(1) },
+	})
 	s.tr, err = transport.New(transport.Config{
 		MaxQueue:      cfg.MaxQueue,
 		Workers:       cfg.Workers,
@@ -234,20 +226,16 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	store := deps.Presence
-	if store == nil {
-		store = presence.NewMemoryStore()
+	if s.metrics, err = newMetrics(s); err != nil {
+		return nil, fmt.Errorf("server: metrics: %w", err)
 	}
-	s.presence = presence.NewTracker(cfg.Presence, store, s.emitPresence)
-	s.updateLimit = whisper.Config{Rate: cfg.Presence.UpdateRate, Burst: cfg.Presence.UpdateBurst}.WithDefaults()
-	s.msgLimit = whisper.Config{Rate: cfg.MessageRate, Burst: cfg.MessageBurst}.WithDefaults()
 	s.api = httpapi.New(httpapi.Config{
 		APIKey:       cfg.APIKey,
 		Metrics:      s.metrics.handler,
 		OpenMetrics:  cfg.OpenMetrics,
 		Profiling:    cfg.Profiling,
 		Pages:        cfg.Pages,
-		UpgradePaths: []string{wsPath},
+		UpgradePaths: []string{huddlev1.Path},
 	}, httpNode{s})
 	s.http = &http.Server{
 		Handler:           s.api,
@@ -267,6 +255,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 // a listener of their own (the main listener's /metrics needs the API key
 // unless Config.OpenMetrics).
 func (s *Server) MetricsHandler() http.Handler { return s.metrics.handler }
+
+// BrokerHandler returns what the broker delivers to: the node's core.
+func (s *Server) BrokerHandler() broker.Handler { return s.node }
 
 // Node returns the node's name, as clients see it in connected.node.
 func (s *Server) Node() string { return s.cfg.Node }
@@ -334,8 +325,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// balancer, and new WebSocket upgrades get 503 so clients go elsewhere.
 	s.draining.Store(true)
 	for _, tc := range s.tr.Conns(nil) {
-		if c, ok := tc.Session().(*conn); ok {
-			c.closeWith(protocol.CodeShutdown, "server shutting down", true)
+		if c, ok := tc.Session().(session); ok {
+			c.CloseWith(protocol.CodeShutdown, "server shutting down", true)
 		} else {
 			tc.Destroy() // not upgraded yet
 		}
@@ -382,16 +373,8 @@ wait:
 	_ = s.http.Shutdown(hctx)
 	cancel()
 	s.wg.Wait()
-	// The tracker's last leaves go out through the broker, so it closes
-	// first.
-	s.presence.Close()
-	if c, ok := s.broker.(interface{ Close() error }); ok {
-		_ = c.Close()
-	}
+	s.node.Close()
 	s.tr.Close()
-	if c, ok := s.history.(interface{ Close() error }); ok {
-		_ = c.Close()
-	}
 	return err
 }
 

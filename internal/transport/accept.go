@@ -51,7 +51,7 @@ func (t *Transport) Handshake(nc net.Conn) {
 		return
 	}
 	_ = nc.SetDeadline(time.Time{})
-	c.sess = sess
+	c.sess = sess // before the registry publishes c
 	t.reg.add(c)
 	t.Counters.Accepted.Add(1)
 	c.startPortable()

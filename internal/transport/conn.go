@@ -126,7 +126,11 @@ func (c *Conn) LastSeen() int64 { return c.lastSeen.Load() }
 func (c *Conn) SetFraming(f Framing) { c.framing = f }
 
 // Session returns the connection's session, nil before the upgrade.
-func (c *Conn) Session() Session { return c.sess }
+func (c *Conn) Session() Session {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sess
+}
 
 // Transport returns the connection's transport.
 func (c *Conn) Transport() *Transport { return c.t }
@@ -386,6 +390,7 @@ func (c *Conn) destroy(abrupt bool) {
 	c.queue, c.spare, c.queued = nil, nil, 0
 	wake := c.wake
 	clean := c.cleanClose
+	sess := c.sess
 	// A raw descriptor is closed only when no worker uses it, or its
 	// number could be reused by a new connection under the worker's feet.
 	closeNow := c.nc == nil && !c.running
@@ -413,8 +418,8 @@ func (c *Conn) destroy(abrupt bool) {
 	if abrupt {
 		t.Counters.Dropped.Add(1)
 	}
-	if c.sess != nil {
-		c.sess.Closed(clean)
+	if sess != nil {
+		sess.Closed(clean)
 	}
 }
 
@@ -422,7 +427,7 @@ func (c *Conn) destroy(abrupt bool) {
 // a second.
 func (c *Conn) check(now time.Time) {
 	c.mu.Lock()
-	state, closeBy := c.state, c.closeBy
+	state, closeBy, sess := c.state, c.closeBy, c.sess
 	c.mu.Unlock()
 	switch state {
 	case stateClosed:
@@ -439,8 +444,8 @@ func (c *Conn) check(now time.Time) {
 		}
 		return
 	}
-	if c.sess != nil {
-		c.sess.Check(now)
+	if sess != nil {
+		sess.Check(now)
 	}
 }
 

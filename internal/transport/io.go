@@ -407,7 +407,9 @@ func (c *Conn) readHandshake() {
 		c.refuse(resp.Bytes())
 		return
 	}
-	c.sess = sess
+	c.mu.Lock()
+	c.sess = sess // under the lock: Session, check and destroy read it from other goroutines
+	c.mu.Unlock()
 	c.partial = nil
 	c.handshaking.Store(false)
 	c.t.Counters.Accepted.Add(1)

@@ -1,12 +1,10 @@
-package server
+package core
 
 import (
 	"context"
 	"errors"
 	"strconv"
 	"time"
-
-	"github.com/google/uuid"
 
 	"github.com/huddle-rt/huddle/internal/auth"
 	"github.com/huddle-rt/huddle/internal/hub"
@@ -22,157 +20,33 @@ const (
 	requestTimeout      = 5 * time.Second
 )
 
-// handle decodes one WebSocket message and runs every protocol message in
-// it, in order.
-func (c *conn) handle(payload []byte) {
-	var arr [4]protocol.Decoded
-	msgs, err := protocol.DecodeClient(c.codec, payload, arr[:0])
-	if err != nil {
-		if c.ident.Load() == nil {
-			c.closeWith(protocol.CodeUnauthorized, "the first message must be connect", false)
-			return
-		}
-		c.closeWith(protocol.CodeBadRequest, err.Error(), false)
-		return
-	}
-	now := time.Now().UnixNano()
-	for _, d := range msgs {
-		if !c.tc.Accepting() {
-			return
-		}
-		if ok, warn := c.msgLimiter.Allow(now, &c.srv.msgLimit); !ok {
-			c.flooded++
-			if int(c.flooded) > 10*c.srv.cfg.MessageBurst {
-				c.closeWith(protocol.CodeRateLimited, "message flood", true)
-				return
-			}
-			if warn {
-				c.sendError(0, "", protocol.CodeRateLimited, "over "+strconv.Itoa(int(c.srv.cfg.MessageRate))+" messages a second: excess messages are dropped")
-			}
-			continue
-		}
-		if d.Err != nil {
-			c.srv.metrics.countIn("invalid")
-			if c.ident.Load() == nil {
-				c.closeWith(protocol.CodeUnauthorized, "the first message must be a valid connect: "+d.Err.Reason, false)
-				return
-			}
-			c.sendError(d.Err.ID, "", protocol.CodeBadRequest, d.Err.Error())
-			continue
-		}
-		c.srv.metrics.countIn(d.Msg.Type())
-		c.dispatch(d.Msg)
-	}
-}
-
-func (c *conn) dispatch(m protocol.Message) {
-	id := c.ident.Load()
-	if id == nil {
-		if cm, ok := m.(*protocol.Connect); ok {
-			c.onConnect(cm)
-			return
-		}
-		c.closeWith(protocol.CodeUnauthorized, "the first message must be connect", false)
-		return
-	}
-	switch m := m.(type) {
-	case *protocol.Connect:
-		c.sendError(m.ID, "", protocol.CodeBadRequest, "already connected")
-	case *protocol.Subscribe:
-		c.onSubscribe(id, m)
-	case *protocol.Unsubscribe:
-		c.onUnsubscribe(m)
-	case *protocol.Publish:
-		c.onPublish(id, m)
-	case *protocol.HistoryRequest:
-		c.onHistory(id, m)
-	case *protocol.Refresh:
-		c.onRefresh(id, m)
-	case *protocol.Ping:
-		c.send(&protocol.Pong{})
-	case *protocol.Pong:
-	case *protocol.SendWhisper:
-		c.onWhisper(id, m)
-	case *protocol.Join:
-		c.onJoin(id, m)
-	case *protocol.Update:
-		c.onUpdate(id, m)
-	case *protocol.Leave:
-		c.onLeave(m)
-	case *protocol.WhoRequest:
-		c.onWho(id, m)
-	case *protocol.Unknown:
-		c.sendError(m.ID, "", protocol.CodeBadRequest, "unknown message type "+quote(m.T))
-	}
-}
-
-func quote(s string) string {
-	if len(s) > 64 {
-		s = s[:64]
-	}
-	return `"` + s + `"`
-}
-
-func (c *conn) onConnect(m *protocol.Connect) {
-	token := m.Token
-	if token == "" {
-		if c.rare != nil {
-			token = c.rare.upgradeToken
-		}
-	}
-	id, err := c.srv.auth.Verify(token)
-	if err != nil {
-		if errors.Is(err, auth.ErrExpired) {
-			c.closeWith(protocol.CodeTokenExpired, "token expired", true)
-			return
-		}
-		c.closeWith(protocol.CodeUnauthorized, err.Error(), false)
-		return
-	}
-	c.clientID = uuid.NewString()
-	c.ident.Store(id)
-	c.rare = nil // only the upgrade token was in use before connect
-	c.firstPing()
-	c.srv.metrics.connected.Add(1)
-	reply := &protocol.Connected{
-		ID:     m.ID,
-		Client: c.clientID,
-		User:   id.User,
-		Ping:   int(c.srv.cfg.PingInterval / time.Second),
-		Node:   c.srv.cfg.Node,
-	}
-	if !id.Expires.IsZero() {
-		reply.Exp = id.Expires.Unix()
-	}
-	c.send(reply)
-}
-
 // streamCheck validates a stream name and the op on it, answering the
 // request with an error when either fails.
-func (c *conn) streamCheck(id *auth.Identity, reqID uint64, stream string, op auth.Op) bool {
+func (c *Session) streamCheck(id *auth.Identity, reqID uint64, stream string, op auth.Op) bool {
 	if !auth.ValidStream(stream) {
 		c.sendError(reqID, stream, protocol.CodeBadRequest, "invalid stream name (1-256 bytes of UTF-8, no control characters)")
 		return false
 	}
-	if !c.srv.auth.Allowed(id, op, stream) {
+	if !c.node.auth.Allowed(id, op, stream) {
 		c.sendError(reqID, stream, protocol.CodeForbidden, "op "+op.String()+" is not allowed on this stream")
 		return false
 	}
 	return true
 }
 
-func (c *conn) onSubscribe(id *auth.Identity, m *protocol.Subscribe) {
+func (c *Session) Subscribe(m *protocol.Subscribe) {
+	id := c.ident.Load()
 	if !c.streamCheck(id, m.ID, m.S, auth.OpSub) {
 		return
 	}
-	if m.Presence && !c.srv.auth.StreamOptions(m.S).Presence {
+	if m.Presence && !c.node.auth.StreamOptions(m.S).Presence {
 		c.sendError(m.ID, m.S, protocol.CodeForbidden, "presence is off on this stream")
 		return
 	}
 	if len(m.Join) > 0 && (!c.streamCheck(id, m.ID, m.S, auth.OpPresence) || !c.checkState(m.ID, m.S, m.Join)) {
 		return
 	}
-	sub, werr := c.srv.reserve(c, m.S, m.Presence)
+	sub, werr := c.node.reserve(c, m.S, m.Presence)
 	if werr != nil {
 		c.sendError(m.ID, m.S, werr.Code, werr.Reason)
 		return
@@ -189,14 +63,14 @@ func (c *conn) onSubscribe(id *auth.Identity, m *protocol.Subscribe) {
 	}
 }
 
-func (c *conn) onUnsubscribe(m *protocol.Unsubscribe) {
+func (c *Session) Unsubscribe(m *protocol.Unsubscribe) {
 	c.settleJoin(m.S, false)
 	c.tc.Lock()
 	sub := c.takeSubLocked(m.S)
 	c.tc.Unlock()
 	if sub != nil {
 		c.dropSubscribeJob(sub)
-		c.srv.unsubscribe(sub)
+		c.node.unsubscribe(sub)
 	}
 	c.leave(m.S)
 	if m.ID != 0 {
@@ -204,7 +78,8 @@ func (c *conn) onUnsubscribe(m *protocol.Unsubscribe) {
 	}
 }
 
-func (c *conn) onPublish(id *auth.Identity, m *protocol.Publish) {
+func (c *Session) Publish(m *protocol.Publish) {
+	id := c.ident.Load()
 	if !c.streamCheck(id, m.ID, m.S, auth.OpPub) {
 		return
 	}
@@ -212,13 +87,13 @@ func (c *conn) onPublish(id *auth.Identity, m *protocol.Publish) {
 	if len(data) == 0 {
 		data = protocol.RawNil
 	}
-	if err := c.srv.deliverable(m.S, id.User, c.clientID, data); err != nil {
+	if err := c.node.deliverable(m.S, id.User, c.clientID, data); err != nil {
 		c.sendError(m.ID, m.S, protocol.CodeTooLarge, err.Error())
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
-	pub, pos, err := c.srv.publish(ctx, m.S, storage.Publication{Data: data, User: id.User, Client: c.clientID})
+	pub, pos, err := c.node.publish(ctx, m.S, storage.Publication{Data: data, User: id.User, Client: c.clientID})
 	if err != nil {
 		c.sendError(m.ID, m.S, protocol.CodeInternal, "publish failed: "+err.Error())
 		return
@@ -226,7 +101,8 @@ func (c *conn) onPublish(id *auth.Identity, m *protocol.Publish) {
 	c.send(&protocol.Ack{ID: m.ID, S: m.S, Offset: pub.Offset, Epoch: pos.Epoch})
 }
 
-func (c *conn) onHistory(id *auth.Identity, m *protocol.HistoryRequest) {
+func (c *Session) History(m *protocol.HistoryRequest) {
+	id := c.ident.Load()
 	if !c.streamCheck(id, m.ID, m.S, auth.OpHistory) {
 		return
 	}
@@ -235,8 +111,9 @@ func (c *conn) onHistory(id *auth.Identity, m *protocol.HistoryRequest) {
 	}
 }
 
-func (c *conn) onRefresh(id *auth.Identity, m *protocol.Refresh) {
-	nid, err := c.srv.auth.Refresh(id, m.Token)
+func (c *Session) Refresh(m *protocol.Refresh) {
+	id := c.ident.Load()
+	nid, err := c.node.auth.Refresh(id, m.Token)
 	if err != nil {
 		code := protocol.CodeUnauthorized
 		if errors.Is(err, auth.ErrExpired) {
@@ -259,8 +136,8 @@ func (c *conn) onRefresh(id *auth.Identity, m *protocol.Refresh) {
 // its presence with it); a presence join without op presence leaves, told
 // by unsubscribed 4003 when the connection is not subscribed to the stream
 // and by error 4003 when it stays subscribed.
-func (c *conn) revoke(id *auth.Identity) {
-	a := c.srv.auth
+func (c *Session) revoke(id *auth.Identity) {
+	a := c.node.auth
 	var subs []*subscription
 	c.tc.Lock()
 	for i := 0; i < len(c.subs); {
@@ -281,7 +158,7 @@ func (c *conn) revoke(id *auth.Identity) {
 	const why = "no longer granted by the refreshed token"
 	for _, sub := range subs {
 		waiting := c.dropSubscribeJob(sub)
-		c.srv.unsubscribe(sub)
+		c.node.unsubscribe(sub)
 		c.leave(sub.stream)
 		if waiting != nil {
 			// Not subscribed yet: the sub itself is answered.
@@ -321,7 +198,8 @@ func wirePub(stream, epoch string, p *storage.Publication) protocol.Pub {
 	return w
 }
 
-func wirePubs(stream, epoch string, pubs []storage.Publication) []protocol.Pub {
+// WirePubs turns stored publications into their wire messages.
+func WirePubs(stream, epoch string, pubs []storage.Publication) []protocol.Pub {
 	out := make([]protocol.Pub, len(pubs))
 	for i := range pubs {
 		out[i] = wirePub(stream, epoch, &pubs[i])
@@ -332,8 +210,9 @@ func wirePubs(stream, epoch string, pubs []storage.Publication) []protocol.Pub {
 // onWhisper relays an ephemeral event to the stream's other subscribers:
 // on this node at once, encoded once per wire format, and through the
 // broker to the other nodes; never stored, never echoed.
-func (c *conn) onWhisper(id *auth.Identity, m *protocol.SendWhisper) {
-	cfg := &c.srv.cfg.Whisper
+func (c *Session) Whisper(m *protocol.SendWhisper) {
+	id := c.ident.Load()
+	cfg := &c.node.cfg.Whisper
 	if !c.streamCheck(id, 0, m.S, auth.OpWhisper) {
 		return
 	}
@@ -346,7 +225,7 @@ func (c *conn) onWhisper(id *auth.Identity, m *protocol.SendWhisper) {
 		return
 	}
 	if ok, warn := c.r().whispers.Allow(time.Now().UnixNano(), cfg); !ok {
-		c.srv.metrics.drops[dropWhisperRate].Add(1)
+		c.node.metrics.Drops[DropWhisperRate].Add(1)
 		if warn {
 			c.sendError(0, m.S, protocol.CodeRateLimited, "whisper rate limit ("+strconv.Itoa(int(cfg.Rate))+"/s, burst "+strconv.Itoa(cfg.Burst)+"): excess whispers are dropped")
 		}
@@ -365,8 +244,8 @@ func (c *conn) onWhisper(id *auth.Identity, m *protocol.SendWhisper) {
 		// lives as long as the subscription: putting it under c.mu means a
 		// concurrent destroy either has not taken the subscription yet (and
 		// its Drop comes after) or has (and there is no Put).
-		if !c.srv.whispers.Put(w) {
-			c.srv.metrics.drops[dropWhisperCacheFull].Add(1)
+		if !c.node.whispers.Put(w) {
+			c.node.metrics.Drops[DropWhisperCacheFull].Add(1)
 		}
 	}
 	c.tc.Unlock()
@@ -374,21 +253,23 @@ func (c *conn) onWhisper(id *auth.Identity, m *protocol.SendWhisper) {
 	if self != nil {
 		skip = self
 	}
-	c.srv.fanOutWhisper(&w, skip)
+	c.node.fanOutWhisper(&w, skip)
 }
 
 // fanOutWhisper delivers w to the stream's subscribers on this node except
 // skip, encoded once per wire format and conflated per (stream, sender, ev)
 // for slow receivers, and through the broker to the other nodes.
-func (srv *Server) fanOutWhisper(w *protocol.Whisper, skip hub.Subscriber) {
-	frames := hub.NewFrames(func(format int) []byte {
-		b, err := protocol.AppendMessage(protocol.Codec(format), nil, w)
-		if err != nil {
-			srv.log.Error("encode whisper failed", "err", err)
-		}
-		return b
-	})
-	n := srv.hub.Broadcast(w.S, hub.Message{Key: whisper.Key(w.S, w.From.Client, w.Ev)}, frames, skip)
-	srv.metrics.countOut(protocol.TypeWhisper, n)
-	srv.relay(w.S, frames, false)
+func (node *Node) fanOutWhisper(w *protocol.Whisper, skip hub.Subscriber) {
+	frames := node.frames(w)
+	n := node.hub.Broadcast(w.S, hub.Message{Key: whisper.Key(w.S, w.From.Client, w.Ev)}, frames, skip)
+	node.metrics.CountOut(protocol.TypeWhisper, n)
+	node.relay(w.S, frames, w, false)
+}
+
+// quote quotes s for an error reason, cut to 64 bytes.
+func quote(s string) string {
+	if len(s) > 64 {
+		s = s[:64]
+	}
+	return `"` + s + `"`
 }

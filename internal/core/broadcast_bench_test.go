@@ -1,9 +1,7 @@
-package server
+package core
 
 import (
 	"fmt"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -23,13 +21,10 @@ func BenchmarkHub_Broadcast(b *testing.B) {
 	}
 	for _, n := range []int{1, 100, 10000} {
 		b.Run(fmt.Sprintf("subs=%d", n), func(b *testing.B) {
-			srv, err := New(Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), MaxQueue: 1 << 30}, Deps{Auth: a})
-			if err != nil {
-				b.Fatal(err)
-			}
-			conns := make([]*conn, n)
+			srv := newTestNode(b, Config{MaxQueue: 1 << 30}, a)
+			conns := make([]*Session, n)
 			for i := range conns {
-				c := srv.detachedConn(protocol.Codec(i % 2))
+				c := srv.detached(protocol.Codec(i % 2))
 				conns[i] = c
 				sub := &subscription{c: c, stream: "s"}
 				c.subs = []*subscription{sub}

@@ -1,4 +1,4 @@
-package server
+package core
 
 import (
 	"context"
@@ -26,7 +26,7 @@ const maxRecoverBuffer = 10000
 // live it buffers live publications, so the subscribed reply, the recovered
 // history and the live stream join with no gap or duplicate.
 type subscription struct {
-	c        *conn
+	c        *Session
 	stream   string
 	presence bool // wants presence diffs
 
@@ -64,7 +64,7 @@ type buffered struct {
 
 var _ hub.Subscriber = (*subscription)(nil)
 
-func (s *subscription) Format() int { return int(s.c.codec) }
+func (s *subscription) Format() int { return int(s.c.format) }
 
 // Deliver queues a frame for the connection, or buffers it while the
 // subscribe is still reading history. A publication that does not follow
@@ -93,12 +93,12 @@ func (s *subscription) Deliver(m hub.Message, frame []byte) {
 	c.tc.Lock()
 	if p := s.pend; p != nil {
 		if offset == 0 && p.waiting {
-			p.bufferEphemeralLocked(c.srv.replyRoom(), m.Key, frame)
+			p.bufferEphemeralLocked(c.node.replyRoom(), m.Key, frame)
 			c.tc.Unlock()
 			return
 		}
 		if offset > 0 {
-			p.bufferPubLocked(c.srv.replyRoom(), offset, m.Epoch, frame)
+			p.bufferPubLocked(c.node.replyRoom(), offset, m.Epoch, frame)
 			c.tc.Unlock()
 			return
 		}
@@ -140,7 +140,7 @@ func (s *subscription) Deliver(m hub.Message, frame []byte) {
 // offsets, and releases c.mu. Lock c.mu must be held.
 func (s *subscription) gapLocked() {
 	c := s.c
-	c.srv.metrics.drops[dropLiveGap].Add(1)
+	c.node.metrics.Drops[DropLiveGap].Add(1)
 	start := c.closeLocked(protocol.CodeInsufficientState, "publications of this stream were lost: subscribe again with recover", true)
 	c.tc.Unlock()
 	if start {
@@ -192,15 +192,15 @@ func (s *pending) bufferEphemeralLocked(maxBytes int, key uint64, frame []byte) 
 // reserve adds a subscription to stream to the connection, not yet
 // registered anywhere (see register); the error is a wire error to answer
 // the sub with.
-func (srv *Server) reserve(c *conn, stream string, wantPresence bool) (*subscription, *protocol.Error) {
+func (node *Node) reserve(c *Session, stream string, wantPresence bool) (*subscription, *protocol.Error) {
 	sub := &subscription{c: c, stream: stream, presence: wantPresence, pend: &pending{waiting: true}}
 	c.tc.Lock()
 	defer c.tc.Unlock()
 	if !c.tc.OpenLocked() || c.findSubLocked(stream) >= 0 {
 		return nil, protocol.NewError(protocol.CodeBadRequest, "already subscribed")
 	}
-	if len(c.subs) >= srv.cfg.MaxSubscriptions {
-		return nil, protocol.NewError(protocol.CodeRateLimited, "too many subscriptions on one connection (limit "+strconv.Itoa(srv.cfg.MaxSubscriptions)+")")
+	if len(c.subs) >= node.cfg.MaxSubscriptions {
+		return nil, protocol.NewError(protocol.CodeRateLimited, "too many subscriptions on one connection (limit "+strconv.Itoa(node.cfg.MaxSubscriptions)+")")
 	}
 	c.subs = append(c.subs, sub)
 	return sub, nil
@@ -210,15 +210,15 @@ func (srv *Server) reserve(c *conn, stream string, wantPresence bool) (*subscrip
 // when on it buffers live publications. It runs as the subscribe's first
 // step, so a subscribe that waits for room holds nothing. The error is a
 // wire error to answer the sub with.
-func (srv *Server) register(sub *subscription) *protocol.Error {
+func (node *Node) register(sub *subscription) *protocol.Error {
 	c, stream := sub.c, sub.stream
 	// The hub first, so that the subscription buffers whatever the broker
 	// delivers from the moment its Subscribe returns.
-	srv.hub.Subscribe(stream, sub)
+	node.hub.Subscribe(stream, sub)
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
-	err := srv.broker.Subscribe(ctx, stream)
+	err := node.broker.Subscribe(ctx, stream)
 	cancel()
-	srv.metrics.subscriptions.Add(1)
+	node.metrics.Subscriptions.Add(1)
 	c.tc.Lock()
 	sub.registered = true
 	dropped := sub.dropped
@@ -226,12 +226,12 @@ func (srv *Server) register(sub *subscription) *protocol.Error {
 	if dropped {
 		// The connection closed or unsubscribed meanwhile; its unsubscribe
 		// left this to us.
-		srv.release(sub)
+		node.release(sub)
 		return protocol.NewError(protocol.CodeBadRequest, "unsubscribed before the subscribe completed")
 	}
 	if err != nil {
-		srv.log.Warn("broker subscribe failed", "stream", stream, "err", err)
-		srv.dropSubscription(sub)
+		node.log.Warn("broker subscribe failed", "stream", stream, "err", err)
+		node.dropSubscription(sub)
 		return protocol.NewError(protocol.CodeInternal, "subscribe failed: "+err.Error())
 	}
 	return nil
@@ -240,7 +240,7 @@ func (srv *Server) register(sub *subscription) *protocol.Error {
 // unsubscribe removes sub from the hub and the broker (the caller removed
 // it from its connection). A subscription that subscribe is still
 // registering is left for subscribe to remove.
-func (srv *Server) unsubscribe(sub *subscription) {
+func (node *Node) unsubscribe(sub *subscription) {
 	c := sub.c
 	c.tc.Lock()
 	if !sub.registered {
@@ -249,31 +249,31 @@ func (srv *Server) unsubscribe(sub *subscription) {
 		return
 	}
 	c.tc.Unlock()
-	srv.release(sub)
+	node.release(sub)
 }
 
 // release undoes a registered subscription: whisper cache, hub, broker.
-func (srv *Server) release(sub *subscription) {
+func (node *Node) release(sub *subscription) {
 	var gone []protocol.Whisper
 	if sub.c.clientID != "" {
-		gone = srv.whispers.Drop(sub.stream, sub.c.clientID)
+		gone = node.whispers.Drop(sub.stream, sub.c.clientID)
 	}
-	srv.hub.Unsubscribe(sub.stream, sub)
+	node.hub.Unsubscribe(sub.stream, sub)
 	// The others still show the sender's latest whispers (a cursor): tell
 	// them they are gone with a null whisper of each cached event, as a
 	// client's own hide would.
 	for _, w := range gone {
 		if !w.Data.IsNil() {
 			w.Data = protocol.RawNil
-			srv.fanOutWhisper(&w, nil)
+			node.fanOutWhisper(&w, nil)
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
-	if err := srv.broker.Unsubscribe(ctx, sub.stream); err != nil {
-		srv.log.Warn("broker unsubscribe failed", "stream", sub.stream, "err", err)
+	if err := node.broker.Unsubscribe(ctx, sub.stream); err != nil {
+		node.log.Warn("broker unsubscribe failed", "stream", sub.stream, "err", err)
 	}
 	cancel()
-	srv.metrics.subscriptions.Add(-1)
+	node.metrics.Subscriptions.Add(-1)
 }
 
 // announce is a subscribe's first step (see subscribeJob): it reads the
@@ -282,7 +282,7 @@ func (srv *Server) release(sub *subscription) {
 // the latest whispers. ok is false when the subscribe failed (the error is
 // sent); done is false when missed or skipped publications remain for
 // catchUp.
-func (srv *Server) announce(sub *subscription, m *protocol.Subscribe) (ok, done bool) {
+func (node *Node) announce(sub *subscription, m *protocol.Subscribe) (ok, done bool) {
 	c := sub.c
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
@@ -297,10 +297,10 @@ func (srv *Server) announce(sub *subscription, m *protocol.Subscribe) (ok, done 
 	var err error
 	if m.Recover != nil {
 		var res storage.Result
-		res, err = srv.history.Read(ctx, m.S, storage.Query{
+		res, err = node.history.Read(ctx, m.S, storage.Query{
 			After:    storage.Position{Epoch: m.Recover.Epoch, Offset: m.Recover.Offset},
-			MaxBytes: srv.stepBytes(c.codec),
-			Limit:    srv.stepPubs(c.codec, m.S),
+			MaxBytes: node.stepBytes(c.textual()),
+			Limit:    node.stepPubs(c.textual(), m.S),
 		})
 		recovered := err == nil && res.Complete && m.Recover.Offset <= res.Top.Offset
 		if errors.Is(err, storage.ErrEpochMismatch) {
@@ -310,43 +310,43 @@ func (srv *Server) announce(sub *subscription, m *protocol.Subscribe) (ok, done 
 		reply.Recovered = &recovered
 		if recovered {
 			history, after, more = res.Pubs, m.Recover.Offset, res.More
-			reply.Pubs = wirePubs(m.S, res.Top.Epoch, history)
+			reply.Pubs = WirePubs(m.S, res.Top.Epoch, history)
 		} else {
 			after = res.Top.Offset
 		}
 	} else {
 		var top storage.Position
-		top, err = srv.history.Top(ctx, m.S)
+		top, err = node.history.Top(ctx, m.S)
 		reply.Epoch, reply.Offset, after = top.Epoch, top.Offset, top.Offset
 	}
 	if err != nil {
-		srv.dropSubscription(sub)
+		node.dropSubscription(sub)
 		c.sendError(m.ID, m.S, protocol.CodeInternal, "subscribe failed: "+err.Error())
 		return false, true
 	}
 	c.tc.Lock()
 	wDrops := sub.pend.wDrops
 	c.tc.Unlock()
-	reply.LV = srv.whispers.Snapshot(m.S, c.clientID, srv.stepBytes(c.codec))
+	reply.LV = node.whispers.Snapshot(m.S, c.clientID, node.stepBytes(c.textual()))
 	if sub.presence {
-		members, err := srv.presence.Members(ctx, m.S)
+		members, err := node.presence.Members(ctx, m.S)
 		if err != nil {
-			srv.dropSubscription(sub)
+			node.dropSubscription(sub)
 			c.sendError(m.ID, m.S, protocol.CodeInternal, "subscribe failed: "+err.Error())
 			return false, true
 		}
 		reply.Members = members // omitted when empty: nobody is here
 	}
-	frame, err := protocol.AppendMessage(c.codec, nil, reply)
+	frame, err := c.encode(reply)
 	if err != nil {
-		srv.dropSubscription(sub)
+		node.dropSubscription(sub)
 		c.sendError(m.ID, m.S, protocol.CodeInternal, "subscribe failed: "+err.Error())
 		return false, true
 	}
-	if len(reply.Members) > 0 && len(frame) > srv.maxReply() {
+	if len(reply.Members) > 0 && len(frame) > node.maxReply() {
 		// Queued, it would close the connection with 4008, and so would
 		// every resubscribe: say why instead.
-		srv.dropSubscription(sub)
+		node.dropSubscription(sub)
 		c.sendError(m.ID, m.S, protocol.CodeTooLarge, snapshotTooLarge(len(reply.Members), len(frame)))
 		return false, true
 	}
@@ -372,8 +372,8 @@ func (srv *Server) announce(sub *subscription, m *protocol.Subscribe) (ok, done 
 	if gapErr != nil {
 		sub.pend.buf = nil
 		c.tc.Unlock()
-		srv.dropSubscription(sub)
-		srv.metrics.drops[dropRecoveryGap].Add(1)
+		node.dropSubscription(sub)
+		node.metrics.Drops[DropRecoveryGap].Add(1)
 		c.sendError(m.ID, m.S, protocol.CodeInsufficientState, "could not guarantee order: "+gapErr.Error())
 		return false, true
 	}
@@ -387,7 +387,7 @@ func (srv *Server) announce(sub *subscription, m *protocol.Subscribe) (ok, done 
 		kick = sub.goLiveLocked() || kick
 	}
 	c.tc.Unlock()
-	srv.metrics.countOut(protocol.TypeSubscribed, 1)
+	node.metrics.CountOut(protocol.TypeSubscribed, 1)
 	if kick {
 		c.tc.Kick()
 	}
@@ -400,7 +400,7 @@ func (srv *Server) announce(sub *subscription, m *protocol.Subscribe) (ok, done 
 // skipped. Publications that left the history before they could be sent
 // close the connection with 4010, so that the client resubscribes and is
 // told recovered: false rather than miss them.
-func (srv *Server) catchUp(sub *subscription) (done bool) {
+func (node *Node) catchUp(sub *subscription) (done bool) {
 	c := sub.c
 	c.tc.Lock()
 	sub.resumeLocked()
@@ -408,27 +408,27 @@ func (srv *Server) catchUp(sub *subscription) (done bool) {
 	c.tc.Unlock()
 
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
-	res, err := srv.history.Read(ctx, sub.stream, storage.Query{After: pos, MaxBytes: srv.stepBytes(c.codec), Limit: srv.stepPubs(c.codec, sub.stream)})
+	res, err := node.history.Read(ctx, sub.stream, storage.Query{After: pos, MaxBytes: node.stepBytes(c.textual()), Limit: node.stepPubs(c.textual(), sub.stream)})
 	cancel()
 	if err != nil || !res.Complete {
 		reason := "publications of this stream left the history before they could be sent: subscribe again with recover"
 		if err != nil && !errors.Is(err, storage.ErrEpochMismatch) {
 			reason = "could not read the missed publications (" + err.Error() + "): subscribe again with recover"
 		}
-		srv.metrics.drops[dropRecoveryGap].Add(1)
+		node.metrics.Drops[DropRecoveryGap].Add(1)
 		c.closeWith(protocol.CodeInsufficientState, reason, true)
 		return true
 	}
 	frames := make([][]byte, len(res.Pubs))
 	for i := range res.Pubs {
 		w := wirePub(sub.stream, pos.Epoch, &res.Pubs[i])
-		if frames[i], err = protocol.AppendMessage(c.codec, nil, &w); err != nil {
-			srv.log.Error("encode publication failed", "stream", sub.stream, "err", err)
+		if frames[i], err = c.encode(&w); err != nil {
+			node.log.Error("encode publication failed", "stream", sub.stream, "err", err)
 			c.closeWith(protocol.CodeInternal, "could not encode a missed publication", true)
 			return true
 		}
 	}
-	srv.metrics.countOut(protocol.TypePub, len(frames))
+	node.metrics.CountOut(protocol.TypePub, len(frames))
 
 	c.tc.Lock()
 	if !c.ownsLocked(sub) {
@@ -505,7 +505,7 @@ func (s *subscription) goLiveLocked() (kick bool) {
 }
 
 // dropSubscription undoes subscribe after a failure.
-func (srv *Server) dropSubscription(sub *subscription) {
+func (node *Node) dropSubscription(sub *subscription) {
 	c := sub.c
 	c.tc.Lock()
 	i := c.findSubLocked(sub.stream)
@@ -515,65 +515,55 @@ func (srv *Server) dropSubscription(sub *subscription) {
 	}
 	c.tc.Unlock()
 	if owned {
-		srv.unsubscribe(sub)
+		node.unsubscribe(sub)
 	}
 }
 
 // publish stores and delivers a publication, with the stream's history
 // bounds from the rules.
-func (srv *Server) publish(ctx context.Context, stream string, pub storage.Publication) (storage.Publication, storage.Position, error) {
-	opts := srv.auth.StreamOptions(stream)
-	return srv.broker.Publish(ctx, stream, pub, storage.Options{Size: opts.HistorySize, TTL: opts.HistoryTTL})
+func (node *Node) publish(ctx context.Context, stream string, pub storage.Publication) (storage.Publication, storage.Position, error) {
+	opts := node.auth.StreamOptions(stream)
+	return node.broker.Publish(ctx, stream, pub, storage.Options{Size: opts.HistorySize, TTL: opts.HistoryTTL})
 }
 
 // publishBatch publishes pubs[i] to streams[i], in order, as one broker
 // batch; see broker.Broker.PublishBatch for what a failure leaves stored.
-func (srv *Server) publishBatch(ctx context.Context, streams []string, pubs []storage.Publication) ([]broker.Result, error) {
+func (node *Node) publishBatch(ctx context.Context, streams []string, pubs []storage.Publication) ([]broker.Result, error) {
 	items := make([]broker.Item, len(pubs))
 	for i, pub := range pubs {
-		opts := srv.auth.StreamOptions(streams[i])
+		opts := node.auth.StreamOptions(streams[i])
 		items[i] = broker.Item{Stream: streams[i], Pub: pub, Opts: storage.Options{Size: opts.HistorySize, TTL: opts.HistoryTTL}}
 	}
-	return srv.broker.PublishBatch(ctx, items)
+	return node.broker.PublishBatch(ctx, items)
 }
 
 // HandlePublication delivers a stored publication to this node's
 // subscribers, encoding it once per wire format in use.
-func (srv *Server) HandlePublication(stream, epoch string, pub storage.Publication) {
+func (node *Node) HandlePublication(stream, epoch string, pub storage.Publication) {
 	start := time.Now()
-	frames := hub.NewFrames(func(format int) []byte {
-		w := wirePub(stream, epoch, &pub)
-		b, err := protocol.AppendMessage(protocol.Codec(format), nil, &w)
-		if err != nil {
-			srv.log.Error("encode publication failed", "stream", stream, "err", err)
-		}
-		return b
-	})
-	n := srv.hub.Broadcast(stream, hub.Message{Offset: pub.Offset, Epoch: epoch}, frames, nil)
-	srv.metrics.countOut(protocol.TypePub, n)
-	srv.metrics.observePublish(time.Since(start))
+	w := wirePub(stream, epoch, &pub)
+	frames := node.frames(&w)
+	n := node.hub.Broadcast(stream, hub.Message{Offset: pub.Offset, Epoch: epoch}, frames, nil)
+	node.metrics.CountOut(protocol.TypePub, n)
+	node.metrics.observePublish(time.Since(start))
 }
 
 // HandleEphemeral delivers a whisper or presence diff that another node
 // relayed, as that node delivered it to its own subscribers: payload is the
 // message in msgpack, queued as it is to msgpack subscribers.
-func (srv *Server) HandleEphemeral(stream string, payload []byte) {
+func (node *Node) HandleEphemeral(stream string, payload []byte) {
 	var arr [1]protocol.Decoded
 	msgs, err := protocol.DecodeServer(protocol.Msgpack, payload, arr[:0])
 	if err != nil || len(msgs) != 1 || msgs[0].Err != nil {
-		srv.log.Warn("undecodable message relayed by another node", "stream", stream, "err", err)
+		node.log.Warn("undecodable message relayed by another node", "stream", stream, "err", err)
 		return
 	}
 	msg := msgs[0].Msg
 	frames := hub.NewFrames(func(format int) []byte {
-		if protocol.Codec(format) == protocol.Msgpack {
+		if format == node.relayFmt {
 			return payload
 		}
-		b, err := protocol.AppendMessage(protocol.Codec(format), nil, msg)
-		if err != nil {
-			srv.log.Error("encode relayed message failed", "stream", stream, "err", err)
-		}
-		return b
+		return node.encodeShared(format, msg)
 	})
 	switch m := msg.(type) {
 	case *protocol.Whisper:
@@ -582,14 +572,14 @@ func (srv *Server) HandleEphemeral(stream string, payload []byte) {
 		}
 		// Same key as on the sender's node: a newer whisper of the same
 		// sender and event replaces a queued one here too.
-		n := srv.hub.Broadcast(stream, hub.Message{Key: whisper.Key(stream, m.From.Client, m.Ev)}, frames, nil)
-		srv.metrics.countOut(protocol.TypeWhisper, n)
+		n := node.hub.Broadcast(stream, hub.Message{Key: whisper.Key(stream, m.From.Client, m.Ev)}, frames, nil)
+		node.metrics.CountOut(protocol.TypeWhisper, n)
 	case *protocol.Presence:
 		if m.S != stream {
 			return
 		}
-		n := srv.hub.Broadcast(stream, hub.Message{Kind: kindPresence}, frames, nil)
-		srv.metrics.countOut(protocol.TypePresence, n)
+		n := node.hub.Broadcast(stream, hub.Message{Kind: kindPresence}, frames, nil)
+		node.metrics.CountOut(protocol.TypePresence, n)
 	}
 }
 
@@ -597,32 +587,32 @@ func (srv *Server) HandleEphemeral(stream string, payload []byte) {
 // subscription to stream may have missed messages, so that they subscribe
 // again with recover: every subscriber when publications were lost, those
 // that receive presence when only ephemeral messages were.
-func (srv *Server) HandleLost(stream string, lost broker.Lost) {
+func (node *Node) HandleLost(stream string, lost broker.Lost) {
 	kind := uint8(kindLostPresence)
 	if lost&broker.LostPublications != 0 {
 		kind = kindLost
 	}
-	n := srv.hub.Broadcast(stream, hub.Message{Kind: kind}, noFrames(), nil)
-	srv.metrics.drops[dropBrokerLost].Add(1)
-	srv.log.Warn("messages of a stream may have been lost on the way to this node; its subscribers reconnect to recover",
+	n := node.hub.Broadcast(stream, hub.Message{Kind: kind}, noFrames(), nil)
+	node.metrics.Drops[DropBrokerLost].Add(1)
+	node.log.Warn("messages of a stream may have been lost on the way to this node; its subscribers reconnect to recover",
 		"stream", stream, "publications", lost&broker.LostPublications != 0, "subscriptions", n)
 }
 
 // noFrames is for hub messages that carry no bytes.
 func noFrames() *hub.Frames { return hub.NewFrames(func(int) []byte { return nil }) }
 
-// relay hands a whisper or presence diff that was delivered here to the
-// broker for the other nodes, in msgpack. A lost presence diff is reported
-// to them (reportLoss), a lost whisper is not.
-func (srv *Server) relay(stream string, frames *hub.Frames, reportLoss bool) {
-	if srv.relaying {
-		srv.broker.PublishEphemeral(stream, frames.For(int(protocol.Msgpack)), reportLoss)
+// relay hands a whisper or presence diff m that was delivered here to the
+// broker for the other nodes, in huddle.v1 msgpack. A lost presence diff is
+// reported to them (reportLoss), a lost whisper is not.
+func (node *Node) relay(stream string, frames *hub.Frames, m protocol.Message, reportLoss bool) {
+	if node.relaying {
+		node.broker.PublishEphemeral(stream, node.relayBytes(frames, m), reportLoss)
 	}
 }
 
 // findSubLocked returns the index of the subscription to stream, or -1.
 // Lock c.mu must be held.
-func (c *conn) findSubLocked(stream string) int {
+func (c *Session) findSubLocked(stream string) int {
 	for i, s := range c.subs {
 		if s.stream == stream {
 			return i
@@ -633,7 +623,7 @@ func (c *conn) findSubLocked(stream string) int {
 
 // takeSubLocked removes and returns the subscription to stream, or nil.
 // Lock c.mu must be held.
-func (c *conn) takeSubLocked(stream string) *subscription {
+func (c *Session) takeSubLocked(stream string) *subscription {
 	i := c.findSubLocked(stream)
 	if i < 0 {
 		return nil

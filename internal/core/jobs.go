@@ -1,4 +1,4 @@
-package server
+package core
 
 import (
 	"context"
@@ -28,17 +28,17 @@ type job interface {
 	// step sends the next part; it reports whether the job is done. It
 	// runs on the goroutine that owns the connection's input or output,
 	// never beside another step of the same connection, with no lock held.
-	step(c *conn) (done bool)
+	step(c *Session) (done bool)
 }
 
 // replyRoom is the queued bytes up to which a connection's jobs may run.
-func (srv *Server) replyRoom() int { return srv.cfg.MaxQueue / 4 }
+func (node *Node) replyRoom() int { return node.cfg.MaxQueue / 4 }
 
 // maxReply is the largest reply a job may queue: what the queue still takes
 // when the job runs. A presence snapshot larger than that (thousands of
 // members with kilobytes of state each) is refused with 4005 rather than
 // queued, which would end the connection with 4008 on every try.
-func (srv *Server) maxReply() int { return srv.cfg.MaxQueue - srv.replyRoom() }
+func (node *Node) maxReply() int { return node.cfg.MaxQueue - node.replyRoom() }
 
 func snapshotTooLarge(members, size int) string {
 	return "the presence snapshot (" + strconv.Itoa(members) + " members, " + strconv.Itoa(size) + " bytes) is larger than this connection's queue takes (raise --max-queue, or subscribe without presence)"
@@ -50,8 +50,8 @@ func snapshotTooLarge(members, size int) string {
 // would end every subscriber with 4008, and every resubscribe too, for as
 // long as history holds it. Most publications are too small to need the
 // encode: JSON spells a byte out as at most six.
-func (srv *Server) deliverable(stream string, user, client string, data []byte) error {
-	limit := srv.maxReply()
+func (node *Node) deliverable(stream string, user, client string, data []byte) error {
+	limit := node.maxReply()
 	if 6*(len(data)+len(stream)+len(user)+len(client))+pubOverhead <= limit {
 		return nil
 	}
@@ -59,13 +59,13 @@ func (srv *Server) deliverable(stream string, user, client string, data []byte) 
 	if user != "" || client != "" {
 		w.From = &protocol.ClientInfo{User: user, Client: client}
 	}
-	for _, codec := range []protocol.Codec{protocol.JSON, protocol.Msgpack} {
-		b, err := protocol.AppendMessage(codec, nil, &w)
+	for _, f := range node.formats {
+		b, err := f.Encode(&w)
 		if err != nil {
 			return err
 		}
 		if len(b) > limit {
-			return errors.New("publication of " + strconv.Itoa(len(data)) + " bytes is " + strconv.Itoa(len(b)) + " bytes as a " + codec.Subprotocol() + " message, over the " + strconv.Itoa(limit) + " a subscriber's queue takes (--max-queue × 3/4)")
+			return errors.New("publication of " + strconv.Itoa(len(data)) + " bytes is " + strconv.Itoa(len(b)) + " bytes as a " + f.Name + " message, over the " + strconv.Itoa(limit) + " a subscriber's queue takes (--max-queue × 3/4)")
 		}
 	}
 	return nil
@@ -74,8 +74,8 @@ func (srv *Server) deliverable(stream string, user, client string, data []byte) 
 // stepPubs bounds the publications of one step: each costs its stream
 // name, epoch, ids and timestamp besides its data, and a step of many tiny
 // publications must stay within a step's bytes too.
-func (srv *Server) stepPubs(codec protocol.Codec, stream string) int {
-	return max(1, srv.stepBytes(codec)/(len(stream)+pubOverhead))
+func (node *Node) stepPubs(textual bool, stream string) int {
+	return max(1, node.stepBytes(textual)/(len(stream)+pubOverhead))
 }
 
 // pubOverhead is what a pub message costs besides its stream name and
@@ -84,12 +84,12 @@ const pubOverhead = 160
 
 // stepBytes is the publication data one step of a job reads (at least one
 // publication is always read). JSON may spell data out larger than its
-// msgpack form, so JSON connections read less per step.
-func (srv *Server) stepBytes(codec protocol.Codec) int {
-	if codec == protocol.JSON {
-		return srv.cfg.MaxQueue / 16
+// msgpack form, so connections of a textual format read less per step.
+func (node *Node) stepBytes(textual bool) int {
+	if textual {
+		return node.cfg.MaxQueue / 16
 	}
-	return srv.cfg.MaxQueue / 8
+	return node.cfg.MaxQueue / 8
 }
 
 // jobQueue is a connection's jobs, first in line first. Guarded by c.mu;
@@ -111,7 +111,7 @@ type queuedJob struct {
 // room for. request tells whether j answers a history or who request, of
 // which at most maxWaitingRequests may wait; subscribes are bounded by
 // --max-subscriptions. false is returned when j is not taken.
-func (c *conn) addJob(j job, request bool) bool {
+func (c *Session) addJob(j job, request bool) bool {
 	c.tc.Lock()
 	if !c.tc.OpenLocked() {
 		c.tc.Unlock()
@@ -121,7 +121,7 @@ func (c *conn) addJob(j job, request bool) bool {
 		c.jobs = &jobQueue{}
 	}
 	q := c.jobs
-	if request && q.requests >= maxWaitingRequests || len(q.list) >= maxWaitingRequests+c.srv.cfg.MaxSubscriptions {
+	if request && q.requests >= maxWaitingRequests || len(q.list) >= maxWaitingRequests+c.node.cfg.MaxSubscriptions {
 		c.tc.Unlock()
 		return false
 	}
@@ -136,8 +136,8 @@ func (c *conn) addJob(j job, request bool) bool {
 
 // pump runs the connection's jobs, first in line first, while its queue has
 // room. Exactly one goroutine steps a connection's jobs at a time (busy).
-func (c *conn) pump() {
-	room := c.srv.replyRoom()
+func (c *Session) pump() {
+	room := c.node.replyRoom()
 	for {
 		c.tc.Lock()
 		q := c.jobs
@@ -174,7 +174,7 @@ func (c *conn) pump() {
 
 // jobsWaitingLocked reports whether a job waits for the queue to drain.
 // Lock c.mu must be held.
-func (c *conn) jobsWaitingLocked() bool { return c.jobs != nil && !c.jobs.busy }
+func (c *Session) jobsWaitingLocked() bool { return c.jobs != nil && !c.jobs.busy }
 
 // historyJob answers a history request with one page: at most the
 // request's limit, and at most a step's bytes, with more: true when either
@@ -183,10 +183,10 @@ type historyJob struct {
 	m *protocol.HistoryRequest
 }
 
-func (j historyJob) step(c *conn) bool {
+func (j historyJob) step(c *Session) bool {
 	m := j.m
 	// A refresh while the request waited may have taken the op away.
-	if id := c.ident.Load(); id == nil || !c.srv.auth.Allowed(id, auth.OpHistory, m.S) {
+	if id := c.ident.Load(); id == nil || !c.node.auth.Allowed(id, auth.OpHistory, m.S) {
 		c.sendError(m.ID, m.S, protocol.CodeForbidden, "op history is not allowed on this stream")
 		return true
 	}
@@ -195,13 +195,13 @@ func (j historyJob) step(c *conn) bool {
 		limit = defaultHistoryLimit
 	}
 	limit = min(limit, maxHistoryLimit)
-	q := storage.Query{Limit: limit, Reverse: m.Reverse, MaxBytes: c.srv.stepBytes(c.codec)}
+	q := storage.Query{Limit: limit, Reverse: m.Reverse, MaxBytes: c.node.stepBytes(c.textual())}
 	if m.Since != nil {
 		q.After = storage.Position{Epoch: m.Since.Epoch, Offset: m.Since.Offset}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
-	res, err := c.srv.history.Read(ctx, m.S, q)
+	res, err := c.node.history.Read(ctx, m.S, q)
 	if errors.Is(err, storage.ErrEpochMismatch) {
 		c.sendError(m.ID, m.S, protocol.CodeInsufficientState, "epoch "+quote(m.Since.Epoch)+" is gone; the stream is now at epoch "+quote(res.Top.Epoch))
 		return true
@@ -212,7 +212,7 @@ func (j historyJob) step(c *conn) bool {
 	}
 	c.send(&protocol.History{
 		ID: m.ID, S: m.S, Epoch: res.Top.Epoch, Offset: res.Top.Offset,
-		Pubs: wirePubs(m.S, res.Top.Epoch, res.Pubs), More: res.More,
+		Pubs: WirePubs(m.S, res.Top.Epoch, res.Pubs), More: res.More,
 	})
 	return true
 }
@@ -222,15 +222,15 @@ type whoJob struct {
 	m *protocol.WhoRequest
 }
 
-func (j whoJob) step(c *conn) bool {
+func (j whoJob) step(c *Session) bool {
 	m := j.m
-	if id := c.ident.Load(); id == nil || !c.srv.auth.Allowed(id, auth.OpSub, m.S) && !c.srv.auth.Allowed(id, auth.OpPresence, m.S) {
+	if id := c.ident.Load(); id == nil || !c.node.auth.Allowed(id, auth.OpSub, m.S) && !c.node.auth.Allowed(id, auth.OpPresence, m.S) {
 		c.sendError(m.ID, m.S, protocol.CodeForbidden, "who needs op sub or presence on this stream")
 		return true
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
-	members, err := c.srv.presence.Members(ctx, m.S)
+	members, err := c.node.presence.Members(ctx, m.S)
 	if err != nil {
 		c.sendError(m.ID, m.S, protocol.CodeInternal, "who failed: "+err.Error())
 		return true
@@ -238,12 +238,12 @@ func (j whoJob) step(c *conn) bool {
 	if members == nil {
 		members = []protocol.Member{}
 	}
-	b, err := protocol.AppendMessage(c.codec, nil, &protocol.Who{ID: m.ID, S: m.S, Members: members})
+	b, err := c.encode(&protocol.Who{ID: m.ID, S: m.S, Members: members})
 	if err != nil {
 		c.sendError(m.ID, m.S, protocol.CodeInternal, "who failed: "+err.Error())
 		return true
 	}
-	if len(b) > c.srv.maxReply() {
+	if len(b) > c.node.maxReply() {
 		c.sendError(m.ID, m.S, protocol.CodeTooLarge, snapshotTooLarge(len(members), len(b)))
 		return true
 	}
@@ -267,21 +267,21 @@ type subscribeJob struct {
 	join protocol.Raw
 }
 
-func (j *subscribeJob) step(c *conn) bool {
-	srv := c.srv
+func (j *subscribeJob) step(c *Session) bool {
+	node := c.node
 	if !c.owns(j.sub) {
 		return true // unsubscribed or closed meanwhile
 	}
 	if j.m == nil {
-		return srv.catchUp(j.sub)
+		return node.catchUp(j.sub)
 	}
 	m := j.m
 	j.m = nil
-	if werr := srv.register(j.sub); werr != nil {
+	if werr := node.register(j.sub); werr != nil {
 		c.sendError(m.ID, m.S, werr.Code, werr.Reason)
 		return true
 	}
-	ok, done := srv.announce(j.sub, m)
+	ok, done := node.announce(j.sub, m)
 	if ok {
 		c.tc.Lock()
 		join := j.join
@@ -302,7 +302,7 @@ func (j *subscribeJob) step(c *conn) bool {
 // update the join happens now (the update applies to it); for a join,
 // leave or unsub it is dropped (the later request supersedes it). A
 // subscribe that is no longer waiting has no join left.
-func (c *conn) settleJoin(stream string, now bool) {
+func (c *Session) settleJoin(stream string, now bool) {
 	c.tc.Lock()
 	var join protocol.Raw
 	if q := c.jobs; q != nil {
@@ -323,7 +323,7 @@ func (c *conn) settleJoin(stream string, now bool) {
 // dropSubscribeJob removes the waiting subscribe of sub (unsubscribed
 // before it ran), unless it is being stepped: that step sees it gone. It
 // returns the sub request when subscribed was not sent for it yet.
-func (c *conn) dropSubscribeJob(sub *subscription) *protocol.Subscribe {
+func (c *Session) dropSubscribeJob(sub *subscription) *protocol.Subscribe {
 	c.tc.Lock()
 	defer c.tc.Unlock()
 	q := c.jobs
@@ -343,14 +343,14 @@ func (c *conn) dropSubscribeJob(sub *subscription) *protocol.Subscribe {
 }
 
 // owns reports whether sub is still one of the connection's subscriptions.
-func (c *conn) owns(sub *subscription) bool {
+func (c *Session) owns(sub *subscription) bool {
 	c.tc.Lock()
 	defer c.tc.Unlock()
 	return c.ownsLocked(sub)
 }
 
 // ownsLocked is owns for a caller holding c.mu.
-func (c *conn) ownsLocked(sub *subscription) bool {
+func (c *Session) ownsLocked(sub *subscription) bool {
 	i := c.findSubLocked(sub.stream)
 	return c.tc.OpenLocked() && i >= 0 && c.subs[i] == sub
 }

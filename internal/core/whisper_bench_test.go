@@ -1,10 +1,7 @@
-package server
+package core
 
 import (
-	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"runtime"
 	"runtime/debug"
 	"testing"
@@ -23,9 +20,9 @@ var whisperRelayCases = []struct{ receivers int }{{20}, {200}}
 // marked busy, so an enqueue schedules no write) subscribed to streams, and
 // an identity allowed to whisper anywhere.
 type whisperBench struct {
-	srv   *Server
+	srv   *testNode
 	id    *auth.Identity
-	conns []*conn
+	conns []*Session
 }
 
 func newWhisperBench(tb testing.TB) *whisperBench {
@@ -43,27 +40,18 @@ func newWhisperBench(tb testing.TB) *whisperBench {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	srv, err := New(Config{
-		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+	srv := newTestNode(tb, Config{
 		MaxQueue: 1 << 30,
 		// The relay path, not the rate limit, is measured.
 		Whisper: whisper.Config{Rate: 1e12, Burst: 1 << 40},
-	}, Deps{Auth: a})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	})
+	}, a)
 	return &whisperBench{srv: srv, id: id}
 }
 
 // add connects and subscribes a connection to stream; codecs alternate as in
 // BenchmarkHub_Broadcast.
-func (w *whisperBench) add(stream string) *conn {
-	c := w.srv.detachedConn(protocol.Codec(len(w.conns) % 2))
+func (w *whisperBench) add(stream string) *Session {
+	c := w.srv.detached(protocol.Codec(len(w.conns) % 2))
 	c.clientID = fmt.Sprintf("00000000-0000-0000-0000-%012d", len(w.conns))
 	c.ident.Store(w.id)
 	sub := &subscription{c: c, stream: stream}
@@ -97,7 +85,7 @@ func (w *whisperBench) queuedItems() int {
 }
 
 // relay builds one sender and receivers other subscribers of stream "s".
-func newWhisperRelay(tb testing.TB, receivers int) (*whisperBench, *conn, *protocol.SendWhisper) {
+func newWhisperRelay(tb testing.TB, receivers int) (*whisperBench, *Session, *protocol.SendWhisper) {
 	w := newWhisperBench(tb)
 	sender := w.add("s")
 	for range receivers {
@@ -141,7 +129,7 @@ func TestWhisperRelayAllocs(t *testing.T) {
 					if mode.drained {
 						w.drain()
 					}
-					sender.onWhisper(w.id, m)
+					sender.Whisper(m)
 				})
 				// Every receiver holds exactly the newest whisper; the sender
 				// none (never echoed).
@@ -195,7 +183,7 @@ func BenchmarkWhisper_Relay(b *testing.B) {
 			runtime.ReadMemStats(&before)
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				sender.onWhisper(w.id, m)
+				sender.Whisper(m)
 				if i%64 == 63 {
 					b.StopTimer()
 					w.drain()
@@ -215,7 +203,7 @@ func BenchmarkWhisper_Relay(b *testing.B) {
 func BenchmarkWhisper_Rooms(b *testing.B) {
 	const rooms, size = 50, 20
 	w := newWhisperBench(b)
-	senders := make([][]*conn, rooms)
+	senders := make([][]*Session, rooms)
 	msgs := make([]*protocol.SendWhisper, rooms)
 	for r := range rooms {
 		stream := fmt.Sprintf("room:%d", r)
@@ -230,7 +218,7 @@ func BenchmarkWhisper_Rooms(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		r := i % rooms
-		senders[r][(i/rooms)%size].onWhisper(w.id, msgs[r])
+		senders[r][(i/rooms)%size].Whisper(msgs[r])
 		if i%64 == 63 {
 			b.StopTimer()
 			w.drain()

@@ -1,4 +1,4 @@
-package server
+package core
 
 import (
 	"context"
@@ -25,23 +25,17 @@ const (
 )
 
 // emitPresence fans a stream's batched diff out, encoded once per format.
-func (srv *Server) emitPresence(stream string, diff *protocol.Presence) {
-	frames := hub.NewFrames(func(format int) []byte {
-		b, err := protocol.AppendMessage(protocol.Codec(format), nil, diff)
-		if err != nil {
-			srv.log.Error("encode presence failed", "stream", stream, "err", err)
-		}
-		return b
-	})
-	n := srv.hub.Broadcast(stream, hub.Message{Kind: kindPresence}, frames, nil)
-	srv.metrics.countOut(protocol.TypePresence, n)
-	srv.relay(stream, frames, true)
+func (node *Node) emitPresence(stream string, diff *protocol.Presence) {
+	frames := node.frames(diff)
+	n := node.hub.Broadcast(stream, hub.Message{Kind: kindPresence}, frames, nil)
+	node.metrics.CountOut(protocol.TypePresence, n)
+	node.relay(stream, frames, diff, true)
 }
 
 // checkState validates a join state or an update patch.
-func (c *conn) checkState(reqID uint64, stream string, state protocol.Raw) bool {
-	if len(state) > c.srv.cfg.Presence.MaxState {
-		c.sendError(reqID, stream, protocol.CodeTooLarge, "presence state over the limit of "+strconv.Itoa(c.srv.cfg.Presence.MaxState)+" bytes")
+func (c *Session) checkState(reqID uint64, stream string, state protocol.Raw) bool {
+	if len(state) > c.node.cfg.Presence.MaxState {
+		c.sendError(reqID, stream, protocol.CodeTooLarge, "presence state over the limit of "+strconv.Itoa(c.node.cfg.Presence.MaxState)+" bytes")
 		return false
 	}
 	if !state.IsNil() && !state.IsMap() {
@@ -52,7 +46,7 @@ func (c *conn) checkState(reqID uint64, stream string, state protocol.Raw) bool 
 }
 
 // join enters the connection into stream's presence with state.
-func (c *conn) join(id *auth.Identity, reqID uint64, stream string, state protocol.Raw) bool {
+func (c *Session) join(id *auth.Identity, reqID uint64, stream string, state protocol.Raw) bool {
 	if !c.streamCheck(id, reqID, stream, auth.OpPresence) || !c.checkState(reqID, stream, state) {
 		return false
 	}
@@ -60,10 +54,10 @@ func (c *conn) join(id *auth.Identity, reqID uint64, stream string, state protoc
 		state = nil
 	}
 	c.tc.Lock()
-	full := !contains(c.joined, stream) && len(c.joined) >= c.srv.cfg.MaxSubscriptions
+	full := !contains(c.joined, stream) && len(c.joined) >= c.node.cfg.MaxSubscriptions
 	c.tc.Unlock()
 	if full {
-		c.sendError(reqID, stream, protocol.CodeRateLimited, "too many presence joins on one connection (limit "+strconv.Itoa(c.srv.cfg.MaxSubscriptions)+")")
+		c.sendError(reqID, stream, protocol.CodeRateLimited, "too many presence joins on one connection (limit "+strconv.Itoa(c.node.cfg.MaxSubscriptions)+")")
 		return false
 	}
 	m := protocol.Member{User: id.User, Client: c.clientID, State: state}
@@ -72,9 +66,9 @@ func (c *conn) join(id *auth.Identity, reqID uint64, stream string, state protoc
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
-	if err := c.srv.presence.Join(ctx, stream, m); err != nil {
+	if err := c.node.presence.Join(ctx, stream, m); err != nil {
 		if errors.Is(err, presence.ErrFull) {
-			c.sendError(reqID, stream, protocol.CodeForbidden, "presence of this stream is full ("+strconv.Itoa(c.srv.cfg.Presence.MaxMembers)+" members)")
+			c.sendError(reqID, stream, protocol.CodeForbidden, "presence of this stream is full ("+strconv.Itoa(c.node.cfg.Presence.MaxMembers)+" members)")
 			return false
 		}
 		c.sendError(reqID, stream, protocol.CodeInternal, "join failed: "+err.Error())
@@ -90,27 +84,29 @@ func (c *conn) join(id *auth.Identity, reqID uint64, stream string, state protoc
 		// destroy's leaveAll ran during the Join: undo it, or the member
 		// would outlive its connection.
 		lctx, lcancel := context.WithTimeout(context.Background(), requestTimeout)
-		_ = c.srv.presence.Leave(lctx, stream, c.clientID)
+		_ = c.node.presence.Leave(lctx, stream, c.clientID)
 		lcancel()
 		return false
 	}
 	return true
 }
 
-func (c *conn) onJoin(id *auth.Identity, m *protocol.Join) {
+func (c *Session) Join(m *protocol.Join) {
+	id := c.ident.Load()
 	c.settleJoin(m.S, false)
 	if c.join(id, m.ID, m.S, m.State) {
 		c.send(&protocol.Ack{ID: m.ID})
 	}
 }
 
-func (c *conn) onUpdate(id *auth.Identity, m *protocol.Update) {
+func (c *Session) Update(m *protocol.Update) {
+	id := c.ident.Load()
 	c.settleJoin(m.S, true)
 	if !c.checkState(0, m.S, m.State) {
 		return
 	}
-	if ok, warn := c.r().updates.Allow(time.Now().UnixNano(), &c.srv.updateLimit); !ok {
-		c.srv.metrics.drops[dropPresenceRate].Add(1)
+	if ok, warn := c.r().updates.Allow(time.Now().UnixNano(), &c.node.updateLimit); !ok {
+		c.node.metrics.Drops[DropPresenceRate].Add(1)
 		if warn {
 			c.sendError(0, m.S, protocol.CodeRateLimited, "presence update rate limit: excess updates are dropped")
 		}
@@ -118,18 +114,18 @@ func (c *conn) onUpdate(id *auth.Identity, m *protocol.Update) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
-	err := c.srv.presence.Update(ctx, m.S, protocol.ClientInfo{User: id.User, Client: c.clientID}, m.State)
+	err := c.node.presence.Update(ctx, m.S, protocol.ClientInfo{User: id.User, Client: c.clientID}, m.State)
 	switch {
 	case errors.Is(err, presence.ErrNotMember):
 		c.sendError(0, m.S, protocol.CodeBadRequest, "update before join")
 	case errors.Is(err, presence.ErrTooLarge):
-		c.sendError(0, m.S, protocol.CodeTooLarge, "presence state would grow over the limit of "+strconv.Itoa(c.srv.cfg.Presence.MaxState)+" bytes; update refused")
+		c.sendError(0, m.S, protocol.CodeTooLarge, "presence state would grow over the limit of "+strconv.Itoa(c.node.cfg.Presence.MaxState)+" bytes; update refused")
 	case err != nil:
 		c.sendError(0, m.S, protocol.CodeInternal, "update failed: "+err.Error())
 	}
 }
 
-func (c *conn) onLeave(m *protocol.Leave) {
+func (c *Session) Leave(m *protocol.Leave) {
 	c.settleJoin(m.S, false)
 	c.leave(m.S)
 	if m.ID != 0 {
@@ -138,7 +134,7 @@ func (c *conn) onLeave(m *protocol.Leave) {
 }
 
 // leave removes the connection from stream's presence at once.
-func (c *conn) leave(stream string) {
+func (c *Session) leave(stream string) {
 	c.tc.Lock()
 	i := indexOf(c.joined, stream)
 	if i >= 0 {
@@ -150,15 +146,16 @@ func (c *conn) leave(stream string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
-	_ = c.srv.presence.Leave(ctx, stream, c.clientID)
+	_ = c.node.presence.Leave(ctx, stream, c.clientID)
 }
 
-func (c *conn) onWho(id *auth.Identity, m *protocol.WhoRequest) {
+func (c *Session) Who(m *protocol.WhoRequest) {
+	id := c.ident.Load()
 	if !auth.ValidStream(m.S) {
 		c.sendError(m.ID, m.S, protocol.CodeBadRequest, "invalid stream name")
 		return
 	}
-	if !c.srv.auth.Allowed(id, auth.OpSub, m.S) && !c.srv.auth.Allowed(id, auth.OpPresence, m.S) {
+	if !c.node.auth.Allowed(id, auth.OpSub, m.S) && !c.node.auth.Allowed(id, auth.OpPresence, m.S) {
 		c.sendError(m.ID, m.S, protocol.CodeForbidden, "who needs op sub or presence on this stream")
 		return
 	}
@@ -169,18 +166,18 @@ func (c *conn) onWho(id *auth.Identity, m *protocol.WhoRequest) {
 
 // leaveAll removes the connection from every stream's presence: at once
 // after a clean close, after the grace period when the peer vanished.
-func (c *conn) leaveAll(abrupt bool) {
+func (c *Session) leaveAll(abrupt bool) {
 	c.tc.Lock()
 	joined := c.joined
 	c.joined = nil
 	c.tc.Unlock()
 	for _, stream := range joined {
 		if abrupt {
-			c.srv.presence.LeaveAfterGrace(stream, c.clientID)
+			c.node.presence.LeaveAfterGrace(stream, c.clientID)
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
-		_ = c.srv.presence.Leave(ctx, stream, c.clientID)
+		_ = c.node.presence.Leave(ctx, stream, c.clientID)
 		cancel()
 	}
 }

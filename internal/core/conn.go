@@ -1,0 +1,296 @@
+package core
+
+import (
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/huddle-rt/huddle/internal/auth"
+	"github.com/huddle-rt/huddle/internal/transport"
+	"github.com/huddle-rt/huddle/protocol"
+	"github.com/huddle-rt/huddle/whisper"
+)
+
+// maxPreConnectMessage bounds a message before connect succeeded (a
+// connect with a large token is a few KiB).
+const maxPreConnectMessage = 64 << 10
+
+// Session is the protocol-agnostic state of one connection: its identity,
+// subscriptions, presence joins and reply jobs. A front-end embeds it in its
+// connection type and implements the rest of transport.Session (OnMessage,
+// Goodbye, Check). The state marked "guarded by tc" is under the transport
+// connection's lock, which is also its queue's, so a delivery takes one
+// lock.
+type Session struct {
+	tc   *transport.Conn
+	node *Node
+	out  Output
+
+	// Owned by whichever goroutine runs the connection's work (at most
+	// one at a time).
+	format     uint8     // index of the node Format the connection receives
+	flooded    int32     // messages dropped by msgLimiter
+	rare       *connRare // state few connections need, allocated on first use
+	msgLimiter whisper.Limiter
+
+	ident    atomic.Pointer[auth.Identity] // nil until connect succeeds
+	clientID string                        // set with ident
+	lastPing atomic.Int64
+
+	// Guarded by tc.
+	subs   []*subscription // few per connection: a slice beats a map
+	joined []string        // streams whose presence this connection is in
+	jobs   *jobQueue       // replies waiting for room in the queue (see pump); nil when none
+}
+
+// connRare holds worker-owned state that most connections never use, so an
+// idle connection does not carry it.
+type connRare struct {
+	upgradeToken string          // token from the upgrade request, until connect
+	whispers     whisper.Limiter // whisper rate
+	updates      whisper.Limiter // presence update rate
+}
+
+// Init binds a session to its connection, its node, its replies' encoder
+// and the Format (an AddFormat index) it receives. A front-end calls it on
+// the Session it embeds, in transport.Handler.Upgrade.
+func (c *Session) Init(tc *transport.Conn, node *Node, out Output, format int) {
+	c.tc, c.node, c.out, c.format = tc, node, out, uint8(format)
+}
+
+// Conn returns the session's transport connection.
+func (c *Session) Conn() *transport.Conn { return c.tc }
+
+// Node returns the session's node.
+func (c *Session) Node() *Node { return c.node }
+
+// Ident returns the session's identity, nil before Connect.
+func (c *Session) Ident() *auth.Identity { return c.ident.Load() }
+
+// ClientID returns the id Connect gave the session.
+func (c *Session) ClientID() string { return c.clientID }
+
+// SetUpgradeToken keeps a token from the upgrade request for Connect.
+func (c *Session) SetUpgradeToken(token string) {
+	if token != "" {
+		c.r().upgradeToken = token
+	}
+}
+
+// UpgradeToken returns the token kept by SetUpgradeToken, until Connect.
+func (c *Session) UpgradeToken() string {
+	if c.rare == nil {
+		return ""
+	}
+	return c.rare.upgradeToken
+}
+
+// r returns the connection's rare state, allocating it on first use. Only
+// the goroutine running the connection's work may call it.
+func (c *Session) r() *connRare {
+	if c.rare == nil {
+		c.rare = new(connRare)
+	}
+	return c.rare
+}
+
+// Connect makes id the session's identity and gives it a client id.
+func (c *Session) Connect(id *auth.Identity) {
+	c.clientID = uuid.NewString()
+	c.ident.Store(id)
+	c.rare = nil // only the upgrade token was in use before connect
+	// The first ping comes at a random point of the last quarter of the
+	// first interval (see PingDue).
+	c.lastPing.Store(time.Now().UnixNano() - rand.Int64N(int64(c.pingJitter())+1))
+	c.node.metrics.Connected.Add(1)
+}
+
+// pingJitter is the spread of first pings: a quarter of an interval.
+// Connections that arrive together (a restart, a reconnect storm) would
+// otherwise be pinged in the same sweep every interval, and their pongs
+// read together, a burst of 2N syscalls that stalls the rest of the node
+// (about 150 ms every 25 s at 10,000 connections). A ping never comes later
+// than one interval.
+func (c *Session) pingJitter() time.Duration { return c.node.cfg.PingInterval / 4 }
+
+// PingDue reports whether a ping is due at now, and if so counts it as
+// sent.
+func (c *Session) PingDue(now time.Time) bool {
+	if now.Sub(time.Unix(0, c.lastPing.Load())) < c.node.cfg.PingInterval {
+		return false
+	}
+	c.lastPing.Store(now.UnixNano())
+	return true
+}
+
+// Admit applies the message rate limit to one inbound message at now: false
+// drops it. A connection that keeps flooding (over ten bursts dropped) is
+// closed with 4006; flood reports it.
+func (c *Session) Admit(now int64) (ok, warn, flood bool) {
+	ok, warn = c.msgLimiter.Allow(now, &c.node.msgLimit)
+	if ok {
+		return true, false, false
+	}
+	c.flooded++
+	return false, warn, int(c.flooded) > 10*c.node.cfg.MessageBurst
+}
+
+// MaxMessage implements transport.Session: before connect, a message need
+// only carry a token, so a client that has not authenticated may not make
+// the server hold a megabyte.
+func (c *Session) MaxMessage() int {
+	if c.ident.Load() == nil {
+		return min(c.node.cfg.MaxMessage, maxPreConnectMessage)
+	}
+	return c.node.cfg.MaxMessage
+}
+
+// WaitingLocked implements transport.Session: reply jobs wait for room.
+func (c *Session) WaitingLocked() bool { return c.jobs != nil && !c.jobs.busy }
+
+// Room implements transport.Session.
+func (c *Session) Room() { c.pump() }
+
+// Closed implements transport.Session: presence ends (at once for a peer
+// that sent a close frame or was told not to reconnect, after the grace
+// for any other end: a dropped socket, a drain, a slow consumer), and the
+// subscriptions go.
+func (c *Session) Closed(clean bool) {
+	c.tc.Lock()
+	subs := c.subs
+	c.subs = nil
+	c.jobs = nil
+	c.tc.Unlock()
+	node := c.node
+	c.leaveAll(!clean)
+	for _, sub := range subs {
+		node.unsubscribe(sub)
+	}
+	if c.ident.Load() != nil {
+		node.metrics.Connected.Add(-1)
+	}
+}
+
+// textual reports whether the session's format is text.
+func (c *Session) textual() bool {
+	return int(c.format) < len(c.node.formats) && c.node.formats[c.format].Textual
+}
+
+// encode encodes a reply with the session's Output.
+func (c *Session) encode(m protocol.Message) ([]byte, error) { return c.out.Encode(m) }
+
+// enqueueLocked queues an encoded message (see transport.Conn.EnqueueLocked);
+// an empty one (a message the protocol does not have) is not sent.
+func (c *Session) enqueueLocked(b []byte, key uint64) bool {
+	if len(b) == 0 {
+		return false
+	}
+	return c.tc.EnqueueLocked(b, key)
+}
+
+// Send encodes m and queues it.
+func (c *Session) Send(m protocol.Message) {
+	b, err := c.encode(m)
+	if err != nil {
+		c.node.log.Error("encode failed", "type", m.Type(), "err", err)
+		return
+	}
+	c.sendEncoded(m.Type(), b)
+}
+
+func (c *Session) send(m protocol.Message) { c.Send(m) }
+
+// sendEncoded queues b, a message of type typ already encoded.
+func (c *Session) sendEncoded(typ string, b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	c.node.metrics.CountOut(typ, 1)
+	c.tc.Send(b)
+}
+
+// SendError answers a request with an error reply.
+func (c *Session) SendError(id uint64, stream string, code protocol.Code, reason string) {
+	c.send(&protocol.ErrorReply{ID: id, S: stream, Code: code, Reason: reason, Retry: code.Reconnect()})
+}
+
+func (c *Session) sendError(id uint64, stream string, code protocol.Code, reason string) {
+	c.SendError(id, stream, code, reason)
+}
+
+// DisconnectMsg encodes a disconnect and counts it.
+func (c *Session) DisconnectMsg(code protocol.Code, reason string, reconnect bool) []byte {
+	msg, _ := c.encode(&protocol.Disconnect{Code: code, Reason: reason, Reconnect: reconnect})
+	c.node.metrics.CountOut(protocol.TypeDisconnect, 1)
+	c.node.metrics.CountDisconnect(code)
+	return msg
+}
+
+// Goodbye implements transport.Session with the disconnect of the code that
+// matches r.
+func (c *Session) Goodbye(r transport.Reason, detail string) (uint16, []byte, bool) {
+	code, reconnect := protocol.CodeBadRequest, false
+	switch r {
+	case transport.TooLarge:
+		code = protocol.CodeTooLarge
+	case transport.SlowConsumer:
+		code, reconnect = protocol.CodeSlowConsumer, true
+		c.node.metrics.Drops[DropSlowConsumer].Add(1)
+	}
+	return uint16(code), c.DisconnectMsg(code, detail, reconnect), reconnect
+}
+
+// CloseWith sends disconnect with code and a close frame, then closes the
+// socket once they are flushed (or after transport.CloseGrace).
+func (c *Session) CloseWith(code protocol.Code, reason string, reconnect bool) {
+	c.tc.Lock()
+	start := c.closeLocked(code, reason, reconnect)
+	c.tc.Unlock()
+	if start {
+		c.tc.Kick()
+	}
+}
+
+func (c *Session) closeWith(code protocol.Code, reason string, reconnect bool) {
+	c.CloseWith(code, reason, reconnect)
+}
+
+// closeLocked is CloseWith for a caller holding tc's lock; it reports
+// whether the caller must Kick.
+func (c *Session) closeLocked(code protocol.Code, reason string, reconnect bool) bool {
+	if !c.tc.OpenLocked() {
+		return false
+	}
+	return c.tc.CloseLocked(uint16(code), reason, c.DisconnectMsg(code, reason, reconnect), reconnect, false)
+}
+
+// CheckDeadlines closes the session when its connect deadline (connectBy,
+// unix nanos from the connection's start) or its token's expiry has passed,
+// or when the peer was silent for two ping intervals. It reports whether
+// the session goes on.
+func (c *Session) CheckDeadlines(now time.Time, connectTimeout time.Duration) bool {
+	id := c.ident.Load()
+	if id == nil {
+		if now.Sub(time.Unix(0, c.tc.Created())) > connectTimeout {
+			c.closeWith(protocol.CodeUnauthorized, "no connect message in time", false)
+		}
+		return false
+	}
+	if !id.Expires.IsZero() && now.After(id.Expires) {
+		c.closeWith(protocol.CodeTokenExpired, "token expired", true)
+		return false
+	}
+	if now.Sub(time.Unix(0, c.tc.LastSeen())) > 2*c.node.cfg.PingInterval {
+		c.closeWith(protocol.CodeNoPong, "no pong within two ping intervals", true)
+		return false
+	}
+	return true
+}
+
+// Format returns the index of the node Format the session receives.
+func (c *Session) Format() int { return int(c.format) }
+
+// Output returns the session's Output.
+func (c *Session) Output() Output { return c.out }

@@ -1,0 +1,130 @@
+package huddlev1
+
+import (
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/huddle-rt/huddle/internal/auth"
+	"github.com/huddle-rt/huddle/protocol"
+)
+
+// OnMessage implements transport.Session: it decodes one WebSocket
+// message and runs every protocol message in it, in order.
+func (c *conn) OnMessage(payload []byte) {
+	var arr [4]protocol.Decoded
+	codec := c.out().codec
+	msgs, err := protocol.DecodeClient(codec, payload, arr[:0])
+	if err != nil {
+		if c.Ident() == nil {
+			c.CloseWith(protocol.CodeUnauthorized, "the first message must be connect", false)
+			return
+		}
+		c.CloseWith(protocol.CodeBadRequest, err.Error(), false)
+		return
+	}
+	metrics := c.Node().Metrics()
+	now := time.Now().UnixNano()
+	for _, d := range msgs {
+		if !c.Conn().Accepting() {
+			return
+		}
+		if ok, warn, flood := c.Admit(now); !ok {
+			if flood {
+				c.CloseWith(protocol.CodeRateLimited, "message flood", true)
+				return
+			}
+			if warn {
+				rate, _ := c.Node().MessageRate()
+				c.SendError(0, "", protocol.CodeRateLimited, "over "+strconv.Itoa(int(rate))+" messages a second: excess messages are dropped")
+			}
+			continue
+		}
+		if d.Err != nil {
+			metrics.CountIn("invalid")
+			if c.Ident() == nil {
+				c.CloseWith(protocol.CodeUnauthorized, "the first message must be a valid connect: "+d.Err.Reason, false)
+				return
+			}
+			c.SendError(d.Err.ID, "", protocol.CodeBadRequest, d.Err.Error())
+			continue
+		}
+		metrics.CountIn(d.Msg.Type())
+		c.dispatch(d.Msg)
+	}
+}
+
+func (c *conn) dispatch(m protocol.Message) {
+	if c.Ident() == nil {
+		if cm, ok := m.(*protocol.Connect); ok {
+			c.onConnect(cm)
+			return
+		}
+		c.CloseWith(protocol.CodeUnauthorized, "the first message must be connect", false)
+		return
+	}
+	switch m := m.(type) {
+	case *protocol.Connect:
+		c.SendError(m.ID, "", protocol.CodeBadRequest, "already connected")
+	case *protocol.Subscribe:
+		c.Subscribe(m)
+	case *protocol.Unsubscribe:
+		c.Unsubscribe(m)
+	case *protocol.Publish:
+		c.Publish(m)
+	case *protocol.HistoryRequest:
+		c.History(m)
+	case *protocol.Refresh:
+		c.Refresh(m)
+	case *protocol.Ping:
+		c.Send(&protocol.Pong{})
+	case *protocol.Pong:
+	case *protocol.SendWhisper:
+		c.Whisper(m)
+	case *protocol.Join:
+		c.Join(m)
+	case *protocol.Update:
+		c.Update(m)
+	case *protocol.Leave:
+		c.Leave(m)
+	case *protocol.WhoRequest:
+		c.Who(m)
+	case *protocol.Unknown:
+		c.SendError(m.ID, "", protocol.CodeBadRequest, "unknown message type "+quote(m.T))
+	}
+}
+
+func quote(s string) string {
+	if len(s) > 64 {
+		s = s[:64]
+	}
+	return `"` + s + `"`
+}
+
+func (c *conn) onConnect(m *protocol.Connect) {
+	token := m.Token
+	if token == "" {
+		token = c.UpgradeToken()
+	}
+	id, err := c.Node().Auth().Verify(token)
+	if err != nil {
+		if errors.Is(err, auth.ErrExpired) {
+			c.CloseWith(protocol.CodeTokenExpired, "token expired", true)
+			return
+		}
+		c.CloseWith(protocol.CodeUnauthorized, err.Error(), false)
+		return
+	}
+	c.Connect(id)
+	reply := &protocol.Connected{
+		ID:     m.ID,
+		Client: c.ClientID(),
+		User:   id.User,
+		Ping:   int(c.out().fe.cfg.PingInterval / time.Second),
+		Node:   c.out().fe.cfg.Node,
+	}
+	if !id.Expires.IsZero() {
+		reply.Exp = id.Expires.Unix()
+	}
+	c.Send(reply)
+}
