@@ -1,12 +1,11 @@
-// Package server composes a Huddle node: it accepts TCP connections, upgrades
-// /ws and hands every other request to the HTTP endpoints (internal/httpapi),
-// runs the protocol session of every WebSocket connection, and drains on
+// Package server assembles a Huddle node: the core (internal/core), the
+// wire protocols' front-ends (internal/frontend/...), the WebSocket
+// transport (internal/transport) and the HTTP endpoints (internal/httpapi).
+// It routes each upgrade to its front-end by path, refuses upgrades while
+// draining or from foreign origins, exports metrics, and drains on
 // shutdown.
 //
-// It owns connections and their queues. It must not hold a lock across I/O,
-// a broker or storage call (see LOCKING.md), and it never starts a goroutine
-// per idle connection on Linux: readiness comes from internal/netpoll and
-// work runs on a bounded worker pool.
+// It holds no connection or stream state of its own.
 package server
 
 import (
