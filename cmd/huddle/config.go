@@ -14,8 +14,22 @@ func envName(flagName string) string {
 	return "HUDDLE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
+// anycableEnv maps AnyCable's environment names to the flags they mean, so
+// an AnyCable deployment's environment carries over. A HUDDLE_* twin wins
+// over them; docs/anycable.md lists them.
+var anycableEnv = map[string][]string{
+	"secret":          {"ANYCABLE_SECRET"},
+	"streams-secret":  {"ANYCABLE_STREAMS_SECRET"},
+	"api-key":         {"ANYCABLE_BROADCAST_KEY", "ANYCABLE_HTTP_BROADCAST_SECRET"},
+	"public":          {"ANYCABLE_PUBLIC"},
+	"allow-anonymous": {"ANYCABLE_NOAUTH"},
+	"redis-url":       {"ANYCABLE_REDIS_URL"},
+	"log-level":       {"ANYCABLE_LOG_LEVEL"},
+}
+
 // applyEnv sets every flag not given on the command line from its
-// environment twin, so the command line wins over the environment.
+// environment twin (or, failing that, its AnyCable name), so the command
+// line wins over the environment.
 func applyEnv(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -24,20 +38,28 @@ func applyEnv(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
 		if set[f.Name] || err != nil {
 			return
 		}
-		v, ok := lookup(envName(f.Name))
+		name := envName(f.Name)
+		v, ok := lookup(name)
+		for _, alt := range anycableEnv[f.Name] {
+			if ok {
+				break
+			}
+			name = alt
+			v, ok = lookup(alt)
+		}
 		if !ok {
 			return
 		}
 		if lv, isList := f.Value.(*listFlag); isList {
 			for _, item := range strings.Fields(v) {
 				if e := lv.Set(item); e != nil {
-					err = fmt.Errorf("%s: %w", envName(f.Name), e)
+					err = fmt.Errorf("%s: %w", name, e)
 				}
 			}
 			return
 		}
 		if e := f.Value.Set(v); e != nil {
-			err = fmt.Errorf("%s=%q: %w", envName(f.Name), v, e)
+			err = fmt.Errorf("%s=%q: %w", name, v, e)
 		}
 	})
 	return err
@@ -117,6 +139,9 @@ type options struct {
 	whisperCache    sizeFlag
 	httpReadTimeout time.Duration
 	metricsAddr     string
+	public          bool
+	streamsSecret   string
+	cablePing       time.Duration
 }
 
 func newFlagSet(o *options) *flag.FlagSet {
@@ -169,6 +194,9 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.Var(&o.whisperCache, "whisper-cache", "latest whispers kept for late joiners, all streams together; a whisper over it is relayed but not cached")
 	fs.DurationVar(&o.httpReadTimeout, "http-read-timeout", 30*time.Second, "longest time to read an HTTP request, body included (a slower client is cut)")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "also serve /metrics here without the API key (e.g. 127.0.0.1:9090); on --addr, /metrics needs the API key")
+	fs.BoolVar(&o.public, "public", false, "anonymous clients may connect, and every stream allows sub, whisper, presence and history to anyone (like anycable-go's --public; --rule deny= still applies; publishing stays with the API)")
+	fs.StringVar(&o.streamsSecret, "streams-secret", "", "secret that verifies /cable's signed stream names (Turbo Streams, $pubsub signed_stream_name); default: --secret")
+	fs.DurationVar(&o.cablePing, "cable-ping-interval", 3*time.Second, "how often /cable pings (Rails' client counts a connection stale after 6s without one)")
 	fs.Usage = func() { usage(fs) }
 	return fs
 }

@@ -5,6 +5,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto"
 	"crypto/rand"
@@ -114,6 +115,10 @@ func run(args []string) error {
 		HTTPReadTimeout: o.httpReadTimeout,
 		WhisperPace:     pace(o.whisperPace),
 		Logger:          logger,
+
+		StreamsSecret:     []byte(cmp.Or(o.streamsSecret, o.secret)),
+		CableJWTSecret:    []byte(o.secret),
+		CablePingInterval: o.cablePing,
 	}
 	if dev != nil {
 		cfg.Pages = dev.pages()
@@ -128,7 +133,7 @@ func run(args []string) error {
 	if srv.Portable() {
 		mode = "portable"
 	}
-	logger.Info("huddle listening", "addr", ln.Addr().String(), "ws", "ws://"+ln.Addr().String()+"/ws", "transport", mode, "broker", o.brokerKind, "node", srv.Node())
+	logger.Info("huddle listening", "addr", ln.Addr().String(), "ws", "ws://"+ln.Addr().String()+"/ws", "cable", "ws://"+ln.Addr().String()+"/cable", "transport", mode, "broker", o.brokerKind, "node", srv.Node())
 	if dev != nil {
 		dev.announce(os.Stdout)
 	}
@@ -203,7 +208,7 @@ func newAuth(o *options) (*auth.Authenticator, error) {
 		Secret:             []byte(o.secret),
 		Audience:           o.jwtAudience,
 		Issuer:             o.jwtIssuer,
-		AllowAnonymous:     o.allowAnonymous,
+		AllowAnonymous:     o.allowAnonymous || o.public,
 		DefaultHistorySize: o.historySize,
 		DefaultHistoryTTL:  o.historyTTL,
 	}
@@ -221,7 +226,13 @@ func newAuth(o *options) (*auth.Authenticator, error) {
 		}
 		cfg.PublicKeys = append([]crypto.PublicKey(nil), keys...)
 	}
-	for _, r := range o.rules {
+	rules := o.rules
+	if o.public {
+		// Every stream for everyone but publishing; a rule's deny= still
+		// wins, as denial always does.
+		rules = append(rules[:len(rules):len(rules)], "=sub,whisper,presence,history")
+	}
+	for _, r := range rules {
 		rule, err := auth.ParseRule(r)
 		if err != nil {
 			return nil, fmt.Errorf("--rule: %w", err)

@@ -115,10 +115,13 @@ func (c *Session) Connect(id *auth.Identity) {
 // than one interval.
 func (c *Session) pingJitter() time.Duration { return c.node.cfg.PingInterval / 4 }
 
-// PingDue reports whether a ping is due at now, and if so counts it as
-// sent.
-func (c *Session) PingDue(now time.Time) bool {
-	if now.Sub(time.Unix(0, c.lastPing.Load())) < c.node.cfg.PingInterval {
+// PingDue reports whether a ping is due at now, every interval (0: the
+// node's), and if so counts it as sent.
+func (c *Session) PingDue(now time.Time, interval time.Duration) bool {
+	if interval <= 0 {
+		interval = c.node.cfg.PingInterval
+	}
+	if now.Sub(time.Unix(0, c.lastPing.Load())) < interval {
 		return false
 	}
 	c.lastPing.Store(now.UnixNano())
@@ -294,3 +297,13 @@ func (c *Session) Format() int { return int(c.format) }
 
 // Output returns the session's Output.
 func (c *Session) Output() Output { return c.out }
+
+// allowed reports whether id may do op on stream: by its token and the
+// rules, or by the session's protocol (Granter).
+func (c *Session) allowed(id *auth.Identity, op auth.Op, stream string) bool {
+	if c.node.auth.Allowed(id, op, stream) {
+		return true
+	}
+	g, ok := c.out.(Granter)
+	return ok && g.Grants(op, stream)
+}

@@ -186,7 +186,7 @@ type historyJob struct {
 func (j historyJob) step(c *Session) bool {
 	m := j.m
 	// A refresh while the request waited may have taken the op away.
-	if id := c.ident.Load(); id == nil || !c.node.auth.Allowed(id, auth.OpHistory, m.S) {
+	if id := c.ident.Load(); id == nil || !c.allowed(id, auth.OpHistory, m.S) {
 		c.sendError(m.ID, m.S, protocol.CodeForbidden, "op history is not allowed on this stream")
 		return true
 	}
@@ -224,7 +224,7 @@ type whoJob struct {
 
 func (j whoJob) step(c *Session) bool {
 	m := j.m
-	if id := c.ident.Load(); id == nil || !c.node.auth.Allowed(id, auth.OpSub, m.S) && !c.node.auth.Allowed(id, auth.OpPresence, m.S) {
+	if id := c.ident.Load(); id == nil || !c.allowed(id, auth.OpSub, m.S) && !c.allowed(id, auth.OpPresence, m.S) {
 		c.sendError(m.ID, m.S, protocol.CodeForbidden, "who needs op sub or presence on this stream")
 		return true
 	}

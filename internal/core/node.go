@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/huddle-rt/huddle/internal/auth"
@@ -81,6 +82,56 @@ type Output interface {
 	// Encode encodes m for the connection. Nil bytes with no error mean
 	// the protocol has no such message: nothing is sent.
 	Encode(m protocol.Message) ([]byte, error)
+}
+
+// Liveness is an Output whose protocol sends a recovering subscribe's
+// missed publications as messages of their own after the subscribe's reply,
+// not inside it, and says when a subscription has caught up.
+type Liveness interface {
+	// Live returns the message queued when a subscription to stream goes
+	// live, after every missed publication and before any live one.
+	// recovered is nil when the subscribe did not ask to recover. Nil: no
+	// message.
+	Live(stream string, recovered *bool) []byte
+}
+
+// Granter is an Output whose protocol grants a session more than its
+// identity does: streams whose access the protocol proved otherwise (an
+// Action Cable signed stream name).
+type Granter interface {
+	// Grants reports whether op on stream is granted.
+	Grants(op auth.Op, stream string) bool
+}
+
+// A Wrapper turns a shared frame into the messages one subscription
+// receives: an Action Cable frame carries the subscription's channel
+// identifier before the shared body. Subscriptions that share a Wrapper
+// (the same identifier) share its output for each broadcast, so a frame is
+// wrapped once per identifier, not once per subscriber.
+type Wrapper struct {
+	wrap func(frame []byte) [][]byte
+
+	mu      sync.Mutex // guards the memo
+	lastIn  *byte      // the frame wrapped last (kept alive, so never reused)
+	lastOut [][]byte
+}
+
+// NewWrapper returns a Wrapper applying wrap.
+func NewWrapper(wrap func(frame []byte) [][]byte) *Wrapper { return &Wrapper{wrap: wrap} }
+
+// apply wraps frame, or returns the memo when frame was wrapped last.
+func (w *Wrapper) apply(frame []byte) [][]byte {
+	if len(frame) == 0 {
+		return nil
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.lastIn == &frame[0] {
+		return w.lastOut
+	}
+	out := w.wrap(frame)
+	w.lastIn, w.lastOut = &frame[0], out
+	return out
 }
 
 // Node is the core of one Huddle node.

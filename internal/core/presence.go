@@ -155,7 +155,7 @@ func (c *Session) Who(m *protocol.WhoRequest) {
 		c.sendError(m.ID, m.S, protocol.CodeBadRequest, "invalid stream name")
 		return
 	}
-	if !c.node.auth.Allowed(id, auth.OpSub, m.S) && !c.node.auth.Allowed(id, auth.OpPresence, m.S) {
+	if !c.allowed(id, auth.OpSub, m.S) && !c.allowed(id, auth.OpPresence, m.S) {
 		c.sendError(m.ID, m.S, protocol.CodeForbidden, "who needs op sub or presence on this stream")
 		return
 	}

@@ -27,14 +27,20 @@ func (c *Session) streamCheck(id *auth.Identity, reqID uint64, stream string, op
 		c.sendError(reqID, stream, protocol.CodeBadRequest, "invalid stream name (1-256 bytes of UTF-8, no control characters)")
 		return false
 	}
-	if !c.node.auth.Allowed(id, op, stream) {
+	if !c.allowed(id, op, stream) {
 		c.sendError(reqID, stream, protocol.CodeForbidden, "op "+op.String()+" is not allowed on this stream")
 		return false
 	}
 	return true
 }
 
-func (c *Session) Subscribe(m *protocol.Subscribe) {
+// Subscribe subscribes the session to m.S; the reply (subscribed or an
+// error) comes as a job (see jobs.go).
+func (c *Session) Subscribe(m *protocol.Subscribe) { c.SubscribeWrapped(m, nil) }
+
+// SubscribeWrapped is Subscribe for a protocol whose frames need w (see
+// Wrapper); nil is Subscribe.
+func (c *Session) SubscribeWrapped(m *protocol.Subscribe, w *Wrapper) {
 	id := c.ident.Load()
 	if !c.streamCheck(id, m.ID, m.S, auth.OpSub) {
 		return
@@ -46,7 +52,7 @@ func (c *Session) Subscribe(m *protocol.Subscribe) {
 	if len(m.Join) > 0 && (!c.streamCheck(id, m.ID, m.S, auth.OpPresence) || !c.checkState(m.ID, m.S, m.Join)) {
 		return
 	}
-	sub, werr := c.node.reserve(c, m.S, m.Presence)
+	sub, werr := c.node.reserve(c, m.S, m.Presence, w)
 	if werr != nil {
 		c.sendError(m.ID, m.S, werr.Code, werr.Reason)
 		return
@@ -137,11 +143,10 @@ func (c *Session) Refresh(m *protocol.Refresh) {
 // by unsubscribed 4003 when the connection is not subscribed to the stream
 // and by error 4003 when it stays subscribed.
 func (c *Session) revoke(id *auth.Identity) {
-	a := c.node.auth
 	var subs []*subscription
 	c.tc.Lock()
 	for i := 0; i < len(c.subs); {
-		if sub := c.subs[i]; !a.Allowed(id, auth.OpSub, sub.stream) {
+		if sub := c.subs[i]; !c.allowed(id, auth.OpSub, sub.stream) {
 			c.takeSubLocked(sub.stream)
 			subs = append(subs, sub)
 			continue
@@ -150,7 +155,7 @@ func (c *Session) revoke(id *auth.Identity) {
 	}
 	var unjoin []string
 	for _, stream := range c.joined {
-		if !a.Allowed(id, auth.OpPresence, stream) && !containsSub(subs, stream) {
+		if !c.allowed(id, auth.OpPresence, stream) && !containsSub(subs, stream) {
 			unjoin = append(unjoin, stream)
 		}
 	}

@@ -28,7 +28,9 @@ const maxRecoverBuffer = 10000
 type subscription struct {
 	c        *Session
 	stream   string
-	presence bool // wants presence diffs
+	presence bool  // wants presence diffs
+	recover  uint8 // the subscribe asked to recover: recoverAsked, then recoverOK or recoverFailed
+	wrap     *Wrapper
 
 	// Guarded by c.mu.
 	pend  *pending // what the subscription holds until it is live; nil once live
@@ -39,6 +41,13 @@ type subscription struct {
 	// that left the undoing to subscribe.
 	registered, dropped bool
 }
+
+// States of subscription.recover.
+const (
+	recoverNone = iota
+	recoverOK
+	recoverFailed
+)
 
 // pending is what a subscription holds until it is live: the live
 // publications it buffers (instead of queueing them), and the whispers and
@@ -90,10 +99,21 @@ func (s *subscription) Deliver(m hub.Message, frame []byte) {
 		}
 		return
 	}
+	var more [][]byte // a Wrapper's messages after the first
+	if s.wrap != nil {
+		msgs := s.wrap.apply(frame)
+		if len(msgs) == 0 {
+			return
+		}
+		frame, more = msgs[0], msgs[1:]
+	}
 	c.tc.Lock()
 	if p := s.pend; p != nil {
 		if offset == 0 && p.waiting {
 			p.bufferEphemeralLocked(c.node.replyRoom(), m.Key, frame)
+			for _, f := range more {
+				p.bufferEphemeralLocked(c.node.replyRoom(), 0, f)
+			}
 			c.tc.Unlock()
 			return
 		}
@@ -130,6 +150,9 @@ func (s *subscription) Deliver(m hub.Message, frame []byte) {
 		s.last = offset
 	}
 	start := c.enqueueLocked(frame, m.Key)
+	for _, f := range more {
+		start = c.enqueueLocked(f, 0) || start
+	}
 	c.tc.Unlock()
 	if start {
 		c.tc.Kick()
@@ -192,8 +215,8 @@ func (s *pending) bufferEphemeralLocked(maxBytes int, key uint64, frame []byte) 
 // reserve adds a subscription to stream to the connection, not yet
 // registered anywhere (see register); the error is a wire error to answer
 // the sub with.
-func (node *Node) reserve(c *Session, stream string, wantPresence bool) (*subscription, *protocol.Error) {
-	sub := &subscription{c: c, stream: stream, presence: wantPresence, pend: &pending{waiting: true}}
+func (node *Node) reserve(c *Session, stream string, wantPresence bool, w *Wrapper) (*subscription, *protocol.Error) {
+	sub := &subscription{c: c, stream: stream, presence: wantPresence, wrap: w, pend: &pending{waiting: true}}
 	c.tc.Lock()
 	defer c.tc.Unlock()
 	if !c.tc.OpenLocked() || c.findSubLocked(stream) >= 0 {
@@ -291,6 +314,7 @@ func (node *Node) announce(sub *subscription, m *protocol.Subscribe) (ok, done b
 	c.tc.Unlock()
 
 	reply := &protocol.Subscribed{ID: m.ID, S: m.S}
+	_, apart := c.out.(Liveness) // missed publications go as messages of their own
 	var history []storage.Publication
 	var after uint64
 	more := false
@@ -308,9 +332,13 @@ func (node *Node) announce(sub *subscription, m *protocol.Subscribe) (ok, done b
 		}
 		reply.Epoch, reply.Offset = res.Top.Epoch, res.Top.Offset
 		reply.Recovered = &recovered
+		sub.recover = recoverFailed
 		if recovered {
+			sub.recover = recoverOK
 			history, after, more = res.Pubs, m.Recover.Offset, res.More
-			reply.Pubs = WirePubs(m.S, res.Top.Epoch, history)
+			if !apart {
+				reply.Pubs = WirePubs(m.S, res.Top.Epoch, history)
+			}
 		} else {
 			after = res.Top.Offset
 		}
@@ -338,6 +366,10 @@ func (node *Node) announce(sub *subscription, m *protocol.Subscribe) (ok, done b
 		reply.Members = members // omitted when empty: nobody is here
 	}
 	frame, err := c.encode(reply)
+	var pubFrames [][]byte
+	if apart && err == nil {
+		pubFrames, err = c.encodePubs(m.S, reply.Epoch, history)
+	}
 	if err != nil {
 		node.dropSubscription(sub)
 		c.sendError(m.ID, m.S, protocol.CodeInternal, "subscribe failed: "+err.Error())
@@ -378,6 +410,9 @@ func (node *Node) announce(sub *subscription, m *protocol.Subscribe) (ok, done b
 		return false, true
 	}
 	kick := c.enqueueLocked(frame, 0)
+	for _, f := range pubFrames {
+		kick = c.enqueueLocked(f, 0) || kick
+	}
 	for _, b := range sub.pend.bufW {
 		kick = c.enqueueLocked(b.frame, b.key) || kick
 	}
@@ -419,14 +454,11 @@ func (node *Node) catchUp(sub *subscription) (done bool) {
 		c.closeWith(protocol.CodeInsufficientState, reason, true)
 		return true
 	}
-	frames := make([][]byte, len(res.Pubs))
-	for i := range res.Pubs {
-		w := wirePub(sub.stream, pos.Epoch, &res.Pubs[i])
-		if frames[i], err = c.encode(&w); err != nil {
-			node.log.Error("encode publication failed", "stream", sub.stream, "err", err)
-			c.closeWith(protocol.CodeInternal, "could not encode a missed publication", true)
-			return true
-		}
+	frames, err := c.encodePubs(sub.stream, pos.Epoch, res.Pubs)
+	if err != nil {
+		node.log.Error("encode publication failed", "stream", sub.stream, "err", err)
+		c.closeWith(protocol.CodeInternal, "could not encode a missed publication", true)
+		return true
 	}
 	node.metrics.CountOut(protocol.TypePub, len(frames))
 
@@ -501,7 +533,32 @@ func (s *subscription) goLiveLocked() (kick bool) {
 	}
 	clear(s.pend.buf)
 	s.pend = nil
+	if lv, ok := c.out.(Liveness); ok {
+		var recovered *bool
+		if s.recover != recoverNone {
+			ok := s.recover == recoverOK
+			recovered = &ok
+		}
+		kick = c.enqueueLocked(lv.Live(s.stream, recovered), 0) || kick
+	}
 	return kick
+}
+
+// encodePubs encodes stored publications as pub messages with the
+// session's Output.
+func (c *Session) encodePubs(stream, epoch string, pubs []storage.Publication) ([][]byte, error) {
+	frames := make([][]byte, 0, len(pubs))
+	for i := range pubs {
+		w := wirePub(stream, epoch, &pubs[i])
+		f, err := c.encode(&w)
+		if err != nil {
+			return nil, err
+		}
+		if len(f) > 0 {
+			frames = append(frames, f)
+		}
+	}
+	return frames, nil
 }
 
 // dropSubscription undoes subscribe after a failure.

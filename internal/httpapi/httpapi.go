@@ -137,6 +137,7 @@ func (s *api) routes() http.Handler {
 		mux.HandleFunc("GET /metrics", s.apiKeyed(s.cfg.Metrics.ServeHTTP))
 	}
 	mux.HandleFunc("POST /api/publish", s.apiKeyed(s.apiPublish))
+	mux.HandleFunc("POST /_broadcast", s.apiKeyed(s.apiBroadcast))
 	mux.HandleFunc("GET /api/history/{stream}", s.apiKeyed(s.apiHistory))
 	mux.HandleFunc("GET /api/presence/{stream}", s.apiKeyed(s.apiPresence))
 	mux.HandleFunc("POST /api/disconnect", s.apiKeyed(s.apiDisconnect))
@@ -252,6 +253,14 @@ func (s *api) apiPublish(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusBadRequest, "bad_request", "body must be {\"stream\", \"data\"} or an array of them: "+err.Error())
 		return
 	}
+	s.publishItems(w, r, batch, func(results []apiPubResult) {
+		writeJSON(w, http.StatusOK, map[string]any{"results": results})
+	})
+}
+
+// publishItems validates and publishes a batch (nothing is published when
+// an item is invalid), answers a failure, and calls ok with the results.
+func (s *api) publishItems(w http.ResponseWriter, r *http.Request, batch []apiPub, ok func([]apiPubResult)) {
 	if len(batch) == 0 {
 		apiError(w, http.StatusBadRequest, "bad_request", "empty batch")
 		return
@@ -269,6 +278,7 @@ func (s *api) apiPublish(w http.ResponseWriter, r *http.Request) {
 			pubs[i].Data = protocol.RawNil
 			continue
 		}
+		var err error
 		if pubs[i].Data, err = protocol.RawFromJSON(p.Data); err != nil {
 			apiError(w, http.StatusBadRequest, "bad_data", "item "+strconv.Itoa(i)+": "+err.Error())
 			return
@@ -300,7 +310,7 @@ func (s *api) apiPublish(w http.ResponseWriter, r *http.Request) {
 		})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"results": results})
+	ok(results)
 }
 
 // publishErrCode names what a failed publish left stored: "skipped" and

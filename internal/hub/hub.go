@@ -15,7 +15,7 @@ import (
 )
 
 // MaxFormats bounds the number of wire formats a node serves at once.
-const MaxFormats = 4
+const MaxFormats = 8
 
 // Message describes one fanned-out message besides its bytes.
 type Message struct {

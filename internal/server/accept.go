@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/huddle-rt/huddle/internal/auth"
+	"github.com/huddle-rt/huddle/internal/frontend/cable"
 	"github.com/huddle-rt/huddle/internal/frontend/huddlev1"
 	"github.com/huddle-rt/huddle/internal/transport"
 	"github.com/huddle-rt/huddle/protocol"
@@ -21,11 +22,15 @@ type session interface {
 
 // UpgradePath implements transport.Handler: the WebSocket endpoints.
 func (s *Server) UpgradePath(path string) bool {
-	return path == huddlev1.Path || path == huddlev1.Path+"/"
+	path = strings.TrimSuffix(path, "/")
+	return path == huddlev1.Path || path == cable.Path
 }
 
 // Upgrade implements transport.Handler: the path picks the front-end.
 func (s *Server) Upgrade(tc *transport.Conn, head []byte, w io.Writer) (transport.Session, error) {
+	if strings.TrimSuffix(transport.RequestPath(head), "/") == cable.Path {
+		return s.cable.Upgrade(tc, head, w)
+	}
 	return s.huddle.Upgrade(tc, head, w)
 }
 

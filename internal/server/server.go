@@ -24,6 +24,7 @@ import (
 	"github.com/huddle-rt/huddle/internal/auth"
 	"github.com/huddle-rt/huddle/internal/broker"
 	"github.com/huddle-rt/huddle/internal/core"
+	"github.com/huddle-rt/huddle/internal/frontend/cable"
 	"github.com/huddle-rt/huddle/internal/frontend/huddlev1"
 	"github.com/huddle-rt/huddle/internal/httpapi"
 	"github.com/huddle-rt/huddle/internal/transport"
@@ -94,6 +95,15 @@ type Config struct {
 	// key. By default it needs the key, like /api/*; a scraper without it
 	// reads MetricsHandler on a listener of its own (--metrics-addr).
 	OpenMetrics bool
+	// StreamsSecret verifies /cable's signed stream names (Turbo Streams,
+	// $pubsub signed_stream_name). Empty: signed streams are rejected.
+	StreamsSecret []byte
+	// CableJWTSecret verifies /cable's ?jid= tokens (HS256, identifiers in
+	// the ext claim). Empty: jid tokens are refused.
+	CableJWTSecret []byte
+	// CablePingInterval is how often /cable pings. Default 3s (Rails'
+	// client counts a connection stale after 6s without one).
+	CablePingInterval time.Duration
 	// Logger receives the server's logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -166,6 +176,7 @@ type Server struct {
 	log     *slog.Logger
 	node    *core.Node
 	huddle  *huddlev1.Frontend
+	cable   *cable.Frontend
 	check   func(ctx context.Context) error
 	metrics *metrics
 	tr      *transport.Transport
@@ -215,6 +226,13 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		Gate:           s.gate,
 		Refused:        func() { s.handshakeFailures.Add(1) },
 	})
+	s.cable = cable.New(s.node, cable.Config{
+		PingInterval:  cfg.CablePingInterval,
+		JWTSecret:     cfg.CableJWTSecret,
+		StreamsSecret: cfg.StreamsSecret,
+		Gate:          s.gate,
+		Refused:       func() { s.handshakeFailures.Add(1) },
+	})
 	s.tr, err = transport.New(transport.Config{
 		MaxQueue:      cfg.MaxQueue,
 		Workers:       cfg.Workers,
@@ -234,7 +252,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		OpenMetrics:  cfg.OpenMetrics,
 		Profiling:    cfg.Profiling,
 		Pages:        cfg.Pages,
-		UpgradePaths: []string{huddlev1.Path},
+		UpgradePaths: []string{huddlev1.Path, cable.Path},
 	}, httpNode{s})
 	s.http = &http.Server{
 		Handler:           s.api,

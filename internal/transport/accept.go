@@ -54,6 +54,9 @@ func (t *Transport) Handshake(nc net.Conn) {
 	c.sess = sess // before the registry publishes c
 	t.reg.add(c)
 	t.Counters.Accepted.Add(1)
+	if st, ok := sess.(Starter); ok {
+		st.Started()
+	}
 	c.startPortable()
 }
 

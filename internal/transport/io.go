@@ -414,6 +414,9 @@ func (c *Conn) readHandshake() {
 	c.handshaking.Store(false)
 	c.t.Counters.Accepted.Add(1)
 	c.queueControl(itemRaw, resp.Bytes())
+	if st, ok := sess.(Starter); ok {
+		st.Started()
+	}
 	if len(rest) > 0 {
 		c.partial = c.processFrames(append([]byte(nil), rest...))
 		if len(c.partial) > 0 {

@@ -90,6 +90,12 @@ type Session interface {
 	Closed(clean bool)
 }
 
+// Starter is a Session that speaks first: Started runs once the upgrade's
+// response is on its way, so what it queues follows it.
+type Starter interface {
+	Started()
+}
+
 // Counters are the transport's totals, read by metrics.
 type Counters struct {
 	Accepted         atomic.Int64 // WebSocket connections upgraded

@@ -141,7 +141,7 @@ func joinOffered(list []string) string {
 
 // Check implements transport.Session: deadlines, then a ping when due.
 func (c *conn) Check(now time.Time) {
-	if c.CheckDeadlines(now, c.out().fe.cfg.ConnectTimeout) && c.PingDue(now) {
+	if c.CheckDeadlines(now, c.out().fe.cfg.ConnectTimeout) && c.PingDue(now, 0) {
 		c.Send(&protocol.Ping{})
 	}
 }

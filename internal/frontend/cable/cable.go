@@ -1,0 +1,403 @@
+// Package cable is the Action Cable family's front-end at /cable: Rails'
+// actioncable-v1-json and AnyCable's extended protocol (ext-json), each
+// also in msgpack. It serves the channels AnyCable serves without an
+// application backend ($pubsub streams, plain or signed, and Turbo
+// Streams), identifies clients by JWT (?jid=), a Huddle token or, with
+// --public, not at all, and maps commands onto core operations and core
+// events onto Action Cable messages. Its wire encoding is package wire.
+//
+// It must not reach into another front-end. Its per-connection state is
+// the identifiers of the connection's subscriptions.
+package cable
+
+import (
+	"errors"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/huddle-rt/huddle/internal/auth"
+	"github.com/huddle-rt/huddle/internal/core"
+	"github.com/huddle-rt/huddle/internal/frontend/cable/wire"
+	"github.com/huddle-rt/huddle/internal/transport"
+	"github.com/huddle-rt/huddle/protocol"
+)
+
+// Path is the endpoint the Action Cable family is served at.
+const Path = "/cable"
+
+// DefaultPingInterval is how often /cable pings: Rails' client counts a
+// connection stale after 6 seconds without one.
+const DefaultPingInterval = 3 * time.Second
+
+// maxWrappers bounds the shared per-identifier wrappers the front-end keeps;
+// past it, subscriptions get a wrapper of their own (correct, less shared).
+const maxWrappers = 100_000
+
+// Config tunes the front-end.
+type Config struct {
+	// PingInterval is how often connections are pinged. Default
+	// DefaultPingInterval.
+	PingInterval time.Duration
+	// JWTSecret verifies ?jid= tokens (HS256, identifiers in "ext"). Nil:
+	// jid tokens are refused.
+	JWTSecret []byte
+	// StreamsSecret verifies signed stream names ($pubsub
+	// signed_stream_name, Turbo::StreamsChannel). Nil: signed streams are
+	// rejected.
+	StreamsSecret []byte
+	// Gate refuses an upgrade before the subprotocol is looked at (a
+	// draining node, a foreign origin). Nil admits all.
+	Gate func(r *transport.Request) error
+	// Refused counts refused upgrades. Nil: not counted.
+	Refused func()
+}
+
+// Frontend serves the Action Cable family.
+type Frontend struct {
+	cfg     Config
+	node    *core.Node
+	formats [wire.NumDialects]int
+
+	mu       sync.Mutex // guards wrappers
+	wrappers map[wrapperKey]*core.Wrapper
+}
+
+type wrapperKey struct {
+	d          wire.Dialect
+	identifier string
+}
+
+// New registers the four dialects' formats with node and returns the
+// front-end.
+func New(node *core.Node, cfg Config) *Frontend {
+	if cfg.PingInterval <= 0 {
+		cfg.PingInterval = DefaultPingInterval
+	}
+	f := &Frontend{cfg: cfg, node: node, wrappers: make(map[wrapperKey]*core.Wrapper)}
+	for d := wire.Dialect(0); d < wire.NumDialects; d++ {
+		f.formats[d] = node.AddFormat(&core.Format{
+			Name:    d.Subprotocol(),
+			Textual: !d.Msgpack(),
+			Encode:  func(m protocol.Message) ([]byte, error) { return encodeShared(d, m) },
+		})
+	}
+	return f
+}
+
+// encodeShared encodes what every subscriber of a stream receives alike as
+// a body list (see wire.AppendBodyList): a subscription's Wrapper puts its
+// identifier before each body.
+func encodeShared(d wire.Dialect, m protocol.Message) ([]byte, error) {
+	switch m := m.(type) {
+	case *protocol.Pub:
+		return wire.AppendBodyList(nil, pubBody(d, m)), nil
+	case *protocol.Whisper:
+		data, err := m.Data.MarshalJSON()
+		if err != nil {
+			return nil, err
+		}
+		return wire.AppendBodyList(nil, wire.NewWhisperBody(d, data)), nil
+	case *protocol.Presence:
+		var list []byte
+		for _, j := range m.Joins {
+			var info []byte
+			if !j.State.IsNil() {
+				info, _ = j.State.MarshalJSON()
+			}
+			list = wire.AppendBodyList(list, wire.NewPresenceBody(d, wire.PresenceEvent{Type: wire.PresenceJoin, ID: memberID(j.User, j.Client), Info: info}))
+		}
+		for _, l := range m.Leaves {
+			list = wire.AppendBodyList(list, wire.NewPresenceBody(d, wire.PresenceEvent{Type: wire.PresenceLeave, ID: memberID(l.User, l.Client)}))
+		}
+		return list, nil
+	}
+	return nil, nil
+}
+
+func pubBody(d wire.Dialect, m *protocol.Pub) wire.Body {
+	data, err := m.Data.MarshalJSON()
+	if err != nil {
+		data = []byte("null")
+	}
+	return wire.NewBroadcastBody(d, wire.Publication{Data: data, Stream: m.S, Epoch: m.Epoch, Offset: m.Offset})
+}
+
+// memberID is the presence id Action Cable clients see: the user, or the
+// connection of an anonymous one. It comes from the identity, never from
+// the client.
+func memberID(user, client string) string {
+	if user != "" {
+		return user
+	}
+	return client
+}
+
+// wrapper returns the shared Wrapper of identifier in dialect d.
+func (f *Frontend) wrapper(d wire.Dialect, identifier string) *core.Wrapper {
+	k := wrapperKey{d, identifier}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if w := f.wrappers[k]; w != nil {
+		return w
+	}
+	p := wire.NewPrefix(d, identifier)
+	w := core.NewWrapper(func(list []byte) [][]byte {
+		var out [][]byte
+		_ = wire.EachBody(d, list, func(b *wire.Body) {
+			out = append(out, wire.AppendFrame(nil, &p, b))
+		})
+		return out
+	})
+	if len(f.wrappers) < maxWrappers {
+		f.wrappers[k] = w
+	}
+	return w
+}
+
+// Upgrade answers the upgrade request in head and starts a session on tc.
+// The identity is settled here; the welcome (or the refusal, as a
+// disconnect) goes out in Started.
+func (f *Frontend) Upgrade(tc *transport.Conn, head []byte, w io.Writer) (transport.Session, error) {
+	var d wire.Dialect
+	keep := []string{"Authorization", "X-Jid", "X-Anycable-Restore-Sid"}
+	r, _, err := transport.Upgrade(head, w, keep, func(r *transport.Request) (string, error) {
+		if f.cfg.Gate != nil {
+			if err := f.cfg.Gate(r); err != nil {
+				return "", err
+			}
+		}
+		var sp string
+		d, sp = wire.Negotiate(r.Offered)
+		return sp, nil
+	})
+	if err != nil {
+		if f.cfg.Refused != nil {
+			f.cfg.Refused()
+		}
+		return nil, err
+	}
+	c := &conn{fe: f, d: d, subs: make(map[string]*channel)}
+	c.Init(tc, f.node, c, f.formats[d])
+	c.who, c.whoErr = f.identify(r)
+	if d.Msgpack() {
+		tc.SetFraming(transport.Binary)
+	} else {
+		tc.SetFraming(transport.Text)
+	}
+	return c, nil
+}
+
+// identify settles who the client is: a JWT in ?jid= or X-JID (its
+// identifiers become the user), a Huddle token in ?token= or an
+// Authorization bearer header, or nobody (allowed with --public or
+// --allow-anonymous).
+func (f *Frontend) identify(r *transport.Request) (*auth.Identity, error) {
+	jid := r.Header.Get("X-Jid")
+	if jid == "" {
+		jid = r.Query.Get(wire.JIDParam)
+	}
+	if jid != "" {
+		ids, exp, err := wire.VerifyJID(f.cfg.JWTSecret, jid, time.Now())
+		if err != nil {
+			return nil, err
+		}
+		return &auth.Identity{User: ids, Expires: exp}, nil
+	}
+	token := r.Query.Get("token")
+	if token == "" {
+		token, _ = auth.BearerToken(r.Header.Get("Authorization"))
+	}
+	return f.node.Auth().Verify(token)
+}
+
+// conn is an Action Cable connection.
+type conn struct {
+	core.Session
+	fe     *Frontend
+	d      wire.Dialect
+	who    *auth.Identity // settled at the upgrade; nil when refused
+	whoErr error
+
+	mu       sync.Mutex          // guards the following: replies are encoded on the reader and the writer
+	subs     map[string]*channel // by identifier
+	byStream map[string]*channel
+	signed   map[string]bool // streams granted by a verified signature
+}
+
+// channel is one subscription as the client knows it.
+type channel struct {
+	identifier string
+	stream     string
+	prefix     wire.Prefix
+	history    bool // the subscribe asked for history (ext): confirm_history or reject_history follows
+	confirmed  bool
+}
+
+var (
+	_ transport.Session = (*conn)(nil)
+	_ transport.Starter = (*conn)(nil)
+	_ core.Liveness     = (*conn)(nil)
+	_ core.Granter      = (*conn)(nil)
+)
+
+// Started implements transport.Starter: the welcome, or the disconnect of
+// a refused identity.
+func (c *conn) Started() {
+	if c.who == nil {
+		reason, reconnect := wire.ReasonUnauthorized, false
+		if errors.Is(c.whoErr, wire.ErrTokenExpired) || errors.Is(c.whoErr, auth.ErrExpired) {
+			reason = wire.ReasonTokenExpired
+		}
+		c.Conn().Close(uint16(protocol.CodeUnauthorized), reason, wire.AppendDisconnect(nil, c.d, reason, reconnect), reconnect)
+		return
+	}
+	c.Connect(c.who)
+	c.Conn().Send(wire.AppendWelcome(nil, c.d, wire.Welcome{SID: c.ClientID()}))
+}
+
+// Check implements transport.Session: token expiry and pings. Rails'
+// clients never answer pings, so silence ends nothing here; a dead peer is
+// found by the writes failing.
+func (c *conn) Check(now time.Time) {
+	id := c.Ident()
+	if id == nil {
+		return
+	}
+	if !id.Expires.IsZero() && now.After(id.Expires) {
+		c.CloseWith(protocol.CodeTokenExpired, "token expired", false)
+		return
+	}
+	if c.PingDue(now, c.fe.cfg.PingInterval) {
+		c.Conn().Send(wire.AppendPing(nil, c.d, now.Unix()))
+	}
+}
+
+// Grants implements core.Granter: a verified signed stream name grants
+// subscribing, whispers, presence and history on its stream.
+func (c *conn) Grants(op auth.Op, stream string) bool {
+	switch op {
+	case auth.OpSub, auth.OpWhisper, auth.OpPresence, auth.OpHistory:
+	default:
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.signed[stream]
+}
+
+// Live implements core.Liveness: a subscribe that asked for history hears
+// whether it was served once its missed publications are out.
+func (c *conn) Live(stream string, recovered *bool) []byte {
+	c.mu.Lock()
+	ch := c.byStream[stream]
+	c.mu.Unlock()
+	if ch == nil || !ch.history {
+		return nil
+	}
+	t := wire.ConfirmHistory
+	if recovered != nil && !*recovered {
+		t = wire.RejectHistory
+	}
+	return wire.AppendReply(nil, c.d, t, ch.identifier)
+}
+
+// Encode implements core.Output: the core's replies as Action Cable
+// messages. What Action Cable has no message for is not sent.
+func (c *conn) Encode(m protocol.Message) ([]byte, error) {
+	switch m := m.(type) {
+	case *protocol.Subscribed:
+		ch := c.channelOf(m.S)
+		if ch == nil {
+			return nil, nil
+		}
+		c.mu.Lock()
+		ch.confirmed = true
+		c.mu.Unlock()
+		return wire.AppendReply(nil, c.d, wire.ConfirmSubscription, ch.identifier), nil
+	case *protocol.Pub:
+		ch := c.channelOf(m.S)
+		if ch == nil {
+			return nil, nil
+		}
+		b := pubBody(c.d, m)
+		return wire.AppendFrame(nil, &ch.prefix, &b), nil
+	case *protocol.ErrorReply:
+		return c.encodeError(m), nil
+	case *protocol.Who:
+		ch := c.channelOf(m.S)
+		if ch == nil {
+			return nil, nil
+		}
+		records := make([]wire.PresenceRecord, 0, len(m.Members))
+		seen := make(map[string]bool, len(m.Members))
+		for _, mb := range m.Members {
+			id := memberID(mb.User, mb.Client)
+			if seen[id] {
+				continue // one record per id, however many connections
+			}
+			seen[id] = true
+			var info []byte
+			if !mb.State.IsNil() {
+				info, _ = mb.State.MarshalJSON()
+			}
+			records = append(records, wire.PresenceRecord{ID: id, Info: info})
+		}
+		return wire.AppendPresenceInfo(nil, c.d, ch.identifier, len(records), records), nil
+	case *protocol.Disconnect:
+		return wire.AppendDisconnect(nil, c.d, reasonOf(m.Code), m.Reconnect && m.Code != protocol.CodeTokenExpired), nil
+	}
+	return nil, nil
+}
+
+// encodeError maps an error reply: a failed subscribe is rejected (and
+// forgotten), a failed presence request answered with a presence error;
+// Action Cable has no message for the rest.
+func (c *conn) encodeError(m *protocol.ErrorReply) []byte {
+	if m.S == "" {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch := c.byStream[m.S]
+	if ch == nil {
+		return nil
+	}
+	if !ch.confirmed && m.ID == subscribeID {
+		delete(c.subs, ch.identifier)
+		delete(c.byStream, ch.stream)
+		return wire.AppendReply(nil, c.d, wire.RejectSubscription, ch.identifier)
+	}
+	if m.ID == presenceID {
+		return wire.AppendPresenceError(nil, c.d, ch.identifier)
+	}
+	return nil
+}
+
+func (c *conn) channelOf(stream string) *channel {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.byStream[stream]
+}
+
+// reasonOf names a disconnect code as Action Cable clients know it.
+func reasonOf(code protocol.Code) string {
+	switch code {
+	case protocol.CodeUnauthorized, protocol.CodeForbidden:
+		return wire.ReasonUnauthorized
+	case protocol.CodeTokenExpired:
+		return wire.ReasonTokenExpired
+	case protocol.CodeNormal:
+		return wire.ReasonRemote
+	case protocol.CodeNoPong:
+		return wire.ReasonNoPong
+	}
+	return wire.ReasonServerRestart
+}
+
+// Request ids the front-end gives core requests, so that an error reply
+// says which command failed.
+const (
+	subscribeID = 1
+	presenceID  = 2
+)

@@ -1,0 +1,170 @@
+package cable
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/huddle-rt/huddle/internal/auth"
+	"github.com/huddle-rt/huddle/internal/frontend/cable/wire"
+	"github.com/huddle-rt/huddle/protocol"
+)
+
+// OnMessage implements transport.Session: one command per message.
+func (c *conn) OnMessage(payload []byte) {
+	if c.Ident() == nil {
+		return // refused at the upgrade; the disconnect is on its way
+	}
+	metrics := c.Node().Metrics()
+	if ok, _, flood := c.Admit(time.Now().UnixNano()); !ok {
+		if flood {
+			c.CloseWith(protocol.CodeRateLimited, "message flood", false)
+		}
+		return
+	}
+	cmd, err := wire.DecodeCommand(c.d, payload)
+	if err != nil {
+		metrics.CountIn("invalid")
+		if de, ok := err.(*wire.DecodeError); ok && de.Kind == wire.CmdSubscribe && de.Identifier != "" {
+			c.Conn().Send(wire.AppendReply(nil, c.d, wire.RejectSubscription, de.Identifier))
+		}
+		return // Action Cable servers ignore what they cannot read
+	}
+	metrics.CountIn(cmd.Kind.String())
+	switch cmd.Kind {
+	case wire.CmdSubscribe:
+		c.subscribe(&cmd)
+	case wire.CmdUnsubscribe:
+		c.unsubscribe(&cmd)
+	case wire.CmdWhisper:
+		c.whisper(&cmd)
+	case wire.CmdJoin:
+		if ch := c.channel(cmd.Identifier); ch != nil {
+			var state protocol.Raw
+			if cmd.Presence != nil && len(cmd.Presence.Info) > 0 {
+				state, _ = protocol.RawFromJSON(cmd.Presence.Info)
+			}
+			c.Join(&protocol.Join{ID: presenceID, S: ch.stream, State: state})
+		}
+	case wire.CmdLeave:
+		if ch := c.channel(cmd.Identifier); ch != nil {
+			c.Leave(&protocol.Leave{S: ch.stream})
+		}
+	case wire.CmdPresence:
+		if ch := c.channel(cmd.Identifier); ch != nil {
+			c.Who(&protocol.WhoRequest{ID: presenceID, S: ch.stream})
+		}
+	case wire.CmdHistory:
+		// Served on the subscribe (its history field); a later request
+		// (after a session restore) is not served yet.
+		c.Conn().Send(wire.AppendReply(nil, c.d, wire.RejectHistory, cmd.Identifier))
+	case wire.CmdMessage, wire.CmdPong, wire.CmdUnknown:
+		// $pubsub and Turbo streams have no actions; pongs need no answer.
+	}
+}
+
+// channel returns the confirmed or pending subscription of identifier.
+func (c *conn) channel(identifier string) *channel {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.subs[identifier]
+}
+
+// subscribe resolves the identifier to a stream (public, signed or Turbo)
+// and subscribes; everything else is rejected, as is a stream the identity
+// may not read.
+func (c *conn) subscribe(cmd *wire.Command) {
+	reject := func() { c.Conn().Send(wire.AppendReply(nil, c.d, wire.RejectSubscription, cmd.Identifier)) }
+	id, err := wire.ParseIdentifier(cmd.Identifier)
+	if err != nil {
+		reject()
+		return
+	}
+	var stream string
+	signed := false
+	switch {
+	case id.Channel == wire.PubSubChannel && id.StreamName != "" && id.SignedStreamName == "":
+		stream = id.StreamName
+	case (id.Channel == wire.PubSubChannel || id.Channel == wire.TurboChannel) && id.SignedStreamName != "":
+		s, err := wire.VerifyStream(c.fe.cfg.StreamsSecret, id.SignedStreamName)
+		if err != nil {
+			reject()
+			return
+		}
+		stream, signed = s, true
+	default:
+		reject() // a channel of the application: no backend yet
+		return
+	}
+	if !auth.ValidStream(stream) {
+		reject()
+		return
+	}
+	ch := &channel{identifier: cmd.Identifier, stream: stream, prefix: wire.NewPrefix(c.d, cmd.Identifier)}
+	m := &protocol.Subscribe{ID: subscribeID, S: stream}
+	if c.d.Ext() {
+		if cmd.History != nil {
+			ch.history = true
+			if pos, ok := cmd.History.Streams[stream]; ok {
+				m.Recover = &protocol.Position{Epoch: pos.Epoch, Offset: pos.Offset}
+			}
+		}
+		m.Presence = c.Node().Auth().StreamOptions(stream).Presence
+	}
+	c.mu.Lock()
+	if _, dup := c.subs[cmd.Identifier]; dup || c.byStream[stream] != nil {
+		c.mu.Unlock()
+		if !dup {
+			reject() // the same stream under another identifier
+		}
+		return
+	}
+	c.subs[cmd.Identifier] = ch
+	if c.byStream == nil {
+		c.byStream = make(map[string]*channel)
+	}
+	c.byStream[stream] = ch
+	if signed {
+		if c.signed == nil {
+			c.signed = make(map[string]bool)
+		}
+		c.signed[stream] = true
+	}
+	c.mu.Unlock()
+	c.SubscribeWrapped(m, c.fe.wrapper(c.d, cmd.Identifier))
+}
+
+func (c *conn) unsubscribe(cmd *wire.Command) {
+	c.mu.Lock()
+	ch := c.subs[cmd.Identifier]
+	if ch != nil {
+		delete(c.subs, ch.identifier)
+		delete(c.byStream, ch.stream)
+		delete(c.signed, ch.stream)
+	}
+	c.mu.Unlock()
+	if ch != nil {
+		c.Unsubscribe(&protocol.Unsubscribe{S: ch.stream})
+	}
+}
+
+// whisper relays the command's data to the stream's other subscribers. The
+// event name, for huddle.v1 receivers, is the data's "event" field when it
+// has one.
+func (c *conn) whisper(cmd *wire.Command) {
+	ch := c.channel(cmd.Identifier)
+	if ch == nil || len(cmd.Data) == 0 {
+		return
+	}
+	data, err := protocol.RawFromJSON(cmd.Data)
+	if err != nil {
+		return
+	}
+	ev := "whisper"
+	var probe struct {
+		Event string `json:"event"`
+	}
+	if json.Unmarshal(cmd.Data, &probe) == nil && probe.Event != "" && len(probe.Event) <= protocol.MaxEventName {
+		ev = probe.Event
+	}
+	c.Whisper(&protocol.SendWhisper{S: ch.stream, Ev: ev, Data: data})
+}
