@@ -238,6 +238,9 @@ func (node *Node) relayBytes(frames *hub.Frames, m protocol.Message) []byte {
 	return b
 }
 
+// Logger returns the node's logger.
+func (node *Node) Logger() *slog.Logger { return node.log }
+
 // Metrics returns the node's counters.
 func (node *Node) Metrics() *Metrics { return node.metrics }
 

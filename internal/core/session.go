@@ -40,7 +40,14 @@ func (c *Session) Subscribe(m *protocol.Subscribe) { c.SubscribeWrapped(m, nil) 
 
 // SubscribeWrapped is Subscribe for a protocol whose frames need w (see
 // Wrapper); nil is Subscribe.
-func (c *Session) SubscribeWrapped(m *protocol.Subscribe, w *Wrapper) {
+func (c *Session) SubscribeWrapped(m *protocol.Subscribe, w *Wrapper) { c.SubscribeSince(m, w, 0) }
+
+// SubscribeSince is SubscribeWrapped for a subscribe that, without a
+// position to recover from (m.Recover nil), asks for the publications
+// stored since a time (unix milliseconds; 0: none): they are recovered as
+// from a position, and recovered is false when history no longer reaches
+// back that far.
+func (c *Session) SubscribeSince(m *protocol.Subscribe, w *Wrapper, since int64) {
 	id := c.ident.Load()
 	if !c.streamCheck(id, m.ID, m.S, auth.OpSub) {
 		return
@@ -56,6 +63,9 @@ func (c *Session) SubscribeWrapped(m *protocol.Subscribe, w *Wrapper) {
 	if werr != nil {
 		c.sendError(m.ID, m.S, werr.Code, werr.Reason)
 		return
+	}
+	if m.Recover == nil && since > 0 {
+		sub.pend.since = since
 	}
 	j := &subscribeJob{sub: sub, m: m}
 	if len(m.Join) > 0 {

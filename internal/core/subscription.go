@@ -53,7 +53,8 @@ const (
 // publications it buffers (instead of queueing them), and the whispers and
 // presence diffs that arrive before subscribed is queued.
 type pending struct {
-	waiting bool // subscribed is not queued yet: whispers and presence diffs are held in bufW
+	waiting bool  // subscribed is not queued yet: whispers and presence diffs are held in bufW
+	since   int64 // recover the publications stored since this time (unix ms) instead of from a position
 	// skipped is set when buf outgrew its bounds and was dropped; the next
 	// history read, which starts after skipped is cleared, covers it.
 	skipped  bool
@@ -319,14 +320,23 @@ func (node *Node) announce(sub *subscription, m *protocol.Subscribe) (ok, done b
 	var after uint64
 	more := false
 	var err error
-	if m.Recover != nil {
+	since := sub.pend.since
+	if m.Recover != nil || since > 0 {
+		from := storage.Position{}
+		if m.Recover != nil {
+			from = storage.Position{Epoch: m.Recover.Epoch, Offset: m.Recover.Offset}
+		}
 		var res storage.Result
 		res, err = node.history.Read(ctx, m.S, storage.Query{
-			After:    storage.Position{Epoch: m.Recover.Epoch, Offset: m.Recover.Offset},
+			After:    from,
 			MaxBytes: node.stepBytes(c.textual()),
 			Limit:    node.stepPubs(c.textual(), m.S),
 		})
-		recovered := err == nil && res.Complete && m.Recover.Offset <= res.Top.Offset
+		recovered := err == nil && res.Complete && from.Offset <= res.Top.Offset
+		if since > 0 && err == nil && !res.Complete && len(res.Pubs) > 0 && res.Pubs[0].Time <= since {
+			// Not all of history, but all of it since the time asked for.
+			recovered = true
+		}
 		if errors.Is(err, storage.ErrEpochMismatch) {
 			err = nil
 		}
@@ -335,7 +345,10 @@ func (node *Node) announce(sub *subscription, m *protocol.Subscribe) (ok, done b
 		sub.recover = recoverFailed
 		if recovered {
 			sub.recover = recoverOK
-			history, after, more = res.Pubs, m.Recover.Offset, res.More
+			history, after, more = res.Pubs, from.Offset, res.More
+			if since > 0 && len(history) > 0 {
+				after = history[0].Offset - 1
+			}
 			if !apart {
 				reply.Pubs = WirePubs(m.S, res.Top.Epoch, history)
 			}
@@ -368,7 +381,7 @@ func (node *Node) announce(sub *subscription, m *protocol.Subscribe) (ok, done b
 	frame, err := c.encode(reply)
 	var pubFrames [][]byte
 	if apart && err == nil {
-		pubFrames, err = c.encodePubs(m.S, reply.Epoch, history)
+		pubFrames, err = c.encodePubs(m.S, reply.Epoch, history, since)
 	}
 	if err != nil {
 		node.dropSubscription(sub)
@@ -440,6 +453,7 @@ func (node *Node) catchUp(sub *subscription) (done bool) {
 	c.tc.Lock()
 	sub.resumeLocked()
 	pos := storage.Position{Epoch: sub.epoch, Offset: sub.last}
+	since := sub.pend.since
 	c.tc.Unlock()
 
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
@@ -454,7 +468,7 @@ func (node *Node) catchUp(sub *subscription) (done bool) {
 		c.closeWith(protocol.CodeInsufficientState, reason, true)
 		return true
 	}
-	frames, err := c.encodePubs(sub.stream, pos.Epoch, res.Pubs)
+	frames, err := c.encodePubs(sub.stream, pos.Epoch, res.Pubs, since)
 	if err != nil {
 		node.log.Error("encode publication failed", "stream", sub.stream, "err", err)
 		c.closeWith(protocol.CodeInternal, "could not encode a missed publication", true)
@@ -545,10 +559,13 @@ func (s *subscription) goLiveLocked() (kick bool) {
 }
 
 // encodePubs encodes stored publications as pub messages with the
-// session's Output.
-func (c *Session) encodePubs(stream, epoch string, pubs []storage.Publication) ([][]byte, error) {
+// session's Output, leaving out those stored before since (unix ms).
+func (c *Session) encodePubs(stream, epoch string, pubs []storage.Publication, since int64) ([][]byte, error) {
 	frames := make([][]byte, 0, len(pubs))
 	for i := range pubs {
+		if pubs[i].Time < since {
+			continue
+		}
 		w := wirePub(stream, epoch, &pubs[i])
 		f, err := c.encode(&w)
 		if err != nil {

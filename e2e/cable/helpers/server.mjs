@@ -22,7 +22,7 @@ const servers = {
     missing: "set HUDDLE_BIN to a built cmd/huddle (or CABLE_SERVER=anycable)",
     args: (port) => ["--dev", "--addr", `127.0.0.1:${port}`, "--public",
       "--streams-secret", secrets.streams, "--secret", secrets.jwt, "--api-key", secrets.broadcastKey,
-      "--log-level", "warn"],
+      "--log-level", process.env.CABLE_DEBUG ? "debug" : "warn"],
     readyPath: "/readyz",
   },
   anycable: {

@@ -1,7 +1,9 @@
 package cable
 
 import (
+	"context"
 	"encoding/json"
+	"log/slog"
 	"time"
 
 	"github.com/huddle-rt/huddle/internal/auth"
@@ -30,6 +32,9 @@ func (c *conn) OnMessage(payload []byte) {
 		return // Action Cable servers ignore what they cannot read
 	}
 	metrics.CountIn(cmd.Kind.String())
+	if log := c.Node().Logger(); log.Enabled(context.Background(), slog.LevelDebug) {
+		log.Debug("cable command", "client", c.ClientID(), "command", cmd.Kind.String(), "identifier", cmd.Identifier, "history", cmd.History)
+	}
 	switch cmd.Kind {
 	case wire.CmdSubscribe:
 		c.subscribe(&cmd)
@@ -101,11 +106,14 @@ func (c *conn) subscribe(cmd *wire.Command) {
 	}
 	ch := &channel{identifier: cmd.Identifier, stream: stream, prefix: wire.NewPrefix(c.d, cmd.Identifier)}
 	m := &protocol.Subscribe{ID: subscribeID, S: stream}
+	var since int64 // unix ms
 	if c.d.Ext() {
 		if cmd.History != nil {
 			ch.history = true
 			if pos, ok := cmd.History.Streams[stream]; ok {
 				m.Recover = &protocol.Position{Epoch: pos.Epoch, Offset: pos.Offset}
+			} else if cmd.History.Since > 0 {
+				since = cmd.History.Since * 1000
 			}
 		}
 		m.Presence = c.Node().Auth().StreamOptions(stream).Presence
@@ -130,7 +138,7 @@ func (c *conn) subscribe(cmd *wire.Command) {
 		c.signed[stream] = true
 	}
 	c.mu.Unlock()
-	c.SubscribeWrapped(m, c.fe.wrapper(c.d, cmd.Identifier))
+	c.SubscribeSince(m, c.fe.wrapper(c.d, cmd.Identifier), since)
 }
 
 func (c *conn) unsubscribe(cmd *wire.Command) {
