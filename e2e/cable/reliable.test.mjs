@@ -109,7 +109,7 @@ test("reconnect through a proxy that cuts the TCP connection: missed messages ar
   assert.equal(new Set(got.map((g) => g.meta.epoch)).size, 1, "one epoch");
 });
 
-test("session restore: the server restores the session by sid (no resubscribe)", { timeout: 30000 }, async () => {
+test("session restore: the server restores the session by sid (no resubscribe)", { timeout: 30000, skip: requires("session-restore") }, async () => {
   const proxy = await startProxy(server.port);
   cleanup.push(() => proxy.close());
   const cable = anycable(proxy.ws);

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"strconv"
@@ -47,6 +48,32 @@ func (c *Session) checkState(reqID uint64, stream string, state protocol.Raw) bo
 
 // join enters the connection into stream's presence with state.
 func (c *Session) join(id *auth.Identity, reqID uint64, stream string, state protocol.Raw) bool {
+	return c.joinAs(id, reqID, stream, state, "")
+}
+
+// ClaimedPrefix marks a presence user that an anonymous client claimed
+// (Action Cable's join carries an id): huddle.v1 clients see it with this
+// prefix, so a claimed id never passes for a verified user.
+const ClaimedPrefix = "~"
+
+// JoinClaimed is Join for a protocol whose anonymous clients name their
+// presence id themselves: the member's user is ClaimedPrefix+claimed when
+// the session's identity has no user, and the identity's user otherwise.
+func (c *Session) JoinClaimed(m *protocol.Join, claimed string) {
+	id := c.ident.Load()
+	c.settleJoin(m.S, false)
+	if id.User != "" || claimed == "" {
+		claimed = ""
+	} else {
+		claimed = ClaimedPrefix + claimed
+	}
+	if c.joinAs(id, m.ID, m.S, m.State, claimed) {
+		c.send(&protocol.Ack{ID: m.ID})
+	}
+}
+
+// joinAs is join with the member's user set to user when not empty.
+func (c *Session) joinAs(id *auth.Identity, reqID uint64, stream string, state protocol.Raw, user string) bool {
 	if !c.streamCheck(id, reqID, stream, auth.OpPresence) || !c.checkState(reqID, stream, state) {
 		return false
 	}
@@ -60,7 +87,7 @@ func (c *Session) join(id *auth.Identity, reqID uint64, stream string, state pro
 		c.sendError(reqID, stream, protocol.CodeRateLimited, "too many presence joins on one connection (limit "+strconv.Itoa(c.node.cfg.MaxSubscriptions)+")")
 		return false
 	}
-	m := protocol.Member{User: id.User, Client: c.clientID, State: state}
+	m := protocol.Member{User: cmp.Or(user, id.User), Client: c.clientID, State: state}
 	if len(id.Info) > 0 {
 		m.Info, _ = protocol.RawFromJSON(id.Info) // the info claim of the token in use
 	}

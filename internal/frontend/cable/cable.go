@@ -13,6 +13,7 @@ package cable
 import (
 	"errors"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -123,12 +124,12 @@ func pubBody(d wire.Dialect, m *protocol.Pub) wire.Body {
 	return wire.NewBroadcastBody(d, wire.Publication{Data: data, Stream: m.S, Epoch: m.Epoch, Offset: m.Offset})
 }
 
-// memberID is the presence id Action Cable clients see: the user, or the
-// connection of an anonymous one. It comes from the identity, never from
-// the client.
+// memberID is the presence id Action Cable clients see: the identity's
+// user, the id an anonymous client claimed (without its marker), or the
+// connection of an anonymous client that claimed none.
 func memberID(user, client string) string {
 	if user != "" {
-		return user
+		return strings.TrimPrefix(user, core.ClaimedPrefix)
 	}
 	return client
 }

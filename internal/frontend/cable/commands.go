@@ -45,10 +45,14 @@ func (c *conn) OnMessage(payload []byte) {
 	case wire.CmdJoin:
 		if ch := c.channel(cmd.Identifier); ch != nil {
 			var state protocol.Raw
-			if cmd.Presence != nil && len(cmd.Presence.Info) > 0 {
-				state, _ = protocol.RawFromJSON(cmd.Presence.Info)
+			claimed := ""
+			if cmd.Presence != nil {
+				claimed = cmd.Presence.ID
+				if len(cmd.Presence.Info) > 0 {
+					state, _ = protocol.RawFromJSON(cmd.Presence.Info)
+				}
 			}
-			c.Join(&protocol.Join{ID: presenceID, S: ch.stream, State: state})
+			c.JoinClaimed(&protocol.Join{ID: presenceID, S: ch.stream, State: state}, claimed)
 		}
 	case wire.CmdLeave:
 		if ch := c.channel(cmd.Identifier); ch != nil {
