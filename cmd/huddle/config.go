@@ -142,6 +142,7 @@ type options struct {
 	public          bool
 	streamsSecret   string
 	cablePing       time.Duration
+	sessionsTTL     time.Duration
 }
 
 func newFlagSet(o *options) *flag.FlagSet {
@@ -197,6 +198,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.BoolVar(&o.public, "public", false, "anonymous clients may connect, and every stream allows sub, whisper, presence and history to anyone (like anycable-go's --public; --rule deny= still applies; publishing stays with the API)")
 	fs.StringVar(&o.streamsSecret, "streams-secret", "", "secret that verifies /cable's signed stream names (Turbo Streams, $pubsub signed_stream_name); default: --secret")
 	fs.DurationVar(&o.cablePing, "cable-ping-interval", 3*time.Second, "how often /cable pings (Rails' client counts a connection stale after 6s without one)")
+	fs.DurationVar(&o.sessionsTTL, "sessions-ttl", 5*time.Minute, "how long /cable keeps a dropped connection's session, so that a client reconnecting with ?sid= gets restored: true and its subscriptions back (0: no restore)")
 	fs.Usage = func() { usage(fs) }
 	return fs
 }

@@ -119,6 +119,7 @@ func run(args []string) error {
 		StreamsSecret:     []byte(cmp.Or(o.streamsSecret, o.secret)),
 		CableJWTSecret:    []byte(o.secret),
 		CablePingInterval: o.cablePing,
+		SessionsTTL:       sessionsTTL(o.sessionsTTL),
 	}
 	if dev != nil {
 		cfg.Pages = dev.pages()
@@ -266,6 +267,14 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// sessionsTTL maps the flag's 0 (off) to the server's "no restore".
+func sessionsTTL(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
 }
 
 // pace maps the flag's 0 (off) to the server's "never pace".

@@ -10,6 +10,7 @@ import (
 
 	"github.com/huddle-rt/huddle/internal/broker"
 	redisbroker "github.com/huddle-rt/huddle/internal/broker/redis"
+	"github.com/huddle-rt/huddle/internal/frontend/cable/redissessions"
 	"github.com/huddle-rt/huddle/internal/server"
 	redispresence "github.com/huddle-rt/huddle/presence/redis"
 	redislog "github.com/huddle-rt/huddle/storage/redis"
@@ -80,6 +81,7 @@ func (r *redisBackends) deps(d *server.Deps, logger *slog.Logger) {
 	log := redislog.New(r.client, redislog.Config{Prefix: r.prefix, ShardedPubSub: r.sharded, MaxStreamBytes: r.maxStreamBytes})
 	d.Log = log
 	d.Presence = redispresence.New(r.client, redispresence.Config{Prefix: r.prefix})
+	d.Sessions = redissessions.New(r.client, r.prefix)
 	d.NewBroker = func(h broker.Handler) (broker.Broker, error) {
 		return redisbroker.New(
 			redisbroker.Config{Prefix: r.prefix, Sharded: r.sharded, PubSub: r.opt, Logger: logger},

@@ -5,20 +5,15 @@ package server_test
 // bad input, identity, the broadcast endpoint, and the msgpack dialects.
 
 import (
-	"context"
-	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/gobwas/ws"
-	"github.com/gobwas/ws/wsutil"
 	"github.com/golang-jwt/jwt/v5"
-	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/huddle-rt/huddle/internal/frontend/cable/cabletest"
 	"github.com/huddle-rt/huddle/internal/frontend/cable/wire"
 	"github.com/huddle-rt/huddle/internal/wsclient"
 	"github.com/huddle-rt/huddle/protocol"
@@ -26,159 +21,17 @@ import (
 
 const cableStreamsSecret = "cable-streams-secret-0123456789abcdef"
 
-// cableClient speaks the Action Cable family by hand.
-type cableClient struct {
-	t       *testing.T
-	nc      net.Conn
-	r       io.Reader
-	msgpack bool
-	msgs    chan map[string]any
-	closed  chan struct{}
-}
-
 // dialCable opens /cable with the query and subprotocol given.
-func (h *harness) dialCable(query, subprotocol string) *cableClient {
+func (h *harness) dialCable(query, subprotocol string) *cabletest.Client {
 	h.t.Helper()
-	d := ws.Dialer{Timeout: wait}
-	if subprotocol != "" {
-		d.Protocols = []string{subprotocol}
-	}
 	url := "ws://" + h.addr + "/cable"
 	if query != "" {
 		url += "?" + query
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	nc, br, _, err := d.Dial(ctx, url)
-	if err != nil {
-		h.t.Fatalf("dial /cable: %v", err)
-	}
-	c := &cableClient{t: h.t, nc: nc, r: nc, msgpack: strings.Contains(subprotocol, "msgpack"), msgs: make(chan map[string]any, 256), closed: make(chan struct{})}
-	if br != nil {
-		c.r = io.MultiReader(br, nc)
-	}
-	h.t.Cleanup(func() { nc.Close() })
-	go c.read()
-	return c
+	return cabletest.Dial(h.t, url, subprotocol)
 }
 
-func (c *cableClient) read() {
-	defer close(c.closed)
-	rw := struct {
-		io.Reader
-		io.Writer
-	}{c.r, c.nc}
-	for {
-		data, _, err := wsutil.ReadServerData(rw)
-		if err != nil {
-			return
-		}
-		var m map[string]any
-		if c.msgpack {
-			err = msgpack.Unmarshal(data, &m)
-		} else {
-			err = json.Unmarshal(data, &m)
-		}
-		if err != nil {
-			c.t.Errorf("undecodable frame %q: %v", data, err)
-			return
-		}
-		c.msgs <- m
-	}
-}
-
-func (c *cableClient) send(v map[string]any) {
-	c.t.Helper()
-	var b []byte
-	var err error
-	op := ws.OpText
-	if c.msgpack {
-		b, err = msgpack.Marshal(v)
-		op = ws.OpBinary
-	} else {
-		b, err = json.Marshal(v)
-	}
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	if err := wsutil.WriteClientMessage(c.nc, op, b); err != nil {
-		c.t.Fatal(err)
-	}
-}
-
-func (c *cableClient) sendRaw(b []byte) {
-	c.t.Helper()
-	if err := wsutil.WriteClientMessage(c.nc, ws.OpText, b); err != nil {
-		c.t.Fatal(err)
-	}
-}
-
-// next returns the next message that is not a ping.
-func (c *cableClient) next() map[string]any {
-	c.t.Helper()
-	deadline := time.After(wait)
-	for {
-		select {
-		case m := <-c.msgs:
-			if m["type"] == "ping" {
-				continue
-			}
-			return m
-		case <-c.closed:
-			select { // what arrived before the close comes first
-			case m := <-c.msgs:
-				if m["type"] == "ping" {
-					continue
-				}
-				return m
-			default:
-			}
-			c.t.Fatal("the connection closed")
-		case <-deadline:
-			c.t.Fatal("no message in time")
-		}
-	}
-}
-
-// expect returns the next message, failing unless its type is typ ("" for
-// a broadcast, which has none).
-func (c *cableClient) expect(typ string) map[string]any {
-	c.t.Helper()
-	m := c.next()
-	if got, _ := m["type"].(string); got != typ {
-		c.t.Fatalf("got %v, want a message of type %q", m, typ)
-	}
-	return m
-}
-
-// quiet fails if a message other than a ping arrives within d.
-func (c *cableClient) quiet(d time.Duration) {
-	c.t.Helper()
-	deadline := time.After(d)
-	for {
-		select {
-		case m := <-c.msgs:
-			if m["type"] != "ping" {
-				c.t.Fatalf("unexpected %v", m)
-			}
-		case <-deadline:
-			return
-		}
-	}
-}
-
-func pubsub(stream string) string {
-	b, _ := json.Marshal(map[string]string{"channel": "$pubsub", "stream_name": stream})
-	return string(b)
-}
-
-func (c *cableClient) subscribe(identifier string) {
-	c.t.Helper()
-	c.send(map[string]any{"command": "subscribe", "identifier": identifier})
-	if m := c.expect("confirm_subscription"); m["identifier"] != identifier {
-		c.t.Fatalf("confirmed %v, want identifier %s", m, identifier)
-	}
-}
+func pubsub(stream string) string { return cabletest.PubSub(stream) }
 
 // startCable is a node serving /cable with --public's rule, a streams
 // secret and the test secret for jid tokens.
@@ -214,13 +67,13 @@ func TestCableOneWorld(t *testing.T) {
 	wsc := h.dial("wes")
 	subscribe(t, wsc, 1, "room", nil)
 	cab := h.dialCable("", wire.SubprotocolExtJSON)
-	if w := cab.expect("welcome"); w["sid"] == "" {
+	if w := cab.Expect("welcome"); w["sid"] == "" {
 		t.Fatalf("welcome %v has no sid", w)
 	}
-	cab.subscribe(pubsub("room"))
+	cab.Subscribe(pubsub("room"))
 	plain := h.dialCable("", wire.SubprotocolJSON)
-	plain.expect("welcome")
-	plain.subscribe(pubsub("room"))
+	plain.Expect("welcome")
+	plain.Subscribe(pubsub("room"))
 
 	if code, body := h.post("/_broadcast", testAPIKey, `{"stream":"room","data":"{\"n\":1}"}`); code != http.StatusCreated {
 		t.Fatalf("/_broadcast: %d %s", code, body)
@@ -229,12 +82,12 @@ func TestCableOneWorld(t *testing.T) {
 		t.Fatalf("/api/publish: %d %s", code, body)
 	}
 	for n := 1; n <= 2; n++ {
-		m := cab.expect("")
+		m := cab.Expect("")
 		msg, _ := m["message"].(map[string]any)
 		if msg["n"] != float64(n) || m["stream_id"] != "room" || m["offset"] != float64(n) || m["epoch"] == "" || m["identifier"] != pubsub("room") {
 			t.Fatalf("ext broadcast %d: %v", n, m)
 		}
-		p := plain.expect("")
+		p := plain.Expect("")
 		if pm, _ := p["message"].(map[string]any); pm["n"] != float64(n) || p["stream_id"] != nil {
 			t.Fatalf("plain broadcast %d: %v (no stream_id for Rails' protocol)", n, p)
 		}
@@ -245,32 +98,32 @@ func TestCableOneWorld(t *testing.T) {
 	}
 
 	// A /cable whisper reaches /ws (ev from its "event"), and back.
-	cab.send(map[string]any{"command": "whisper", "identifier": pubsub("room"), "data": map[string]any{"event": "cursor", "x": 3}})
+	cab.Send(map[string]any{"command": "whisper", "identifier": pubsub("room"), "data": map[string]any{"event": "cursor", "x": 3}})
 	w, err := wsclient.Wait[*protocol.Whisper](wsc, wait)
 	if err != nil || w.Ev != "cursor" || w.S != "room" {
 		t.Fatalf("/ws whisper: %+v %v", w, err)
 	}
-	if m := plain.expect(""); m["message"].(map[string]any)["x"] != float64(3) {
+	if m := plain.Expect(""); m["message"].(map[string]any)["x"] != float64(3) {
 		t.Fatalf("plain got %v, want the whisper", m)
 	}
 	if err := wsc.Send(&protocol.SendWhisper{S: "room", Ev: "cursor", Data: protocol.MustRaw(map[string]int{"y": 4})}); err != nil {
 		t.Fatal(err)
 	}
-	if m := cab.expect(""); m["message"].(map[string]any)["y"] != float64(4) {
+	if m := cab.Expect(""); m["message"].(map[string]any)["y"] != float64(4) {
 		t.Fatalf("/cable got %v, want the /ws whisper", m)
 	}
-	plain.expect("")
+	plain.Expect("")
 
 	// A /ws presence join is a presence join on /cable, id from the identity.
 	if err := wsc.Send(&protocol.Join{ID: 9, S: "room", State: protocol.MustRaw(map[string]string{"name": "Wes"})}); err != nil {
 		t.Fatal(err)
 	}
-	m := cab.expect("presence")
+	m := cab.Expect("presence")
 	pm, _ := m["message"].(map[string]any)
 	if pm["type"] != "join" || pm["id"] != "wes" || pm["info"].(map[string]any)["name"] != "Wes" {
 		t.Fatalf("presence %v", m)
 	}
-	plain.quiet(200 * time.Millisecond) // Rails' protocol has no presence
+	plain.Quiet(200 * time.Millisecond) // Rails' protocol has no presence
 }
 
 // TestCableBadInput: malformed, unknown and forbidden input gets a
@@ -281,9 +134,9 @@ func TestCableBadInput(t *testing.T) {
 		o.cfg.MaxMessage = 64 << 10
 	})
 	c := h.dialCable("", wire.SubprotocolExtJSON)
-	c.expect("welcome")
-	c.sendRaw([]byte(`{"command":`))                          // malformed: ignored
-	c.sendRaw([]byte(`{"command":"dance","identifier":"x"}`)) // unknown: ignored
+	c.Expect("welcome")
+	c.SendRaw([]byte(`{"command":`))                          // malformed: ignored
+	c.SendRaw([]byte(`{"command":"dance","identifier":"x"}`)) // unknown: ignored
 	for _, id := range []string{
 		`not json`,
 		`{"channel":"ChatChannel","room":"1"}`,                                   // an application channel: no backend
@@ -292,27 +145,27 @@ func TestCableBadInput(t *testing.T) {
 		`{"channel":"$pubsub","signed_stream_name":"InJvb20i--bad"}`,             // bad signature
 		`{"channel":"$pubsub","stream_name":"` + strings.Repeat("s", 300) + `"}`, // invalid stream name
 	} {
-		c.send(map[string]any{"command": "subscribe", "identifier": id})
-		if m := c.expect("reject_subscription"); m["identifier"] != id {
+		c.Send(map[string]any{"command": "subscribe", "identifier": id})
+		if m := c.Expect("reject_subscription"); m["identifier"] != id {
 			t.Fatalf("rejected %v, want identifier %s", m, id)
 		}
 	}
 	// Commands on a stream never subscribed are ignored.
-	c.send(map[string]any{"command": "whisper", "identifier": pubsub("nowhere"), "data": map[string]any{"a": 1}})
-	c.send(map[string]any{"command": "join", "identifier": pubsub("nowhere"), "presence": map[string]any{"id": "x"}})
-	c.quiet(200 * time.Millisecond)
+	c.Send(map[string]any{"command": "whisper", "identifier": pubsub("nowhere"), "data": map[string]any{"a": 1}})
+	c.Send(map[string]any{"command": "join", "identifier": pubsub("nowhere"), "presence": map[string]any{"id": "x"}})
+	c.Quiet(200 * time.Millisecond)
 	// The connection still works, and a signed name with the right secret
 	// is served.
 	signed := `{"channel":"Turbo::StreamsChannel","signed_stream_name":"` + wire.SignStream([]byte(cableStreamsSecret), "turbo:1") + `"}`
-	c.subscribe(signed)
+	c.Subscribe(signed)
 	h.post("/_broadcast", testAPIKey, `{"stream":"turbo:1","data":"\"<turbo-stream></turbo-stream>\""}`)
-	if m := c.expect(""); m["message"] != "<turbo-stream></turbo-stream>" || m["identifier"] != signed {
+	if m := c.Expect(""); m["message"] != "<turbo-stream></turbo-stream>" || m["identifier"] != signed {
 		t.Fatalf("turbo broadcast %v", m)
 	}
 	// An oversize message closes the connection.
-	c.sendRaw([]byte(`{"command":"message","data":"` + strings.Repeat("x", 70<<10) + `"}`))
+	c.SendRaw([]byte(`{"command":"message","data":"` + strings.Repeat("x", 70<<10) + `"}`))
 	select {
-	case <-c.closed:
+	case <-c.Closed():
 	case <-time.After(wait):
 		t.Fatal("an oversize message did not close the connection")
 	}
@@ -323,11 +176,11 @@ func TestCableBadInput(t *testing.T) {
 func TestCableSignedStreamWithoutSecret(t *testing.T) {
 	h := startCable(t, func(o *harnessOpts) { o.cfg.StreamsSecret = nil })
 	c := h.dialCable("", wire.SubprotocolJSON)
-	c.expect("welcome")
+	c.Expect("welcome")
 	id := `{"channel":"$pubsub","signed_stream_name":"` + wire.SignStream([]byte("whatever"), "x") + `"}`
-	c.send(map[string]any{"command": "subscribe", "identifier": id})
-	c.expect("reject_subscription")
-	c.subscribe(pubsub("still-works"))
+	c.Send(map[string]any{"command": "subscribe", "identifier": id})
+	c.Expect("reject_subscription")
+	c.Subscribe(pubsub("still-works"))
 }
 
 // TestCableIdentity: without --public or a token the connection is
@@ -336,20 +189,20 @@ func TestCableSignedStreamWithoutSecret(t *testing.T) {
 func TestCableIdentity(t *testing.T) {
 	h := start(t) // no anonymous clients
 	c := h.dialCable("", wire.SubprotocolExtJSON)
-	if m := c.expect("disconnect"); m["reason"] != "unauthorized" || m["reconnect"] != false {
+	if m := c.Expect("disconnect"); m["reason"] != "unauthorized" || m["reconnect"] != false {
 		t.Fatalf("anonymous: %v", m)
 	}
 	expired := tokenWith(t, "u", time.Now().Add(-time.Minute), allStreams)
 	c = h.dialCable("token="+expired, wire.SubprotocolExtJSON)
-	if m := c.expect("disconnect"); m["reason"] != "token_expired" {
+	if m := c.Expect("disconnect"); m["reason"] != "token_expired" {
 		t.Fatalf("expired token: %v", m)
 	}
 	tok := tokenWith(t, "u", time.Now().Add(time.Hour), map[string][]string{"mine:*": {"sub"}})
 	c = h.dialCable("token="+tok, wire.SubprotocolJSON)
-	c.expect("welcome")
-	c.subscribe(pubsub("mine:1"))
-	c.send(map[string]any{"command": "subscribe", "identifier": pubsub("theirs:1")})
-	c.expect("reject_subscription")
+	c.Expect("welcome")
+	c.Subscribe(pubsub("mine:1"))
+	c.Send(map[string]any{"command": "subscribe", "identifier": pubsub("theirs:1")})
+	c.Expect("reject_subscription")
 }
 
 // TestCableBroadcastEndpoint: AnyCable's body forms, its disconnect
@@ -357,8 +210,8 @@ func TestCableIdentity(t *testing.T) {
 func TestCableBroadcastEndpoint(t *testing.T) {
 	h := startCable(t)
 	c := h.dialCable("", wire.SubprotocolExtJSON)
-	c.expect("welcome")
-	c.subscribe(pubsub("b"))
+	c.Expect("welcome")
+	c.Subscribe(pubsub("b"))
 	if code, _ := h.post("/_broadcast", "", `{"stream":"b","data":"1"}`); code != http.StatusUnauthorized {
 		t.Fatalf("no key: %d, want 401", code)
 	}
@@ -371,10 +224,10 @@ func TestCableBroadcastEndpoint(t *testing.T) {
 	if code, body := h.post("/_broadcast", testAPIKey, `[{"stream":"b","data":"1"},{"stream":"b","data":"plain text"}]`); code != http.StatusCreated {
 		t.Fatalf("batch: %d %s", code, body)
 	}
-	if m := c.expect(""); m["message"] != float64(1) {
+	if m := c.Expect(""); m["message"] != float64(1) {
 		t.Fatalf("first %v", m)
 	}
-	if m := c.expect(""); m["message"] != "plain text" {
+	if m := c.Expect(""); m["message"] != "plain text" {
 		t.Fatalf("second %v (text that is not JSON arrives as a string)", m)
 	}
 
@@ -382,14 +235,14 @@ func TestCableBroadcastEndpoint(t *testing.T) {
 	// client's identifiers.
 	jid := signJID(t, `{"user_id":"42"}`, time.Now().Add(time.Hour))
 	u := h.dialCable("jid="+jid, wire.SubprotocolExtJSON)
-	u.expect("welcome")
+	u.Expect("welcome")
 	if code, body := h.post("/_broadcast", testAPIKey, `{"command":"disconnect","payload":{"identifier":"{\"user_id\":\"42\"}"}}`); code != http.StatusCreated {
 		t.Fatalf("disconnect command: %d %s", code, body)
 	}
-	if m := u.expect("disconnect"); m["reason"] != "remote" {
+	if m := u.Expect("disconnect"); m["reason"] != "remote" {
 		t.Fatalf("disconnect %v", m)
 	}
-	c.quiet(100 * time.Millisecond) // the others stay
+	c.Quiet(100 * time.Millisecond) // the others stay
 }
 
 func signJID(t *testing.T, identifiers string, exp time.Time) string {
@@ -407,11 +260,11 @@ func TestCableMsgpack(t *testing.T) {
 	h := startCable(t)
 	for _, sp := range []string{wire.SubprotocolMsgpack, wire.SubprotocolExtMsgpack} {
 		c := h.dialCable("", sp)
-		c.expect("welcome")
+		c.Expect("welcome")
 		stream := "mp-" + sp
-		c.subscribe(pubsub(stream))
+		c.Subscribe(pubsub(stream))
 		h.post("/_broadcast", testAPIKey, `{"stream":"`+stream+`","data":"{\"big\":12345678901,\"s\":\"x\"}"}`)
-		m := c.expect("")
+		m := c.Expect("")
 		msg, _ := m["message"].(map[string]any)
 		if msg["s"] != "x" || toInt(msg["big"]) != 12345678901 {
 			t.Fatalf("%s: %v", sp, m)

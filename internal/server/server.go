@@ -101,6 +101,9 @@ type Config struct {
 	// CableJWTSecret verifies /cable's ?jid= tokens (HS256, identifiers in
 	// the ext claim). Empty: jid tokens are refused.
 	CableJWTSecret []byte
+	// SessionsTTL is how long /cable keeps a closed connection's session
+	// for a restore (?sid=). Default 5m; negative: no restore.
+	SessionsTTL time.Duration
 	// CablePingInterval is how often /cable pings. Default 3s (Rails'
 	// client counts a connection stale after 6s without one).
 	CablePingInterval time.Duration
@@ -161,6 +164,9 @@ type Deps struct {
 	// Default: the memory broker over Log. The server closes the broker in
 	// Shutdown if it has a Close method.
 	NewBroker func(h broker.Handler) (broker.Broker, error)
+	// Sessions keeps /cable sessions for restore. Default: in memory, up
+	// to 100,000 (one node; with several, a store they share).
+	Sessions cable.SessionStore
 	// Check reports whether the backends the node depends on are reachable;
 	// /readyz answers 503 while it fails. Nil: always reachable.
 	Check func(ctx context.Context) error
@@ -226,7 +232,16 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		Gate:           s.gate,
 		Refused:        func() { s.handshakeFailures.Add(1) },
 	})
+	sessions := deps.Sessions
+	if sessions == nil {
+		sessions = cable.NewMemorySessions(100_000)
+	}
+	if cfg.SessionsTTL < 0 {
+		sessions = nil
+	}
 	s.cable = cable.New(s.node, cable.Config{
+		Sessions:      sessions,
+		SessionTTL:    cfg.SessionsTTL,
 		PingInterval:  cfg.CablePingInterval,
 		JWTSecret:     cfg.CableJWTSecret,
 		StreamsSecret: cfg.StreamsSecret,

@@ -54,9 +54,6 @@ const lacks = {
     // Presence is per connection: a second connection joining with the
     // same id is a second join, its leave a leave (docs/anycable.md).
     "presence-id-dedupe",
-    // Session restore (?sid=) is not served yet: the client resubscribes
-    // with history instead, and nothing is lost (reliable.test.mjs).
-    "session-restore",
   ]),
   anycable: new Set([
     // anycable-go 1.6.16 (memory broker) lets live broadcasts through while

@@ -11,6 +11,8 @@
 package cable
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"strings"
@@ -47,6 +49,12 @@ type Config struct {
 	// signed_stream_name, Turbo::StreamsChannel). Nil: signed streams are
 	// rejected.
 	StreamsSecret []byte
+	// Sessions keeps closed connections' sessions for restore (?sid=, ext
+	// dialects). Nil: sessions are not restored.
+	Sessions SessionStore
+	// SessionTTL is how long a session can be restored. Default
+	// DefaultSessionTTL.
+	SessionTTL time.Duration
 	// Gate refuses an upgrade before the subprotocol is looked at (a
 	// draining node, a foreign origin). Nil admits all.
 	Gate func(r *transport.Request) error
@@ -74,6 +82,9 @@ type wrapperKey struct {
 func New(node *core.Node, cfg Config) *Frontend {
 	if cfg.PingInterval <= 0 {
 		cfg.PingInterval = DefaultPingInterval
+	}
+	if cfg.SessionTTL <= 0 {
+		cfg.SessionTTL = DefaultSessionTTL
 	}
 	f := &Frontend{cfg: cfg, node: node, wrappers: make(map[wrapperKey]*core.Wrapper)}
 	for d := wire.Dialect(0); d < wire.NumDialects; d++ {
@@ -180,7 +191,10 @@ func (f *Frontend) Upgrade(tc *transport.Conn, head []byte, w io.Writer) (transp
 	}
 	c := &conn{fe: f, d: d, subs: make(map[string]*channel)}
 	c.Init(tc, f.node, c, f.formats[d])
-	c.who, c.whoErr = f.identify(r)
+	c.who, c.whoErr = f.identify(r, &c.creds)
+	if sid := cmpOr(r.Header.Get("X-Anycable-Restore-Sid"), r.Query.Get("sid")); sid != "" && d.Ext() && f.cfg.Sessions != nil {
+		c.restoreFrom(sid)
+	}
 	if d.Msgpack() {
 		tc.SetFraming(transport.Binary)
 	} else {
@@ -193,32 +207,69 @@ func (f *Frontend) Upgrade(tc *transport.Conn, head []byte, w io.Writer) (transp
 // identifiers become the user), a Huddle token in ?token= or an
 // Authorization bearer header, or nobody (allowed with --public or
 // --allow-anonymous).
-func (f *Frontend) identify(r *transport.Request) (*auth.Identity, error) {
-	jid := r.Header.Get("X-Jid")
-	if jid == "" {
-		jid = r.Query.Get(wire.JIDParam)
+func (f *Frontend) identify(r *transport.Request, creds *savedSession) (*auth.Identity, error) {
+	creds.JID = cmpOr(r.Header.Get("X-Jid"), r.Query.Get(wire.JIDParam))
+	if creds.JID == "" {
+		creds.Token = r.Query.Get("token")
+		if creds.Token == "" {
+			creds.Token, _ = auth.BearerToken(r.Header.Get("Authorization"))
+		}
 	}
-	if jid != "" {
-		ids, exp, err := wire.VerifyJID(f.cfg.JWTSecret, jid, time.Now())
+	return f.verify(creds)
+}
+
+// verify checks credentials: a jid token, else a Huddle token (or none).
+func (f *Frontend) verify(creds *savedSession) (*auth.Identity, error) {
+	if creds.JID != "" {
+		ids, exp, err := wire.VerifyJID(f.cfg.JWTSecret, creds.JID, time.Now())
 		if err != nil {
 			return nil, err
 		}
 		return &auth.Identity{User: ids, Expires: exp}, nil
 	}
-	token := r.Query.Get("token")
-	if token == "" {
-		token, _ = auth.BearerToken(r.Header.Get("Authorization"))
+	return f.node.Auth().Verify(creds.Token)
+}
+
+// restoreFrom takes the session sid from the store and, when its
+// credentials still verify, makes it this connection's: its identity, and
+// its channels, which subscribe again when the client asks for their
+// history (see restoredHistory).
+func (c *conn) restoreFrom(sid string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	b, err := c.fe.cfg.Sessions.Take(ctx, sid)
+	if err != nil {
+		return
 	}
-	return f.node.Auth().Verify(token)
+	var s savedSession
+	if json.Unmarshal(b, &s) != nil {
+		return
+	}
+	id, err := c.fe.verify(&s)
+	if err != nil {
+		return
+	}
+	c.who, c.whoErr = id, nil
+	c.creds = savedSession{JID: s.JID, Token: s.Token}
+	c.restored = s.Channels
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
 }
 
 // conn is an Action Cable connection.
 type conn struct {
 	core.Session
-	fe     *Frontend
-	d      wire.Dialect
-	who    *auth.Identity // settled at the upgrade; nil when refused
-	whoErr error
+	fe       *Frontend
+	d        wire.Dialect
+	who      *auth.Identity // settled at the upgrade; nil when refused
+	whoErr   error
+	creds    savedSession   // the credentials who came from, for a restore
+	restored []savedChannel // a restored session's channels, until Started
 
 	mu       sync.Mutex          // guards the following: replies are encoded on the reader and the writer
 	subs     map[string]*channel // by identifier
@@ -230,9 +281,12 @@ type conn struct {
 type channel struct {
 	identifier string
 	stream     string
+	signed     bool
 	prefix     wire.Prefix
 	history    bool // the subscribe asked for history (ext): confirm_history or reject_history follows
 	confirmed  bool
+	restored   bool // restored with its session: subscribes when the client asks for its history
+	silent     bool // subscribed again after a restore: the client hears no confirm_subscription
 }
 
 var (
@@ -254,7 +308,60 @@ func (c *conn) Started() {
 		return
 	}
 	c.Connect(c.who)
-	c.Conn().Send(wire.AppendWelcome(nil, c.d, wire.Welcome{SID: c.ClientID()}))
+	w := wire.Welcome{SID: c.ClientID()}
+	if c.restored != nil {
+		w.Restored = true
+		c.mu.Lock()
+		for _, sc := range c.restored {
+			if c.subs[sc.Identifier] != nil || c.byStream[sc.Stream] != nil {
+				continue
+			}
+			ch := &channel{identifier: sc.Identifier, stream: sc.Stream, signed: sc.Signed, prefix: wire.NewPrefix(c.d, sc.Identifier), restored: true}
+			c.addLocked(ch)
+			w.RestoredIDs = append(w.RestoredIDs, sc.Identifier)
+		}
+		c.mu.Unlock()
+		c.restored = nil
+	}
+	c.Conn().Send(wire.AppendWelcome(nil, c.d, w))
+}
+
+// addLocked records a channel. c.mu must be held.
+func (c *conn) addLocked(ch *channel) {
+	c.subs[ch.identifier] = ch
+	if c.byStream == nil {
+		c.byStream = make(map[string]*channel)
+	}
+	c.byStream[ch.stream] = ch
+	if ch.signed {
+		if c.signed == nil {
+			c.signed = make(map[string]bool)
+		}
+		c.signed[ch.stream] = true
+	}
+}
+
+// Closed implements transport.Session: the core lets go of the
+// connection, and an ext session is kept for a restore.
+func (c *conn) Closed(clean bool) {
+	c.Session.Closed(clean)
+	store := c.fe.cfg.Sessions
+	if store == nil || !c.d.Ext() || c.Ident() == nil {
+		return
+	}
+	s := c.creds
+	c.mu.Lock()
+	for _, ch := range c.subs {
+		s.Channels = append(s.Channels, savedChannel{Identifier: ch.identifier, Stream: ch.stream, Signed: ch.signed})
+	}
+	c.mu.Unlock()
+	b := s.marshal()
+	if len(b) > maxSessionBytes {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = store.Save(ctx, c.ClientID(), b, c.fe.cfg.SessionTTL)
 }
 
 // Check implements transport.Session: token expiry and pings. Rails'
@@ -314,7 +421,11 @@ func (c *conn) Encode(m protocol.Message) ([]byte, error) {
 		}
 		c.mu.Lock()
 		ch.confirmed = true
+		silent := ch.silent
 		c.mu.Unlock()
+		if silent {
+			return nil, nil
+		}
 		return wire.AppendReply(nil, c.d, wire.ConfirmSubscription, ch.identifier), nil
 	case *protocol.Pub:
 		ch := c.channelOf(m.S)

@@ -63,9 +63,7 @@ func (c *conn) OnMessage(payload []byte) {
 			c.Who(&protocol.WhoRequest{ID: presenceID, S: ch.stream})
 		}
 	case wire.CmdHistory:
-		// Served on the subscribe (its history field); a later request
-		// (after a session restore) is not served yet.
-		c.Conn().Send(wire.AppendReply(nil, c.d, wire.RejectHistory, cmd.Identifier))
+		c.history(&cmd)
 	case wire.CmdMessage, wire.CmdPong, wire.CmdUnknown:
 		// $pubsub and Turbo streams have no actions; pongs need no answer.
 	}
@@ -122,6 +120,7 @@ func (c *conn) subscribe(cmd *wire.Command) {
 		}
 		m.Presence = c.Node().Auth().StreamOptions(stream).Presence
 	}
+	ch.signed = signed
 	c.mu.Lock()
 	if _, dup := c.subs[cmd.Identifier]; dup || c.byStream[stream] != nil {
 		c.mu.Unlock()
@@ -130,18 +129,35 @@ func (c *conn) subscribe(cmd *wire.Command) {
 		}
 		return
 	}
-	c.subs[cmd.Identifier] = ch
-	if c.byStream == nil {
-		c.byStream = make(map[string]*channel)
-	}
-	c.byStream[stream] = ch
-	if signed {
-		if c.signed == nil {
-			c.signed = make(map[string]bool)
-		}
-		c.signed[stream] = true
+	c.addLocked(ch)
+	c.mu.Unlock()
+	c.SubscribeSince(m, c.fe.wrapper(c.d, cmd.Identifier), since)
+}
+
+// history answers a history command. A channel restored with its session
+// subscribes now, recovering from the position the client gives (or since
+// its time): the missed publications, then confirm_history, then live ones,
+// with no confirm_subscription (the client never stopped being
+// subscribed). Any other channel was served on its subscribe.
+func (c *conn) history(cmd *wire.Command) {
+	c.mu.Lock()
+	ch := c.subs[cmd.Identifier]
+	restored := ch != nil && ch.restored && cmd.History != nil
+	if restored {
+		ch.restored, ch.silent, ch.history = false, true, true
 	}
 	c.mu.Unlock()
+	if !restored {
+		c.Conn().Send(wire.AppendReply(nil, c.d, wire.RejectHistory, cmd.Identifier))
+		return
+	}
+	m := &protocol.Subscribe{ID: subscribeID, S: ch.stream, Presence: c.Node().Auth().StreamOptions(ch.stream).Presence}
+	var since int64
+	if pos, ok := cmd.History.Streams[ch.stream]; ok {
+		m.Recover = &protocol.Position{Epoch: pos.Epoch, Offset: pos.Offset}
+	} else if cmd.History.Since > 0 {
+		since = cmd.History.Since * 1000
+	}
 	c.SubscribeSince(m, c.fe.wrapper(c.d, cmd.Identifier), since)
 }
 
