@@ -189,7 +189,7 @@ func (f *Frontend) Upgrade(tc *transport.Conn, head []byte, w io.Writer) (transp
 		}
 		return nil, err
 	}
-	c := &conn{fe: f, d: d, subs: make(map[string]*channel)}
+	c := &conn{fe: f, d: d}
 	c.Init(tc, f.node, c, f.formats[d])
 	c.who, c.whoErr = f.identify(r, &c.creds)
 	if sid := cmpOr(r.Header.Get("X-Anycable-Restore-Sid"), r.Query.Get("sid")); sid != "" && d.Ext() && f.cfg.Sessions != nil {
@@ -271,10 +271,8 @@ type conn struct {
 	creds    savedSession   // the credentials who came from, for a restore
 	restored []savedChannel // a restored session's channels, until Started
 
-	mu       sync.Mutex          // guards the following: replies are encoded on the reader and the writer
-	subs     map[string]*channel // by identifier
-	byStream map[string]*channel
-	signed   map[string]bool // streams granted by a verified signature
+	mu    sync.Mutex // guards chans: replies are encoded on the reader and the writer
+	chans []*channel // few per connection: a slice beats maps
 }
 
 // channel is one subscription as the client knows it.
@@ -313,7 +311,7 @@ func (c *conn) Started() {
 		w.Restored = true
 		c.mu.Lock()
 		for _, sc := range c.restored {
-			if c.subs[sc.Identifier] != nil || c.byStream[sc.Stream] != nil {
+			if c.byIDLocked(sc.Identifier) != nil || c.byStreamLocked(sc.Stream) != nil {
 				continue
 			}
 			ch := &channel{identifier: sc.Identifier, stream: sc.Stream, signed: sc.Signed, prefix: wire.NewPrefix(c.d, sc.Identifier), restored: true}
@@ -327,18 +325,36 @@ func (c *conn) Started() {
 }
 
 // addLocked records a channel. c.mu must be held.
-func (c *conn) addLocked(ch *channel) {
-	c.subs[ch.identifier] = ch
-	if c.byStream == nil {
-		c.byStream = make(map[string]*channel)
-	}
-	c.byStream[ch.stream] = ch
-	if ch.signed {
-		if c.signed == nil {
-			c.signed = make(map[string]bool)
+func (c *conn) addLocked(ch *channel) { c.chans = append(c.chans, ch) }
+
+// removeLocked forgets a channel. c.mu must be held.
+func (c *conn) removeLocked(ch *channel) {
+	for i, x := range c.chans {
+		if x == ch {
+			c.chans = append(c.chans[:i], c.chans[i+1:]...)
+			return
 		}
-		c.signed[ch.stream] = true
 	}
+}
+
+// byIDLocked returns the channel of identifier. c.mu must be held.
+func (c *conn) byIDLocked(identifier string) *channel {
+	for _, ch := range c.chans {
+		if ch.identifier == identifier {
+			return ch
+		}
+	}
+	return nil
+}
+
+// byStreamLocked returns the channel of stream. c.mu must be held.
+func (c *conn) byStreamLocked(stream string) *channel {
+	for _, ch := range c.chans {
+		if ch.stream == stream {
+			return ch
+		}
+	}
+	return nil
 }
 
 // Closed implements transport.Session: the core lets go of the
@@ -351,7 +367,7 @@ func (c *conn) Closed(clean bool) {
 	}
 	s := c.creds
 	c.mu.Lock()
-	for _, ch := range c.subs {
+	for _, ch := range c.chans {
 		s.Channels = append(s.Channels, savedChannel{Identifier: ch.identifier, Stream: ch.stream, Signed: ch.signed})
 	}
 	c.mu.Unlock()
@@ -391,14 +407,15 @@ func (c *conn) Grants(op auth.Op, stream string) bool {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.signed[stream]
+	ch := c.byStreamLocked(stream)
+	return ch != nil && ch.signed
 }
 
 // Live implements core.Liveness: a subscribe that asked for history hears
 // whether it was served once its missed publications are out.
 func (c *conn) Live(stream string, recovered *bool) []byte {
 	c.mu.Lock()
-	ch := c.byStream[stream]
+	ch := c.byStreamLocked(stream)
 	c.mu.Unlock()
 	if ch == nil || !ch.history {
 		return nil
@@ -471,13 +488,12 @@ func (c *conn) encodeError(m *protocol.ErrorReply) []byte {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	ch := c.byStream[m.S]
+	ch := c.byStreamLocked(m.S)
 	if ch == nil {
 		return nil
 	}
 	if !ch.confirmed && m.ID == subscribeID {
-		delete(c.subs, ch.identifier)
-		delete(c.byStream, ch.stream)
+		c.removeLocked(ch)
 		return wire.AppendReply(nil, c.d, wire.RejectSubscription, ch.identifier)
 	}
 	if m.ID == presenceID {
@@ -489,7 +505,7 @@ func (c *conn) encodeError(m *protocol.ErrorReply) []byte {
 func (c *conn) channelOf(stream string) *channel {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.byStream[stream]
+	return c.byStreamLocked(stream)
 }
 
 // reasonOf names a disconnect code as Action Cable clients know it.

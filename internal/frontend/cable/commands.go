@@ -73,7 +73,7 @@ func (c *conn) OnMessage(payload []byte) {
 func (c *conn) channel(identifier string) *channel {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.subs[identifier]
+	return c.byIDLocked(identifier)
 }
 
 // subscribe resolves the identifier to a stream (public, signed or Turbo)
@@ -122,7 +122,7 @@ func (c *conn) subscribe(cmd *wire.Command) {
 	}
 	ch.signed = signed
 	c.mu.Lock()
-	if _, dup := c.subs[cmd.Identifier]; dup || c.byStream[stream] != nil {
+	if dup := c.byIDLocked(cmd.Identifier) != nil; dup || c.byStreamLocked(stream) != nil {
 		c.mu.Unlock()
 		if !dup {
 			reject() // the same stream under another identifier
@@ -141,7 +141,7 @@ func (c *conn) subscribe(cmd *wire.Command) {
 // subscribed). Any other channel was served on its subscribe.
 func (c *conn) history(cmd *wire.Command) {
 	c.mu.Lock()
-	ch := c.subs[cmd.Identifier]
+	ch := c.byIDLocked(cmd.Identifier)
 	restored := ch != nil && ch.restored && cmd.History != nil
 	if restored {
 		ch.restored, ch.silent, ch.history = false, true, true
@@ -163,11 +163,9 @@ func (c *conn) history(cmd *wire.Command) {
 
 func (c *conn) unsubscribe(cmd *wire.Command) {
 	c.mu.Lock()
-	ch := c.subs[cmd.Identifier]
+	ch := c.byIDLocked(cmd.Identifier)
 	if ch != nil {
-		delete(c.subs, ch.identifier)
-		delete(c.byStream, ch.stream)
-		delete(c.signed, ch.stream)
+		c.removeLocked(ch)
 	}
 	c.mu.Unlock()
 	if ch != nil {
