@@ -7,6 +7,7 @@ import (
 
 	"github.com/huddle-rt/huddle/internal/frontend/cable/cabletest"
 	"github.com/huddle-rt/huddle/internal/frontend/cable/wire"
+	"github.com/huddle-rt/huddle/protocol"
 )
 
 // TestClusterCableSessionRestore: a /cable client dropped by one node
@@ -69,5 +70,44 @@ func TestClusterCableSessionRestore(t *testing.T) {
 	again := cabletest.Dial(t, "ws://"+c.addrs[0]+"/cable?sid="+sid, wire.SubprotocolExtJSON)
 	if w := again.Expect("welcome"); w["restored"] == true {
 		t.Fatalf("a second restore of one session: %v", w)
+	}
+}
+
+// TestClusterCableOneWorld: across nodes, a /ws whisper and presence join
+// on one node reach a /cable subscriber on another, and a /cable whisper
+// reaches the /ws client.
+func TestClusterCableOneWorld(t *testing.T) {
+	c := startCluster(t, 2, nil, "--public")
+	id := cabletest.PubSub("world")
+	cab := cabletest.Dial(t, "ws://"+c.addrs[0]+"/cable", wire.SubprotocolExtJSON)
+	cab.Expect("welcome")
+	cab.Subscribe(id)
+	ws, _ := clusterDialT(t, c.url(1), "wes")
+	request[*protocol.Subscribed](t, ws, &protocol.Subscribe{ID: 1, S: "world"})
+
+	if err := ws.Send(&protocol.SendWhisper{S: "world", Ev: "cursor", Data: protocol.MustRaw(map[string]int{"x": 7})}); err != nil {
+		t.Fatal(err)
+	}
+	if m := cab.Expect(""); m["message"].(map[string]any)["x"] != float64(7) {
+		t.Fatalf("/cable got %v, want the /ws whisper from the other node", m)
+	}
+	if err := ws.Send(&protocol.Join{ID: 2, S: "world", State: protocol.MustRaw(map[string]string{"n": "W"})}); err != nil {
+		t.Fatal(err)
+	}
+	if m := cab.Expect("presence"); m["message"].(map[string]any)["id"] != "wes" {
+		t.Fatalf("/cable got %v, want wes's join from the other node", m)
+	}
+	cab.Send(map[string]any{"command": "whisper", "identifier": id, "data": map[string]any{"event": "typing"}})
+	for {
+		m, err := ws.Next(e2eWait)
+		if err != nil {
+			t.Fatalf("/ws waiting for the /cable whisper: %v", err)
+		}
+		if w, ok := m.(*protocol.Whisper); ok {
+			if w.Ev != "typing" {
+				t.Fatalf("whisper %+v", w)
+			}
+			break
+		}
 	}
 }

@@ -358,11 +358,13 @@ func (c *conn) byStreamLocked(stream string) *channel {
 }
 
 // Closed implements transport.Session: the core lets go of the
-// connection, and an ext session is kept for a restore.
+// connection, and an ext session is kept for a restore, unless the client
+// closed it (it will not come back for it) or it has no channels (nothing
+// to restore, which also keeps connection churn out of the store).
 func (c *conn) Closed(clean bool) {
 	c.Session.Closed(clean)
 	store := c.fe.cfg.Sessions
-	if store == nil || !c.d.Ext() || c.Ident() == nil {
+	if store == nil || clean || !c.d.Ext() || c.Ident() == nil {
 		return
 	}
 	s := c.creds
@@ -371,6 +373,9 @@ func (c *conn) Closed(clean bool) {
 		s.Channels = append(s.Channels, savedChannel{Identifier: ch.identifier, Stream: ch.stream, Signed: ch.signed})
 	}
 	c.mu.Unlock()
+	if len(s.Channels) == 0 {
+		return
+	}
 	b := s.marshal()
 	if len(b) > maxSessionBytes {
 		return
