@@ -69,7 +69,17 @@ type Frontend struct {
 	formats [wire.NumDialects]int
 
 	mu       sync.Mutex // guards wrappers
-	wrappers map[wrapperKey]*core.Wrapper
+	wrappers map[wrapperKey]*ident
+}
+
+// ident is what every subscription with one identifier in one dialect
+// shares: the identifier, its frame prefix and its core.Wrapper.
+type ident struct {
+	key        wrapperKey
+	identifier string
+	prefix     wire.Prefix
+	wrapper    *core.Wrapper
+	refs       int // channels holding it; guarded by Frontend.mu
 }
 
 type wrapperKey struct {
@@ -86,7 +96,7 @@ func New(node *core.Node, cfg Config) *Frontend {
 	if cfg.SessionTTL <= 0 {
 		cfg.SessionTTL = DefaultSessionTTL
 	}
-	f := &Frontend{cfg: cfg, node: node, wrappers: make(map[wrapperKey]*core.Wrapper)}
+	f := &Frontend{cfg: cfg, node: node, wrappers: make(map[wrapperKey]*ident)}
 	for d := wire.Dialect(0); d < wire.NumDialects; d++ {
 		f.formats[d] = node.AddFormat(&core.Format{
 			Name:    d.Subprotocol(),
@@ -145,26 +155,38 @@ func memberID(user, client string) string {
 	return client
 }
 
-// wrapper returns the shared Wrapper of identifier in dialect d.
-func (f *Frontend) wrapper(d wire.Dialect, identifier string) *core.Wrapper {
+// ident returns the shared state of identifier in dialect d, for a channel
+// that gives it back with release.
+func (f *Frontend) ident(d wire.Dialect, identifier string) *ident {
 	k := wrapperKey{d, identifier}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if w := f.wrappers[k]; w != nil {
-		return w
+	if id := f.wrappers[k]; id != nil {
+		id.refs++
+		return id
 	}
-	p := wire.NewPrefix(d, identifier)
-	w := core.NewWrapper(func(list []byte) [][]byte {
+	id := &ident{key: k, identifier: identifier, prefix: wire.NewPrefix(d, identifier), refs: 1}
+	id.wrapper = core.NewWrapper(func(list []byte) [][]byte {
 		var out [][]byte
 		_ = wire.EachBody(d, list, func(b *wire.Body) {
-			out = append(out, wire.AppendFrame(nil, &p, b))
+			out = append(out, wire.AppendFrame(nil, &id.prefix, b))
 		})
 		return out
 	})
 	if len(f.wrappers) < maxWrappers {
-		f.wrappers[k] = w
+		f.wrappers[k] = id
 	}
-	return w
+	return id
+}
+
+// release gives back what ident returned; the last channel of an
+// identifier forgets it.
+func (f *Frontend) release(id *ident) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if id.refs--; id.refs <= 0 && f.wrappers[id.key] == id {
+		delete(f.wrappers, id.key)
+	}
 }
 
 // Upgrade answers the upgrade request in head and starts a session on tc.
@@ -189,9 +211,13 @@ func (f *Frontend) Upgrade(tc *transport.Conn, head []byte, w io.Writer) (transp
 		}
 		return nil, err
 	}
-	c := &conn{fe: f, d: d}
+	c := &conn{fe: f, d: d, start: new(startState)}
 	c.Init(tc, f.node, c, f.formats[d])
-	c.who, c.whoErr = f.identify(r, &c.creds)
+	var creds savedSession
+	c.start.who, c.start.err = f.identify(r, &creds)
+	if creds.JID != "" || creds.Token != "" {
+		c.creds = &creds
+	}
 	if sid := cmpOr(r.Header.Get("X-Anycable-Restore-Sid"), r.Query.Get("sid")); sid != "" && d.Ext() && f.cfg.Sessions != nil {
 		c.restoreFrom(sid)
 	}
@@ -249,9 +275,12 @@ func (c *conn) restoreFrom(sid string) {
 	if err != nil {
 		return
 	}
-	c.who, c.whoErr = id, nil
-	c.creds = savedSession{JID: s.JID, Token: s.Token}
-	c.restored = s.Channels
+	c.start.who, c.start.err = id, nil
+	c.creds = nil
+	if s.JID != "" || s.Token != "" {
+		c.creds = &savedSession{JID: s.JID, Token: s.Token}
+	}
+	c.start.restored = s.Channels
 }
 
 func cmpOr(a, b string) string {
@@ -264,27 +293,31 @@ func cmpOr(a, b string) string {
 // conn is an Action Cable connection.
 type conn struct {
 	core.Session
-	fe       *Frontend
-	d        wire.Dialect
-	who      *auth.Identity // settled at the upgrade; nil when refused
-	whoErr   error
-	creds    savedSession   // the credentials who came from, for a restore
-	restored []savedChannel // a restored session's channels, until Started
+	fe    *Frontend
+	d     wire.Dialect
+	start *startState   // from the upgrade to Started
+	creds *savedSession // the credentials of the identity, for a restore; nil for none
 
 	mu    sync.Mutex // guards chans: replies are encoded on the reader and the writer
 	chans []*channel // few per connection: a slice beats maps
 }
 
+// startState is what the upgrade settled, for Started.
+type startState struct {
+	who      *auth.Identity // nil when refused
+	err      error
+	restored []savedChannel // a restored session's channels
+}
+
 // channel is one subscription as the client knows it.
 type channel struct {
-	identifier string
-	stream     string
-	signed     bool
-	prefix     wire.Prefix
-	history    bool // the subscribe asked for history (ext): confirm_history or reject_history follows
-	confirmed  bool
-	restored   bool // restored with its session: subscribes when the client asks for its history
-	silent     bool // subscribed again after a restore: the client hears no confirm_subscription
+	*ident
+	stream    string
+	signed    bool
+	history   bool // the subscribe asked for history (ext): confirm_history or reject_history follows
+	confirmed bool
+	restored  bool // restored with its session: subscribes when the client asks for its history
+	silent    bool // subscribed again after a restore: the client hears no confirm_subscription
 }
 
 var (
@@ -297,29 +330,30 @@ var (
 // Started implements transport.Starter: the welcome, or the disconnect of
 // a refused identity.
 func (c *conn) Started() {
-	if c.who == nil {
+	st := c.start
+	c.start = nil
+	if st.who == nil {
 		reason, reconnect := wire.ReasonUnauthorized, false
-		if errors.Is(c.whoErr, wire.ErrTokenExpired) || errors.Is(c.whoErr, auth.ErrExpired) {
+		if errors.Is(st.err, wire.ErrTokenExpired) || errors.Is(st.err, auth.ErrExpired) {
 			reason = wire.ReasonTokenExpired
 		}
 		c.Conn().Close(uint16(protocol.CodeUnauthorized), reason, wire.AppendDisconnect(nil, c.d, reason, reconnect), reconnect)
 		return
 	}
-	c.Connect(c.who)
+	c.Connect(st.who)
 	w := wire.Welcome{SID: c.ClientID()}
-	if c.restored != nil {
+	if st.restored != nil {
 		w.Restored = true
 		c.mu.Lock()
-		for _, sc := range c.restored {
+		for _, sc := range st.restored {
 			if c.byIDLocked(sc.Identifier) != nil || c.byStreamLocked(sc.Stream) != nil {
 				continue
 			}
-			ch := &channel{identifier: sc.Identifier, stream: sc.Stream, signed: sc.Signed, prefix: wire.NewPrefix(c.d, sc.Identifier), restored: true}
+			ch := &channel{ident: c.fe.ident(c.d, sc.Identifier), stream: sc.Stream, signed: sc.Signed, restored: true}
 			c.addLocked(ch)
 			w.RestoredIDs = append(w.RestoredIDs, sc.Identifier)
 		}
 		c.mu.Unlock()
-		c.restored = nil
 	}
 	c.Conn().Send(wire.AppendWelcome(nil, c.d, w))
 }
@@ -332,6 +366,7 @@ func (c *conn) removeLocked(ch *channel) {
 	for i, x := range c.chans {
 		if x == ch {
 			c.chans = append(c.chans[:i], c.chans[i+1:]...)
+			c.fe.release(ch.ident)
 			return
 		}
 	}
@@ -365,15 +400,20 @@ func (c *conn) Closed(clean bool) {
 	c.Session.Closed(clean)
 	store := c.fe.cfg.Sessions
 	if store == nil || clean || !c.d.Ext() || c.Ident() == nil {
-		return
+		store = nil // the channels are released all the same
 	}
-	s := c.creds
+	var s savedSession
+	if c.creds != nil {
+		s = *c.creds
+	}
 	c.mu.Lock()
 	for _, ch := range c.chans {
 		s.Channels = append(s.Channels, savedChannel{Identifier: ch.identifier, Stream: ch.stream, Signed: ch.signed})
+		c.fe.release(ch.ident)
 	}
+	c.chans = nil
 	c.mu.Unlock()
-	if len(s.Channels) == 0 {
+	if store == nil || len(s.Channels) == 0 {
 		return
 	}
 	b := s.marshal()

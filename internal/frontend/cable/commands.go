@@ -106,7 +106,7 @@ func (c *conn) subscribe(cmd *wire.Command) {
 		reject()
 		return
 	}
-	ch := &channel{identifier: cmd.Identifier, stream: stream, prefix: wire.NewPrefix(c.d, cmd.Identifier)}
+	ch := &channel{ident: c.fe.ident(c.d, cmd.Identifier), stream: stream}
 	m := &protocol.Subscribe{ID: subscribeID, S: stream}
 	var since int64 // unix ms
 	if c.d.Ext() {
@@ -124,6 +124,7 @@ func (c *conn) subscribe(cmd *wire.Command) {
 	c.mu.Lock()
 	if dup := c.byIDLocked(cmd.Identifier) != nil; dup || c.byStreamLocked(stream) != nil {
 		c.mu.Unlock()
+		c.fe.release(ch.ident)
 		if !dup {
 			reject() // the same stream under another identifier
 		}
@@ -131,7 +132,7 @@ func (c *conn) subscribe(cmd *wire.Command) {
 	}
 	c.addLocked(ch)
 	c.mu.Unlock()
-	c.SubscribeSince(m, c.fe.wrapper(c.d, cmd.Identifier), since)
+	c.SubscribeSince(m, ch.wrapper, since)
 }
 
 // history answers a history command. A channel restored with its session
@@ -158,7 +159,7 @@ func (c *conn) history(cmd *wire.Command) {
 	} else if cmd.History.Since > 0 {
 		since = cmd.History.Since * 1000
 	}
-	c.SubscribeSince(m, c.fe.wrapper(c.d, cmd.Identifier), since)
+	c.SubscribeSince(m, ch.wrapper, since)
 }
 
 func (c *conn) unsubscribe(cmd *wire.Command) {
