@@ -95,6 +95,15 @@ type Liveness interface {
 	Live(stream string, recovered *bool) []byte
 }
 
+// PresenceFilter is an Output whose protocol sees presence differently
+// from huddle.v1 (Action Cable counts one member per id, however many
+// connections it has): each presence diff is turned into the connection's
+// own messages, from the diff's frame in the connection's Format, instead
+// of the shared frame being queued.
+type PresenceFilter interface {
+	PresenceDiff(stream string, frame []byte) [][]byte
+}
+
 // Granter is an Output whose protocol grants a session more than its
 // identity does: streams whose access the protocol proved otherwise (an
 // Action Cable signed stream name).

@@ -100,8 +100,18 @@ func (s *subscription) Deliver(m hub.Message, frame []byte) {
 		}
 		return
 	}
-	var more [][]byte // a Wrapper's messages after the first
-	if s.wrap != nil {
+	var more [][]byte // a Wrapper's or a PresenceFilter's messages after the first
+	var pf PresenceFilter
+	if m.Kind == kindPresence {
+		pf, _ = c.out.(PresenceFilter)
+	}
+	if pf != nil {
+		msgs := pf.PresenceDiff(s.stream, frame)
+		if len(msgs) == 0 {
+			return
+		}
+		frame, more = msgs[0], msgs[1:]
+	} else if s.wrap != nil {
 		msgs := s.wrap.apply(frame)
 		if len(msgs) == 0 {
 			return

@@ -50,11 +50,7 @@ const servers = {
 // Behaviour a server lacks: tests tagged with it are skipped there (see
 // README.md). CABLE_RUN_ALL=1 runs them anyway.
 const lacks = {
-  huddle: new Set([
-    // Presence is per connection: a second connection joining with the
-    // same id is a second join, its leave a leave (docs/anycable.md).
-    "presence-id-dedupe",
-  ]),
+  huddle: new Set(),
   anycable: new Set([
     // anycable-go 1.6.16 (memory broker) lets live broadcasts through while
     // it replays a new subscription's history: seen 79,80,81,123,124,82,...

@@ -121,18 +121,8 @@ func encodeShared(d wire.Dialect, m protocol.Message) ([]byte, error) {
 		}
 		return wire.AppendBodyList(nil, wire.NewWhisperBody(d, data)), nil
 	case *protocol.Presence:
-		var list []byte
-		for _, j := range m.Joins {
-			var info []byte
-			if !j.State.IsNil() {
-				info, _ = j.State.MarshalJSON()
-			}
-			list = wire.AppendBodyList(list, wire.NewPresenceBody(d, wire.PresenceEvent{Type: wire.PresenceJoin, ID: memberID(j.User, j.Client), Info: info}))
-		}
-		for _, l := range m.Leaves {
-			list = wire.AppendBodyList(list, wire.NewPresenceBody(d, wire.PresenceEvent{Type: wire.PresenceLeave, ID: memberID(l.User, l.Client)}))
-		}
-		return list, nil
+		// Each connection turns it into its own messages (PresenceDiff).
+		return protocol.AppendMessage(protocol.Msgpack, nil, m)
 	}
 	return nil, nil
 }
@@ -318,13 +308,18 @@ type channel struct {
 	confirmed bool
 	restored  bool // restored with its session: subscribes when the client asks for its history
 	silent    bool // subscribed again after a restore: the client hears no confirm_subscription
+	// members counts the stream's presence members by id (connections
+	// per id), from the subscribe's snapshot and the diffs since: a join
+	// is told when an id arrives, a leave when its last connection goes.
+	members map[string]int
 }
 
 var (
-	_ transport.Session = (*conn)(nil)
-	_ transport.Starter = (*conn)(nil)
-	_ core.Liveness     = (*conn)(nil)
-	_ core.Granter      = (*conn)(nil)
+	_ transport.Session   = (*conn)(nil)
+	_ transport.Starter   = (*conn)(nil)
+	_ core.Liveness       = (*conn)(nil)
+	_ core.Granter        = (*conn)(nil)
+	_ core.PresenceFilter = (*conn)(nil)
 )
 
 // Started implements transport.Starter: the welcome, or the disconnect of
@@ -456,6 +451,57 @@ func (c *conn) Grants(op auth.Op, stream string) bool {
 	return ch != nil && ch.signed
 }
 
+// PresenceDiff implements core.PresenceFilter: the diff's joins and leaves
+// as Action Cable presence messages, one join per id however many
+// connections join with it, one leave when the last of them goes.
+func (c *conn) PresenceDiff(stream string, frame []byte) [][]byte {
+	var arr [1]protocol.Decoded
+	msgs, err := protocol.DecodeServer(protocol.Msgpack, frame, arr[:0])
+	if err != nil || len(msgs) != 1 || msgs[0].Err != nil {
+		return nil
+	}
+	diff, ok := msgs[0].Msg.(*protocol.Presence)
+	if !ok {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch := c.byStreamLocked(stream)
+	if ch == nil {
+		return nil
+	}
+	if ch.members == nil {
+		ch.members = make(map[string]int)
+	}
+	var out [][]byte
+	emit := func(ev wire.PresenceEvent) {
+		if b := wire.NewPresenceBody(c.d, ev); !b.IsZero() {
+			out = append(out, wire.AppendFrame(nil, &ch.prefix, &b))
+		}
+	}
+	for _, j := range diff.Joins {
+		id := memberID(j.User, j.Client)
+		if ch.members[id]++; ch.members[id] > 1 {
+			continue
+		}
+		var info []byte
+		if !j.State.IsNil() {
+			info, _ = j.State.MarshalJSON()
+		}
+		emit(wire.PresenceEvent{Type: wire.PresenceJoin, ID: id, Info: info})
+	}
+	for _, l := range diff.Leaves {
+		id := memberID(l.User, l.Client)
+		if n, known := ch.members[id]; known && n > 1 {
+			ch.members[id] = n - 1
+			continue
+		}
+		delete(ch.members, id)
+		emit(wire.PresenceEvent{Type: wire.PresenceLeave, ID: id})
+	}
+	return out
+}
+
 // Live implements core.Liveness: a subscribe that asked for history hears
 // whether it was served once its missed publications are out.
 func (c *conn) Live(stream string, recovered *bool) []byte {
@@ -484,6 +530,12 @@ func (c *conn) Encode(m protocol.Message) ([]byte, error) {
 		c.mu.Lock()
 		ch.confirmed = true
 		silent := ch.silent
+		if len(m.Members) > 0 {
+			ch.members = make(map[string]int, len(m.Members))
+			for _, mb := range m.Members {
+				ch.members[memberID(mb.User, mb.Client)]++
+			}
+		}
 		c.mu.Unlock()
 		if silent {
 			return nil, nil
