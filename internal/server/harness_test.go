@@ -5,7 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -138,13 +137,5 @@ func subscribe(t *testing.T, c *wsclient.Client, id uint64, stream string, recov
 // apiPublish publishes through the HTTP API and returns the response body.
 func (h *harness) apiPublish(body string) (int, string) {
 	h.t.Helper()
-	req, _ := http.NewRequest("POST", h.HTTP+"/api/publish", strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+testAPIKey)
-	resp, err := apiClient.Do(req)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return h.post("/api/publish", testAPIKey, body)
 }

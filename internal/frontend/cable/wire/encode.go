@@ -138,13 +138,7 @@ func AppendPresenceInfo(dst []byte, d Dialect, identifier string, total int, rec
 	if !d.Ext() {
 		return dst
 	}
-	e := enc{d: d, b: dst}
-	e.open(3)
-	e.key("type")
-	e.str(typePresence)
-	e.key("identifier")
-	e.str(identifier)
-	e.key("message")
+	e := presenceReply(d, dst, identifier)
 	n := 2
 	if records != nil {
 		n++
@@ -178,6 +172,19 @@ func AppendPresenceInfo(dst []byte, d Dialect, identifier string, total int, rec
 	return e.close()
 }
 
+// presenceReply starts a presence reply: its type and identifier, and the
+// "message" key, whose value the caller writes before closing.
+func presenceReply(d Dialect, dst []byte, identifier string) enc {
+	e := enc{d: d, b: dst}
+	e.open(3)
+	e.key("type")
+	e.str(typePresence)
+	e.key("identifier")
+	e.str(identifier)
+	e.key("message")
+	return e
+}
+
 // AppendPresenceError appends the answer to a presence command the server
 // could not serve, {"type":"presence","identifier":I,"message":{"type":"error"}},
 // which @anycable/core turns into a rejected promise. Plain dialects get
@@ -186,13 +193,7 @@ func AppendPresenceError(dst []byte, d Dialect, identifier string) []byte {
 	if !d.Ext() {
 		return dst
 	}
-	e := enc{d: d, b: dst}
-	e.open(3)
-	e.key("type")
-	e.str(typePresence)
-	e.key("identifier")
-	e.str(identifier)
-	e.key("message")
+	e := presenceReply(d, dst, identifier)
 	e.open(1)
 	e.key("type")
 	e.str("error")
