@@ -17,7 +17,10 @@ export function anycable(url, opts = {}) {
   });
   cable.wire = [];
   cable.transport.on("data", (d) => {
-    try { cable.wire.push(JSON.parse(typeof d === "string" ? d : Buffer.from(d).toString())); } catch {}
+    try {
+      const msg = opts.encoder ? opts.encoder.decode(d) : JSON.parse(typeof d === "string" ? d : Buffer.from(d).toString());
+      if (msg) cable.wire.push(msg);
+    } catch {}
   });
   return cable;
 }

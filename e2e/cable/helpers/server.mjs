@@ -52,6 +52,8 @@ const servers = {
 const lacks = {
   huddle: new Set(),
   anycable: new Set([
+    // Binary formats are AnyCable Pro's; the open-source build serves JSON.
+    "msgpack",
     // anycable-go 1.6.16 (memory broker) lets live broadcasts through while
     // it replays a new subscription's history: seen 79,80,81,123,124,82,...
     // and offsets delivered twice (live and from history).
