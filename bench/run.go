@@ -223,7 +223,7 @@ func (r *run) counterDelta(ctx context.Context) map[string]float64 {
 func (r *run) common(u Usage, counters map[string]float64) Common {
 	c := Common{
 		Scenario: r.name, Time: r.started.UTC().Format(time.RFC3339), Adapter: r.env.Adapter.Name,
-		URL: r.env.Target.URL, StartedServer: r.env.Target.Started, ServerArgs: r.env.Target.Args,
+		URL: r.env.Adapter.URL, StartedServer: r.env.Target.Started, ServerArgs: r.env.Target.Args,
 		ClientWorkers: len(r.pool.workers), ClientSpin: r.spin.String(), Usage: u, ServerCounters: counters, Notes: r.notes,
 	}
 	if c.Adapter == "" {
