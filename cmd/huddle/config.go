@@ -25,6 +25,11 @@ var anycableEnv = map[string][]string{
 	"allow-anonymous": {"ANYCABLE_NOAUTH"},
 	"redis-url":       {"ANYCABLE_REDIS_URL"},
 	"log-level":       {"ANYCABLE_LOG_LEVEL"},
+	"rpc-url":         {"ANYCABLE_RPC_HOST"},
+	"rpc-secret":      {"ANYCABLE_HTTP_RPC_SECRET"},
+	"rpc-concurrency": {"ANYCABLE_RPC_CONCURRENCY"},
+	"rpc-headers":     {"ANYCABLE_HEADERS"},
+	"disconnect-rate": {"ANYCABLE_DISCONNECT_RATE"},
 }
 
 // applyEnv sets every flag not given on the command line from its
@@ -143,6 +148,11 @@ type options struct {
 	streamsSecret   string
 	cablePing       time.Duration
 	sessionsTTL     time.Duration
+	rpcURL          string
+	rpcSecret       string
+	rpcConcurrency  int
+	rpcHeaders      string
+	disconnectRate  float64
 }
 
 func newFlagSet(o *options) *flag.FlagSet {
@@ -199,6 +209,11 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.streamsSecret, "streams-secret", "", "secret that verifies /cable's signed stream names (Turbo Streams, $pubsub signed_stream_name); default: --secret")
 	fs.DurationVar(&o.cablePing, "cable-ping-interval", 3*time.Second, "how often /cable pings (Rails' client counts a connection stale after 6s without one)")
 	fs.DurationVar(&o.sessionsTTL, "sessions-ttl", 5*time.Minute, "how long /cable keeps a dropped connection's session, so that a client reconnecting with ?sid= gets restored: true and its subscriptions back (0: no restore)")
+	fs.StringVar(&o.rpcURL, "rpc-url", "", "/cable's application backend, AnyCable RPC over HTTP: http(s)://host/path gets POSTs to path/connect, path/command and path/disconnect (empty: channels other than $pubsub and Turbo Streams are rejected)")
+	fs.StringVar(&o.rpcSecret, "rpc-secret", "", "sent to --rpc-url as Authorization: Bearer")
+	fs.IntVar(&o.rpcConcurrency, "rpc-concurrency", 28, "backend calls in flight at most; more wait for a slot")
+	fs.StringVar(&o.rpcHeaders, "rpc-headers", "cookie", "comma-separated request headers sent to the backend with a connect")
+	fs.Float64Var(&o.disconnectRate, "disconnect-rate", 100, "backend disconnect calls a second at most, so a mass disconnect does not flood it (0: no bound)")
 	fs.Usage = func() { usage(fs) }
 	return fs
 }

@@ -120,6 +120,11 @@ func run(args []string) error {
 		CableJWTSecret:    []byte(o.secret),
 		CablePingInterval: o.cablePing,
 		SessionsTTL:       sessionsTTL(o.sessionsTTL),
+		RPCURL:            o.rpcURL,
+		RPCSecret:         o.rpcSecret,
+		RPCConcurrency:    o.rpcConcurrency,
+		RPCHeaders:        splitList(o.rpcHeaders),
+		DisconnectRate:    o.disconnectRate,
 	}
 	if dev != nil {
 		cfg.Pages = dev.pages()
@@ -267,6 +272,17 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// splitList splits a comma-separated flag, dropping empty entries.
+func splitList(s string) []string {
+	var out []string
+	for _, e := range strings.Split(s, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // sessionsTTL maps the flag's 0 (off) to the server's "no restore".

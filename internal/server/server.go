@@ -25,6 +25,7 @@ import (
 	"github.com/huddle-rt/huddle/internal/broker"
 	"github.com/huddle-rt/huddle/internal/core"
 	"github.com/huddle-rt/huddle/internal/frontend/cable"
+	"github.com/huddle-rt/huddle/internal/frontend/cable/rpc"
 	"github.com/huddle-rt/huddle/internal/frontend/huddlev1"
 	"github.com/huddle-rt/huddle/internal/httpapi"
 	"github.com/huddle-rt/huddle/internal/transport"
@@ -101,6 +102,19 @@ type Config struct {
 	// CableJWTSecret verifies /cable's ?jid= tokens (HS256, identifiers in
 	// the ext claim). Empty: jid tokens are refused.
 	CableJWTSecret []byte
+	// RPCURL is /cable's application backend (AnyCable RPC over HTTP:
+	// http(s)://host/path). Empty: none; application channels are rejected.
+	RPCURL string
+	// RPCSecret is sent to the backend as a bearer token.
+	RPCSecret string
+	// RPCConcurrency bounds the backend calls in flight. Default 28.
+	RPCConcurrency int
+	// RPCHeaders are the request headers sent with a connect. Default
+	// Cookie.
+	RPCHeaders []string
+	// DisconnectRate bounds the backend's disconnect calls a second. 0:
+	// none.
+	DisconnectRate float64
 	// SessionsTTL is how long /cable keeps a closed connection's session
 	// for a restore (?sid=). Default 5m; negative: no restore.
 	SessionsTTL time.Duration
@@ -239,14 +253,23 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if cfg.SessionsTTL < 0 {
 		sessions = nil
 	}
+	var backend *rpc.Client
+	if cfg.RPCURL != "" {
+		if backend, err = rpc.New(rpc.Config{URL: cfg.RPCURL, Secret: cfg.RPCSecret, Concurrency: cfg.RPCConcurrency}); err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+	}
 	s.cable = cable.New(s.node, cable.Config{
-		Sessions:      sessions,
-		SessionTTL:    cfg.SessionsTTL,
-		PingInterval:  cfg.CablePingInterval,
-		JWTSecret:     cfg.CableJWTSecret,
-		StreamsSecret: cfg.StreamsSecret,
-		Gate:          s.gate,
-		Refused:       func() { s.handshakeFailures.Add(1) },
+		RPC:            backend,
+		RPCHeaders:     cfg.RPCHeaders,
+		DisconnectRate: cfg.DisconnectRate,
+		Sessions:       sessions,
+		SessionTTL:     cfg.SessionsTTL,
+		PingInterval:   cfg.CablePingInterval,
+		JWTSecret:      cfg.CableJWTSecret,
+		StreamsSecret:  cfg.StreamsSecret,
+		Gate:           s.gate,
+		Refused:        func() { s.handshakeFailures.Add(1) },
 	})
 	s.tr, err = transport.New(transport.Config{
 		MaxQueue:      cfg.MaxQueue,

@@ -15,12 +15,15 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/huddle-rt/huddle/internal/auth"
 	"github.com/huddle-rt/huddle/internal/core"
+	"github.com/huddle-rt/huddle/internal/frontend/cable/rpc"
 	"github.com/huddle-rt/huddle/internal/frontend/cable/wire"
 	"github.com/huddle-rt/huddle/internal/transport"
 	"github.com/huddle-rt/huddle/protocol"
@@ -55,6 +58,17 @@ type Config struct {
 	// SessionTTL is how long a session can be restored. Default
 	// DefaultSessionTTL.
 	SessionTTL time.Duration
+	// RPC is the application backend (AnyCable RPC): connects without a
+	// jid token and the application's channels go to it. Nil: none.
+	RPC *rpc.Client
+	// RPCHeaders are the request headers sent with a connect. Default:
+	// Cookie.
+	RPCHeaders []string
+	// DisconnectRate bounds the backend's disconnect calls a second (0:
+	// none); DisconnectQueue bounds those waiting (default 10,000; past it
+	// they are dropped and counted).
+	DisconnectRate  float64
+	DisconnectQueue int
 	// Gate refuses an upgrade before the subprotocol is looked at (a
 	// draining node, a foreign origin). Nil admits all.
 	Gate func(r *transport.Request) error
@@ -70,6 +84,9 @@ type Frontend struct {
 
 	mu       sync.Mutex // guards wrappers
 	wrappers map[wrapperKey]*ident
+
+	backend     backendStats
+	disconnects *disconnecter // nil without a backend
 }
 
 // ident is what every subscription with one identifier in one dialect
@@ -96,7 +113,20 @@ func New(node *core.Node, cfg Config) *Frontend {
 	if cfg.SessionTTL <= 0 {
 		cfg.SessionTTL = DefaultSessionTTL
 	}
+	if len(cfg.RPCHeaders) == 0 {
+		cfg.RPCHeaders = []string{"Cookie"}
+	}
+	for i, h := range cfg.RPCHeaders {
+		cfg.RPCHeaders[i] = http.CanonicalHeaderKey(h) // as the handshake reads them
+	}
+	if cfg.DisconnectQueue <= 0 {
+		cfg.DisconnectQueue = 10_000
+	}
 	f := &Frontend{cfg: cfg, node: node, wrappers: make(map[wrapperKey]*ident)}
+	if cfg.RPC != nil {
+		f.disconnects = &disconnecter{client: cfg.RPC, queue: make(chan *rpc.DisconnectRequest, cfg.DisconnectQueue), rate: cfg.DisconnectRate, stats: &f.backend, log: node.Logger()}
+		go f.disconnects.run()
+	}
 	for d := wire.Dialect(0); d < wire.NumDialects; d++ {
 		f.formats[d] = node.AddFormat(&core.Format{
 			Name:    d.Subprotocol(),
@@ -184,7 +214,7 @@ func (f *Frontend) release(id *ident) {
 // disconnect) goes out in Started.
 func (f *Frontend) Upgrade(tc *transport.Conn, head []byte, w io.Writer) (transport.Session, error) {
 	var d wire.Dialect
-	keep := []string{"Authorization", "X-Jid", "X-Anycable-Restore-Sid"}
+	keep := append([]string{"Authorization", "X-Jid", "X-Anycable-Restore-Sid"}, f.cfg.RPCHeaders...)
 	r, _, err := transport.Upgrade(head, w, keep, func(r *transport.Request) (string, error) {
 		if f.cfg.Gate != nil {
 			if err := f.cfg.Gate(r); err != nil {
@@ -207,6 +237,13 @@ func (f *Frontend) Upgrade(tc *transport.Conn, head []byte, w io.Writer) (transp
 	c.start.who, c.start.err = f.identify(r, &creds)
 	if creds.JID != "" || creds.Token != "" {
 		c.creds = &creds
+	}
+	if f.cfg.RPC != nil && creds.JID == "" {
+		u := "http://" + r.Host + r.Path
+		if len(r.Query) > 0 {
+			u += "?" + r.Query.Encode()
+		}
+		c.rpc = &rpcConn{env: f.requestEnv(&requestInfo{url: u, header: r.Header})}
 	}
 	if sid := cmpOr(r.Header.Get("X-Anycable-Restore-Sid"), r.Query.Get("sid")); sid != "" && d.Ext() && f.cfg.Sessions != nil {
 		c.restoreFrom(sid)
@@ -287,6 +324,7 @@ type conn struct {
 	d     wire.Dialect
 	start *startState   // from the upgrade to Started
 	creds *savedSession // the credentials of the identity, for a restore; nil for none
+	rpc   *rpcConn      // the backend's side; nil without one, or with a jid
 
 	mu    sync.Mutex // guards chans: replies are encoded on the reader and the writer
 	chans []*channel // few per connection: a slice beats maps
@@ -306,8 +344,9 @@ type channel struct {
 	signed    bool
 	history   bool // the subscribe asked for history (ext): confirm_history or reject_history follows
 	confirmed bool
-	restored  bool // restored with its session: subscribes when the client asks for its history
-	silent    bool // subscribed again after a restore: the client hears no confirm_subscription
+	restored  bool        // restored with its session: subscribes when the client asks for its history
+	silent    bool        // subscribed again after a restore: the client hears no confirm_subscription
+	rpc       *rpcChannel // an application channel's state; nil for $pubsub and Turbo
 	// members counts the stream's presence members by id (connections
 	// per id), from the subscribe's snapshot and the diffs since: a join
 	// is told when an id arrives, a leave when its last connection goes.
@@ -327,6 +366,10 @@ var (
 func (c *conn) Started() {
 	st := c.start
 	c.start = nil
+	if c.rpc != nil && st.restored == nil {
+		c.enqueue(c.rpcConnect) // the application decides
+		return
+	}
 	if st.who == nil {
 		reason, reconnect := wire.ReasonUnauthorized, false
 		if errors.Is(st.err, wire.ErrTokenExpired) || errors.Is(st.err, auth.ErrExpired) {
@@ -380,7 +423,7 @@ func (c *conn) byIDLocked(identifier string) *channel {
 // byStreamLocked returns the channel of stream. c.mu must be held.
 func (c *conn) byStreamLocked(stream string) *channel {
 	for _, ch := range c.chans {
-		if ch.stream == stream {
+		if ch.stream == stream && stream != "" || ch.rpc != nil && slices.Contains(ch.rpc.streams, stream) {
 			return ch
 		}
 	}
@@ -393,6 +436,9 @@ func (c *conn) byStreamLocked(stream string) *channel {
 // to restore, which also keeps connection churn out of the store).
 func (c *conn) Closed(clean bool) {
 	c.Session.Closed(clean)
+	if c.rpc != nil {
+		c.rpcClosed()
+	}
 	store := c.fe.cfg.Sessions
 	if store == nil || clean || !c.d.Ext() || c.Ident() == nil {
 		store = nil // the channels are released all the same
@@ -403,7 +449,9 @@ func (c *conn) Closed(clean bool) {
 	}
 	c.mu.Lock()
 	for _, ch := range c.chans {
-		s.Channels = append(s.Channels, savedChannel{Identifier: ch.identifier, Stream: ch.stream, Signed: ch.signed})
+		if ch.rpc == nil { // an application channel would need the application again
+			s.Channels = append(s.Channels, savedChannel{Identifier: ch.identifier, Stream: ch.stream, Signed: ch.signed})
+		}
 		c.fe.release(ch.ident)
 	}
 	c.chans = nil
@@ -448,7 +496,7 @@ func (c *conn) Grants(op auth.Op, stream string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	ch := c.byStreamLocked(stream)
-	return ch != nil && ch.signed
+	return ch != nil && (ch.signed || ch.rpc != nil && (op == auth.OpSub || op == auth.OpHistory))
 }
 
 // PresenceDiff implements core.PresenceFilter: the diff's joins and leaves
@@ -529,7 +577,7 @@ func (c *conn) Encode(m protocol.Message) ([]byte, error) {
 		}
 		c.mu.Lock()
 		ch.confirmed = true
-		silent := ch.silent
+		silent := ch.silent || ch.rpc != nil // the application confirmed it
 		if len(m.Members) > 0 {
 			ch.members = make(map[string]int, len(m.Members))
 			for _, mb := range m.Members {
@@ -586,7 +634,7 @@ func (c *conn) encodeError(m *protocol.ErrorReply) []byte {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	ch := c.byStreamLocked(m.S)
-	if ch == nil {
+	if ch == nil || ch.rpc != nil {
 		return nil
 	}
 	if !ch.confirmed && m.ID == subscribeID {

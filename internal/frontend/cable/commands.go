@@ -64,8 +64,10 @@ func (c *conn) OnMessage(payload []byte) {
 		}
 	case wire.CmdHistory:
 		c.history(&cmd)
-	case wire.CmdMessage, wire.CmdPong, wire.CmdUnknown:
-		// $pubsub and Turbo streams have no actions; pongs need no answer.
+	case wire.CmdMessage:
+		c.perform(&cmd)
+	case wire.CmdPong, wire.CmdUnknown:
+		// Pongs need no answer.
 	}
 }
 
@@ -99,7 +101,7 @@ func (c *conn) subscribe(cmd *wire.Command) {
 		}
 		stream, signed = s, true
 	default:
-		reject() // a channel of the application: no backend yet
+		c.subscribeApp(cmd, reject)
 		return
 	}
 	if !auth.ValidStream(stream) {
@@ -165,6 +167,11 @@ func (c *conn) history(cmd *wire.Command) {
 func (c *conn) unsubscribe(cmd *wire.Command) {
 	c.mu.Lock()
 	ch := c.byIDLocked(cmd.Identifier)
+	if ch != nil && ch.rpc != nil {
+		c.mu.Unlock()
+		c.enqueue(func() { c.rpcCommand(ch, "unsubscribe", "") })
+		return
+	}
 	if ch != nil {
 		c.removeLocked(ch)
 	}
@@ -194,4 +201,40 @@ func (c *conn) whisper(cmd *wire.Command) {
 		ev = probe.Event
 	}
 	c.Whisper(&protocol.SendWhisper{S: ch.stream, Ev: ev, Data: data})
+}
+
+// subscribeApp subscribes to a channel of the application, through the
+// backend; without one, it is rejected.
+func (c *conn) subscribeApp(cmd *wire.Command, reject func()) {
+	if c.rpc == nil {
+		reject()
+		return
+	}
+	ch := &channel{ident: c.fe.ident(c.d, cmd.Identifier), rpc: &rpcChannel{}, history: cmd.History != nil}
+	c.mu.Lock()
+	if c.byIDLocked(cmd.Identifier) != nil {
+		c.mu.Unlock()
+		c.fe.release(ch.ident)
+		return // subscribed already
+	}
+	c.addLocked(ch)
+	c.mu.Unlock()
+	if !c.enqueue(func() { c.rpcCommand(ch, "subscribe", "") }) {
+		c.forget(ch)
+		reject()
+	}
+}
+
+// perform runs a channel action (message) in the application; $pubsub and
+// Turbo streams have none.
+func (c *conn) perform(cmd *wire.Command) {
+	ch := c.channel(cmd.Identifier)
+	if ch == nil || ch.rpc == nil {
+		return
+	}
+	data, ok := cmd.DataString()
+	if !ok {
+		data = string(cmd.Data)
+	}
+	c.enqueue(func() { c.rpcCommand(ch, "message", data) })
 }

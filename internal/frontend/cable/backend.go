@@ -1,0 +1,342 @@
+package cable
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"maps"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/huddle-rt/huddle/internal/auth"
+	"github.com/huddle-rt/huddle/internal/frontend/cable/rpc"
+	"github.com/huddle-rt/huddle/internal/frontend/cable/wire"
+	"github.com/huddle-rt/huddle/protocol"
+)
+
+// The application backend (AnyCable RPC): with Config.RPC set, a connection
+// without a jid token is accepted or refused by the application's connect,
+// and the channels that are not $pubsub or Turbo Streams are the
+// application's: their subscribe, unsubscribe and message commands go to
+// it, and its answers say what to transmit and which streams to follow.
+// Calls run off the transport's workers, one connection's in order.
+
+// maxRPCQueue bounds the commands of one connection waiting for the
+// backend; past it the connection is told to slow down by dropping them.
+const maxRPCQueue = 64
+
+// rpcConn is a connection's side of the backend.
+type rpcConn struct {
+	env rpc.Env // url and headers; cstate guarded by mu
+
+	mu          sync.Mutex // guards the following
+	identifiers string
+	queue       []func()
+	running     bool
+}
+
+// envCopy returns the env with its own cstate map. r.mu must be held.
+func (r *rpcConn) envCopy() rpc.Env {
+	env := r.env
+	env.CState = maps.Clone(r.env.CState)
+	return env
+}
+
+// rpcChannel is an application channel's state.
+type rpcChannel struct {
+	streams []string
+	istate  map[string]string
+}
+
+// backendStats counts what the backend did, for metrics.
+type backendStats struct {
+	DisconnectsDropped atomic.Int64
+	Errors             atomic.Int64
+}
+
+// requestEnv is the env of a connection's upgrade request: its URL and the
+// headers the application asked for.
+func (f *Frontend) requestEnv(r *requestInfo) rpc.Env {
+	env := rpc.Env{URL: r.url, Headers: make(map[string]string, len(f.cfg.RPCHeaders))}
+	for _, h := range f.cfg.RPCHeaders {
+		if v := r.header.Get(h); v != "" {
+			env.Headers[strings.ToLower(h)] = v // lower case, as AnyCable sends them
+		}
+	}
+	return env
+}
+
+type requestInfo struct {
+	url    string
+	header http.Header
+}
+
+// enqueue runs fn on the connection's backend goroutine, after the calls
+// before it. It reports false when too many wait.
+func (c *conn) enqueue(fn func()) bool {
+	r := c.rpc
+	r.mu.Lock()
+	if len(r.queue) >= maxRPCQueue {
+		r.mu.Unlock()
+		return false
+	}
+	r.queue = append(r.queue, fn)
+	start := !r.running
+	r.running = true
+	r.mu.Unlock()
+	if start {
+		go c.runBackend()
+	}
+	return true
+}
+
+func (c *conn) runBackend() {
+	r := c.rpc
+	for {
+		r.mu.Lock()
+		if len(r.queue) == 0 {
+			r.running = false
+			r.mu.Unlock()
+			return
+		}
+		fn := r.queue[0]
+		r.queue = r.queue[1:]
+		r.mu.Unlock()
+		fn()
+	}
+}
+
+// rpcConnect asks the application to accept the connection; it runs on the
+// backend goroutine and says welcome, or disconnect.
+func (c *conn) rpcConnect() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c.rpc.mu.Lock()
+	env := c.rpc.envCopy()
+	c.rpc.mu.Unlock()
+	resp, err := c.fe.cfg.RPC.Connect(ctx, &rpc.ConnectRequest{Env: env})
+	switch {
+	case err != nil || resp.Status == rpc.Error:
+		c.fe.backend.Errors.Add(1)
+		c.fe.node.Logger().Warn("rpc connect failed", "err", err, "error_msg", errorMsg(resp, err))
+		c.goodbye(wire.ReasonServerRestart, true)
+		return
+	case resp.Status == rpc.Failure:
+		c.transmit(resp.Transmissions, true)
+		c.goodbye(wire.ReasonUnauthorized, false)
+		return
+	}
+	c.rpc.mu.Lock()
+	c.rpc.identifiers = resp.Identifiers
+	if resp.Env != nil && resp.Env.CState != nil {
+		c.rpc.env.CState = resp.Env.CState
+	}
+	c.rpc.mu.Unlock()
+	c.Connect(&auth.Identity{User: resp.Identifiers})
+	c.Conn().Send(wire.AppendWelcome(nil, c.d, wire.Welcome{SID: c.ClientID()}))
+	c.transmit(resp.Transmissions, true)
+}
+
+// errorMsg is a failed call's error_msg, when it got an answer.
+func errorMsg[R *rpc.ConnectResponse | *rpc.CommandResponse](resp R, err error) string {
+	if err != nil || resp == nil {
+		return ""
+	}
+	switch r := any(resp).(type) {
+	case *rpc.ConnectResponse:
+		return r.ErrorMsg
+	case *rpc.CommandResponse:
+		return r.ErrorMsg
+	}
+	return ""
+}
+
+// goodbye disconnects with an Action Cable reason.
+func (c *conn) goodbye(reason string, reconnect bool) {
+	c.Conn().Close(uint16(protocol.CodeUnauthorized), reason, wire.AppendDisconnect(nil, c.d, reason, reconnect), reconnect)
+}
+
+// transmit sends the application's messages to the client; skipWelcome
+// leaves out its welcome (the server sends its own, with the session id).
+func (c *conn) transmit(msgs []string, skipWelcome bool) {
+	for _, m := range msgs {
+		if skipWelcome {
+			var probe struct {
+				Type string `json:"type"`
+			}
+			if json.Unmarshal([]byte(m), &probe) == nil && (probe.Type == "welcome" || probe.Type == "disconnect") {
+				continue
+			}
+		}
+		b, err := wire.AppendTransmission(nil, c.d, []byte(m))
+		if err != nil {
+			c.fe.node.Logger().Warn("rpc transmission is not JSON; not sent", "err", err)
+			continue
+		}
+		c.Conn().Send(b)
+	}
+}
+
+// rpcCommand sends a channel command to the application and applies its
+// answer. It runs on the backend goroutine.
+func (c *conn) rpcCommand(ch *channel, command, data string) {
+	c.rpc.mu.Lock()
+	req := &rpc.CommandRequest{Command: command, Identifier: ch.identifier, ConnectionIdentifiers: c.rpc.identifiers, Data: data, Env: c.rpc.envCopy()}
+	c.rpc.mu.Unlock()
+	c.mu.Lock()
+	req.Env.IState = maps.Clone(ch.rpc.istate)
+	c.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := c.fe.cfg.RPC.Command(ctx, req)
+	if err != nil || resp.Status == rpc.Error {
+		c.fe.backend.Errors.Add(1)
+		c.fe.node.Logger().Warn("rpc command failed", "command", command, "identifier", ch.identifier, "err", err, "error_msg", errorMsg(resp, err))
+		if command == "subscribe" {
+			c.forget(ch)
+			c.Conn().Send(wire.AppendReply(nil, c.d, wire.RejectSubscription, ch.identifier))
+		}
+		return
+	}
+	if resp.Env != nil {
+		c.rpc.mu.Lock()
+		for k, v := range resp.Env.CState {
+			if c.rpc.env.CState == nil {
+				c.rpc.env.CState = make(map[string]string)
+			}
+			c.rpc.env.CState[k] = v
+		}
+		c.rpc.mu.Unlock()
+	}
+	if command == "subscribe" && resp.Status == rpc.Failure {
+		c.forget(ch)
+		if len(resp.Transmissions) == 0 {
+			resp.Transmissions = []string{string(wire.AppendReply(nil, wire.JSON, wire.RejectSubscription, ch.identifier))}
+		}
+		c.transmit(resp.Transmissions, false)
+		return
+	}
+	c.mu.Lock()
+	if resp.Env != nil && resp.Env.IState != nil {
+		if ch.rpc.istate == nil {
+			ch.rpc.istate = make(map[string]string)
+		}
+		for k, v := range resp.Env.IState {
+			ch.rpc.istate[k] = v
+		}
+	}
+	var stop []string
+	if resp.StopStreams || command == "unsubscribe" {
+		stop, ch.rpc.streams = ch.rpc.streams, nil
+	} else {
+		for _, s := range resp.StoppedStreams {
+			if i := slices.Index(ch.rpc.streams, s); i >= 0 {
+				ch.rpc.streams = slices.Delete(ch.rpc.streams, i, i+1)
+				stop = append(stop, s)
+			}
+		}
+	}
+	var start []string
+	for _, s := range resp.Streams {
+		if !auth.ValidStream(s) || slices.Contains(ch.rpc.streams, s) {
+			continue
+		}
+		if other := c.byStreamLocked(s); other != nil {
+			// One subscription per stream and connection: the first
+			// channel to follow a stream keeps it.
+			c.fe.node.Logger().Debug("stream already followed by another channel of the connection", "stream", s, "identifier", ch.identifier)
+			continue
+		}
+		ch.rpc.streams = append(ch.rpc.streams, s)
+		start = append(start, s)
+	}
+	c.mu.Unlock()
+	for _, s := range stop {
+		c.Unsubscribe(&protocol.Unsubscribe{S: s})
+	}
+	c.transmit(resp.Transmissions, false)
+	for _, s := range start {
+		c.SubscribeWrapped(&protocol.Subscribe{ID: subscribeID, S: s}, ch.wrapper)
+	}
+	if command == "subscribe" && ch.history && c.d.Ext() {
+		// The streams follow live from here; their history is not
+		// replayed for an application channel yet.
+		c.Conn().Send(wire.AppendReply(nil, c.d, wire.ConfirmHistory, ch.identifier))
+	}
+	if command == "unsubscribe" {
+		c.forget(ch)
+	}
+	if resp.Disconnect {
+		c.goodbye(wire.ReasonRemote, false)
+	}
+}
+
+// forget drops a channel the application refused or left.
+func (c *conn) forget(ch *channel) {
+	c.mu.Lock()
+	c.removeLocked(ch)
+	c.mu.Unlock()
+}
+
+// disconnecter calls the application's disconnect for closed connections,
+// in the background, at most Config.DisconnectRate a second; what does not
+// fit its queue is dropped and counted.
+type disconnecter struct {
+	client *rpc.Client
+	queue  chan *rpc.DisconnectRequest
+	rate   float64
+	stats  *backendStats
+	log    *slog.Logger
+}
+
+func (d *disconnecter) run() {
+	var every time.Duration
+	if d.rate > 0 {
+		every = time.Duration(float64(time.Second) / d.rate)
+	}
+	for req := range d.queue {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		resp, err := d.client.Disconnect(ctx, req)
+		cancel()
+		if err != nil || resp.Status != rpc.Success {
+			d.stats.Errors.Add(1)
+			d.log.Warn("rpc disconnect failed", "err", err)
+		}
+		if every > 0 {
+			time.Sleep(every)
+		}
+	}
+}
+
+// push queues req, or drops it (counted) when the queue is full.
+func (d *disconnecter) push(req *rpc.DisconnectRequest) {
+	select {
+	case d.queue <- req:
+	default:
+		d.stats.DisconnectsDropped.Add(1)
+	}
+}
+
+// rpcClosed queues the application's disconnect for a closed connection
+// that it had accepted.
+func (c *conn) rpcClosed() {
+	r := c.rpc
+	r.mu.Lock()
+	req := &rpc.DisconnectRequest{Identifiers: r.identifiers, Env: r.envCopy()}
+	r.mu.Unlock()
+	if req.Identifiers == "" || c.fe.disconnects == nil {
+		return
+	}
+	c.mu.Lock()
+	for _, ch := range c.chans {
+		if ch.rpc != nil {
+			req.Subscriptions = append(req.Subscriptions, ch.identifier)
+		}
+	}
+	c.mu.Unlock()
+	c.fe.disconnects.push(req)
+}
