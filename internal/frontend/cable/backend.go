@@ -58,6 +58,12 @@ type backendStats struct {
 	Errors             atomic.Int64
 }
 
+// BackendStats returns the backend calls that failed and the disconnect
+// calls dropped from a full queue.
+func (f *Frontend) BackendStats() (errors, disconnectsDropped int64) {
+	return f.backend.Errors.Load(), f.backend.DisconnectsDropped.Load()
+}
+
 // requestEnv is the env of a connection's upgrade request: its URL and the
 // headers the application asked for.
 func (f *Frontend) requestEnv(r *requestInfo) rpc.Env {
