@@ -424,6 +424,7 @@ wait:
 	for _, tc := range s.tr.Conns(nil) {
 		tc.Destroy()
 	}
+	s.cable.Close()
 	hctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	_ = s.http.Shutdown(hctx)
 	cancel()

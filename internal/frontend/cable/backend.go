@@ -297,6 +297,9 @@ type disconnecter struct {
 	rate   float64
 	stats  *backendStats
 	log    *slog.Logger
+
+	mu     sync.Mutex // guards closed, and sends on queue
+	closed bool
 }
 
 func (d *disconnecter) run() {
@@ -318,12 +321,36 @@ func (d *disconnecter) run() {
 	}
 }
 
-// push queues req, or drops it (counted) when the queue is full.
+// push queues req, or drops it (counted) when the queue is full or closed.
 func (d *disconnecter) push(req *rpc.DisconnectRequest) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		d.stats.DisconnectsDropped.Add(1)
+		return
+	}
 	select {
 	case d.queue <- req:
 	default:
 		d.stats.DisconnectsDropped.Add(1)
+	}
+}
+
+// close ends the queue: run makes the calls still queued, then returns.
+func (d *disconnecter) close() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.closed {
+		d.closed = true
+		close(d.queue)
+	}
+}
+
+// Close stops the backend's disconnect calls once those queued are made;
+// the server calls it after its connections are gone.
+func (f *Frontend) Close() {
+	if f.disconnects != nil {
+		f.disconnects.close()
 	}
 }
 
