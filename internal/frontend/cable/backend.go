@@ -142,7 +142,19 @@ func (c *conn) rpcConnect() {
 		c.rpc.env.CState = resp.Env.CState
 	}
 	c.rpc.mu.Unlock()
-	c.Connect(&auth.Identity{User: resp.Identifiers})
+	// Under the connection's lock: a close either came first (and the
+	// session stays unconnected) or comes after, and then Closed sees the
+	// identity and undoes the connect.
+	tc := c.Conn()
+	tc.Lock()
+	open := tc.OpenLocked()
+	if open {
+		c.Connect(&auth.Identity{User: resp.Identifiers})
+	}
+	tc.Unlock()
+	if !open {
+		return
+	}
 	c.Conn().Send(wire.AppendWelcome(nil, c.d, wire.Welcome{SID: c.ClientID()}))
 	c.transmit(resp.Transmissions, true)
 }
