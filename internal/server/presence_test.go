@@ -826,6 +826,9 @@ func TestPresenceLimits(t *testing.T) {
 			p.join(t, 2, map[string]any{"i": i})
 			ps = append(ps, p)
 		}
+		// The joins' diff goes out before the late subscriber arrives, or
+		// it could reach it after its snapshot, ahead of the pong below.
+		obs.until(t, wait, "the third join", func(d *protocol.Presence) bool { return hasJoin(d, ps[2].me.Client) })
 		fourth := prUser(t, h, "late", stream)
 		fourth.send(t, &protocol.Join{ID: 3, S: stream, State: protocol.MustRaw(map[string]any{"i": 3})})
 		e := prError(t, fourth, 3, protocol.CodeForbidden)
