@@ -1,8 +1,9 @@
 // Package rpc is the client side of AnyCable's RPC, by which /cable hands
-// connects and channel commands to the application: over HTTP, each call
+// connects and channel commands to the application. Over HTTP, each call
 // is a POST of the JSON form of AnyCable's rpc.proto message to
 // base/connect, base/command or base/disconnect, with the secret as a
-// bearer token.
+// bearer token; over gRPC (package rpc/grpcrpc) it is the anycable.RPC
+// service. Both are a Backend.
 //
 // It bounds the calls in flight (callers beyond the bound wait for a slot
 // or their context) and gives each call a timeout. It knows nothing of
@@ -121,6 +122,16 @@ type DisconnectResponse struct {
 	Status   Status `json:"status"`
 	ErrorMsg string `json:"error_msg"`
 }
+
+// Backend is the application, however it is reached. Every method is safe
+// for concurrent use; an error wraps ErrUnavailable when no answer came.
+type Backend interface {
+	Connect(ctx context.Context, req *ConnectRequest) (*ConnectResponse, error)
+	Command(ctx context.Context, req *CommandRequest) (*CommandResponse, error)
+	Disconnect(ctx context.Context, req *DisconnectRequest) (*DisconnectResponse, error)
+}
+
+var _ Backend = (*Client)(nil)
 
 // ErrUnavailable wraps every failure to get an answer: the backend is
 // down, slow past the timeout, or answered something that is not one.
