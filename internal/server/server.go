@@ -253,11 +253,13 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if cfg.SessionsTTL < 0 {
 		sessions = nil
 	}
-	var backend *rpc.Client
+	var backend rpc.Backend
 	if cfg.RPCURL != "" {
-		if backend, err = rpc.New(rpc.Config{URL: cfg.RPCURL, Secret: cfg.RPCSecret, Concurrency: cfg.RPCConcurrency}); err != nil {
+		c, err := rpc.New(rpc.Config{URL: cfg.RPCURL, Secret: cfg.RPCSecret, Concurrency: cfg.RPCConcurrency})
+		if err != nil {
 			return nil, fmt.Errorf("server: %w", err)
 		}
+		backend = c
 	}
 	s.cable = cable.New(s.node, cable.Config{
 		RPC:            backend,

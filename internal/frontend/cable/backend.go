@@ -304,7 +304,7 @@ func (c *conn) forget(ch *channel) {
 // in the background, at most Config.DisconnectRate a second; what does not
 // fit its queue is dropped and counted.
 type disconnecter struct {
-	client *rpc.Client
+	client rpc.Backend
 	queue  chan *rpc.DisconnectRequest
 	rate   float64
 	stats  *backendStats

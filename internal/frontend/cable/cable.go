@@ -60,7 +60,7 @@ type Config struct {
 	SessionTTL time.Duration
 	// RPC is the application backend (AnyCable RPC): connects without a
 	// jid token and the application's channels go to it. Nil: none.
-	RPC *rpc.Client
+	RPC rpc.Backend
 	// RPCHeaders are the request headers sent with a connect. Default:
 	// Cookie.
 	RPCHeaders []string
