@@ -71,3 +71,47 @@ func TestCableRPCSlowBackendStallsNoOne(t *testing.T) {
 		t.Fatalf("a publication took %v to reach /ws while the backend stalled", d)
 	}
 }
+
+// TestCableRPCHistoryReplay: an application channel whose subscribe asks
+// for history (ext) gets, for each stream the application names, what was
+// published since the given time or after the given position, then one
+// confirm_history for the channel.
+func TestCableRPCHistoryReplay(t *testing.T) {
+	h := startRPC(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/_anycable/connect":
+			_, _ = w.Write([]byte(`{"status":1,"identifiers":"u1"}`))
+		case "/_anycable/command":
+			_, _ = w.Write([]byte(`{"status":1,"streams":["room:a","room:b"],"transmissions":["{\"type\":\"confirm_subscription\",\"identifier\":\"{\\\"channel\\\":\\\"Room\\\"}\"}"]}`))
+		}
+	}))
+	since := time.Now().Unix() - 1
+	for _, body := range []string{`{"stream":"room:a","data":"a1"}`, `{"stream":"room:b","data":"b1"}`, `{"stream":"room:a","data":"a2"}`} {
+		if code, resp := h.apiPublish(body); code != http.StatusOK {
+			t.Fatalf("publish: %d %s", code, resp)
+		}
+	}
+	const id = `{"channel":"Room"}`
+	c := h.dialCable("", wire.SubprotocolExtJSON)
+	c.Expect("welcome")
+	c.Send(map[string]any{"command": "subscribe", "identifier": id, "history": map[string]any{"since": since}})
+	c.Expect("confirm_subscription")
+	got := map[string][]any{}
+	for range 3 {
+		m := c.Expect("")
+		got[m["stream_id"].(string)] = append(got[m["stream_id"].(string)], m["message"])
+	}
+	if len(got["room:a"]) != 2 || got["room:a"][0] != "a1" || got["room:a"][1] != "a2" || len(got["room:b"]) != 1 || got["room:b"][0] != "b1" {
+		t.Fatalf("replayed %v, want a1 a2 on room:a and b1 on room:b", got)
+	}
+	if m := c.Expect("confirm_history"); m["identifier"] != id {
+		t.Fatalf("confirm_history %v, want identifier %s", m, id)
+	}
+	c.Quiet(300 * time.Millisecond) // one answer for the channel, not one per stream
+	if code, resp := h.apiPublish(`{"stream":"room:b","data":"b2"}`); code != http.StatusOK {
+		t.Fatalf("publish: %d %s", code, resp)
+	}
+	if m := c.Expect(""); m["message"] != "b2" {
+		t.Fatalf("live %v, want b2", m)
+	}
+}

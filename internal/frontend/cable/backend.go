@@ -50,6 +50,14 @@ func (r *rpcConn) envCopy() rpc.Env {
 type rpcChannel struct {
 	streams []string
 	istate  map[string]string
+	// history is the subscribe's history request (ext), until the
+	// subscribe's answer has started the streams it names.
+	history *wire.HistoryRequest
+	// replaying counts the streams whose missed publications are still
+	// going out; confirm_history (or reject_history, when one of them
+	// could not be recovered) follows the last.
+	replaying int
+	lost      bool
 }
 
 // backendStats counts what the backend did, for metrics.
@@ -272,17 +280,31 @@ func (c *conn) rpcCommand(ch *channel, command, data string) {
 		ch.rpc.streams = append(ch.rpc.streams, s)
 		start = append(start, s)
 	}
+	var history *wire.HistoryRequest
+	if command == "subscribe" {
+		history, ch.rpc.history = ch.rpc.history, nil
+		if history != nil {
+			ch.rpc.replaying = len(start)
+		}
+	}
 	c.mu.Unlock()
 	for _, s := range stop {
 		c.Unsubscribe(&protocol.Unsubscribe{S: s})
 	}
 	c.transmit(resp.Transmissions, false)
 	for _, s := range start {
-		c.SubscribeWrapped(&protocol.Subscribe{ID: subscribeID, S: s}, ch.wrapper)
+		m := &protocol.Subscribe{ID: subscribeID, S: s}
+		var since int64 // unix ms
+		if history != nil {
+			if pos, ok := history.Streams[s]; ok {
+				m.Recover = &protocol.Position{Epoch: pos.Epoch, Offset: pos.Offset}
+			} else if history.Since > 0 {
+				since = history.Since * 1000
+			}
+		}
+		c.SubscribeSince(m, ch.wrapper, since)
 	}
-	if command == "subscribe" && ch.history && c.d.Ext() {
-		// The streams follow live from here; their history is not
-		// replayed for an application channel yet.
+	if history != nil && len(start) == 0 {
 		c.Conn().Send(wire.AppendReply(nil, c.d, wire.ConfirmHistory, ch.identifier))
 	}
 	if command == "unsubscribe" {

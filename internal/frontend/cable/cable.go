@@ -554,13 +554,25 @@ func (c *conn) PresenceDiff(stream string, frame []byte) [][]byte {
 // whether it was served once its missed publications are out.
 func (c *conn) Live(stream string, recovered *bool) []byte {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	ch := c.byStreamLocked(stream)
-	c.mu.Unlock()
 	if ch == nil || !ch.history {
 		return nil
 	}
+	lost := recovered != nil && !*recovered
+	if r := ch.rpc; r != nil {
+		// An application channel answers once, for all its streams.
+		if r.replaying == 0 {
+			return nil
+		}
+		r.lost = r.lost || lost
+		if r.replaying--; r.replaying > 0 {
+			return nil
+		}
+		lost = r.lost
+	}
 	t := wire.ConfirmHistory
-	if recovered != nil && !*recovered {
+	if lost {
 		t = wire.RejectHistory
 	}
 	return wire.AppendReply(nil, c.d, t, ch.identifier)

@@ -210,7 +210,12 @@ func (c *conn) subscribeApp(cmd *wire.Command, reject func()) {
 		reject()
 		return
 	}
-	ch := &channel{ident: c.fe.ident(c.d, cmd.Identifier), rpc: &rpcChannel{}, history: cmd.History != nil}
+	ch := &channel{ident: c.fe.ident(c.d, cmd.Identifier), rpc: &rpcChannel{}}
+	if cmd.History != nil && c.d.Ext() {
+		// Its streams are the application's answer: their missed
+		// publications are replayed once it names them.
+		ch.history, ch.rpc.history = true, cmd.History
+	}
 	c.mu.Lock()
 	if c.byIDLocked(cmd.Identifier) != nil {
 		c.mu.Unlock()
