@@ -1,8 +1,11 @@
 package server_test
 
 import (
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -114,4 +117,58 @@ func TestCableRPCHistoryReplay(t *testing.T) {
 	if m := c.Expect(""); m["message"] != "b2" {
 		t.Fatalf("live %v, want b2", m)
 	}
+}
+
+// TestCableRPCReadyz: /readyz fails while the backend cannot be reached,
+// saying so, and recovers once it answers again.
+func TestCableRPCReadyz(t *testing.T) {
+	var up atomic.Bool
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !up.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte(`{"status":2}`))
+	}))
+	defer backend.Close()
+	h := start(t, func(o *harnessOpts) {
+		o.cfg.RPCURL = backend.URL + "/_anycable"
+		o.auth.AllowAnonymous = true
+	})
+	if code, body := readyz(t, h); code != http.StatusOK {
+		t.Fatalf("readyz before any call: %d %s", code, body)
+	}
+	for range 3 {
+		c := h.dialCable("", wire.SubprotocolExtJSON)
+		if m := c.Expect("disconnect"); m["reason"] != "server_restart" || m["reconnect"] != true {
+			t.Fatalf("disconnect %v, want server_restart with reconnect", m)
+		}
+	}
+	code, body := readyz(t, h)
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "application backend") {
+		t.Fatalf("readyz with the backend down: %d %s", code, body)
+	}
+	up.Store(true)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if code, _ := readyz(t, h); code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("readyz still failing 10s after the backend came back")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// readyz is /readyz's status and body.
+func readyz(t *testing.T, h *harness) (int, string) {
+	t.Helper()
+	resp, err := http.Get("http://" + h.addr + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }

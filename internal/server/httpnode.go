@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"fmt"
+	"time"
 
 	"github.com/huddle-rt/huddle/internal/broker"
 	"github.com/huddle-rt/huddle/internal/core"
@@ -73,6 +75,11 @@ func (n httpNode) Draining() bool { return n.s.draining.Load() }
 func (n httpNode) HistoryOutlivesNode() bool { return n.s.node.Relaying() }
 
 func (n httpNode) Ready(ctx context.Context) error {
+	if g := n.s.rpc; g != nil {
+		if down, since, err := g.Health(); down {
+			return fmt.Errorf("the application backend (--rpc-url) has not answered since %s: %w", since.UTC().Format(time.RFC3339), err)
+		}
+	}
 	if n.s.check == nil {
 		return nil
 	}

@@ -75,7 +75,7 @@ func newMetrics(s *Server) (*metrics, error) {
 	droppedConns := counter("huddle.connections.dropped", "Connections that ended without a close handshake or a server close.", "")
 	conflated := counter("huddle.whispers.conflated", "Whispers that replaced an older queued one of the same sender and event.", "")
 	brokerEvents := counter("huddle.broker.events", "Broker events by kind (Redis broker: resubscribed, gap, lost, relay_dropped).", "")
-	backendEvents := counter("huddle.cable.backend.events", "/cable application backend events by kind (errors: calls that failed or were refused with ERROR; disconnects_dropped: disconnect calls dropped from a full queue).", "")
+	backendEvents := counter("huddle.cable.backend.events", "/cable application backend events by kind (errors: calls that failed or were refused with ERROR; disconnects_dropped: disconnect calls dropped from a full queue; retries: calls made again after the backend could not be reached).", "")
 	if err != nil {
 		return nil, err
 	}
@@ -124,6 +124,9 @@ func newMetrics(s *Server) (*metrics, error) {
 		errs, dropped := s.cable.BackendStats()
 		o.ObserveInt64(backendEvents, errs, metric.WithAttributes(attribute.String("event", "errors")))
 		o.ObserveInt64(backendEvents, dropped, metric.WithAttributes(attribute.String("event", "disconnects_dropped")))
+		if s.rpc != nil {
+			o.ObserveInt64(backendEvents, s.rpc.Retries(), metric.WithAttributes(attribute.String("event", "retries")))
+		}
 		return nil
 	}, conns, connected, subs, streams, accepted, bytesIn, bytesOut, framesOut, msgIn, msgOut, drops, disc, hsFail, conflated, droppedConns, brokerEvents, backendEvents)
 	if err != nil {

@@ -197,6 +197,7 @@ type Server struct {
 	node    *core.Node
 	huddle  *huddlev1.Frontend
 	cable   *cable.Frontend
+	rpc     *rpc.Guard // /cable's application backend; nil without one
 	check   func(ctx context.Context) error
 	metrics *metrics
 	tr      *transport.Transport
@@ -259,7 +260,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		if err != nil {
 			return nil, fmt.Errorf("server: %w", err)
 		}
-		backend = c
+		s.rpc = rpc.NewGuard(c, rpc.GuardConfig{})
+		backend = s.rpc
 	}
 	s.cable = cable.New(s.node, cable.Config{
 		RPC:            backend,
@@ -427,6 +429,9 @@ wait:
 		tc.Destroy()
 	}
 	s.cable.Close()
+	if s.rpc != nil {
+		s.rpc.Close()
+	}
 	hctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	_ = s.http.Shutdown(hctx)
 	cancel()

@@ -220,6 +220,9 @@ func (c *Client) call(ctx context.Context, path string, req, resp any) error {
 	}
 	res, err := c.http.Do(hr)
 	if err != nil {
+		if ctx.Err() == nil {
+			err = Unreachable(err) // refused, reset, no route: worth another try
+		}
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	defer res.Body.Close()
@@ -228,7 +231,11 @@ func (c *Client) call(ctx context.Context, path string, req, resp any) error {
 		return fmt.Errorf("%w: reading the answer: %w", ErrUnavailable, err)
 	}
 	if res.StatusCode != http.StatusOK && res.StatusCode != http.StatusCreated {
-		return fmt.Errorf("%w: %s answered %s", ErrUnavailable, path, res.Status)
+		err := fmt.Errorf("%s answered %s", path, res.Status)
+		if res.StatusCode == http.StatusServiceUnavailable || res.StatusCode == http.StatusTooManyRequests {
+			err = Unreachable(err) // busy or restarting: worth another try
+		}
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	if err := json.Unmarshal(b, resp); err != nil {
 		return fmt.Errorf("%w: %s answered something that is not its JSON: %w", ErrUnavailable, path, err)
