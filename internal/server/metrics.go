@@ -75,7 +75,7 @@ func newMetrics(s *Server) (*metrics, error) {
 	droppedConns := counter("huddle.connections.dropped", "Connections that ended without a close handshake or a server close.", "")
 	conflated := counter("huddle.whispers.conflated", "Whispers that replaced an older queued one of the same sender and event.", "")
 	brokerEvents := counter("huddle.broker.events", "Broker events by kind (Redis broker: resubscribed, gap, lost, relay_dropped).", "")
-	backendEvents := counter("huddle.cable.backend.events", "/cable application backend events by kind (errors: calls that failed or were refused with ERROR; disconnects_dropped: disconnect calls dropped from a full queue; retries: calls made again after the backend could not be reached).", "")
+	backendEvents := counter("huddle.cable.backend.events", "/cable application backend events by kind (errors: calls that failed or were refused with ERROR; disconnects_dropped: disconnect calls dropped from a full queue; commands_dropped: commands dropped when 64 of their connection's waited; retries: calls made again after the backend could not be reached).", "")
 	if err != nil {
 		return nil, err
 	}
@@ -121,9 +121,10 @@ func newMetrics(s *Server) (*metrics, error) {
 				o.ObserveInt64(brokerEvents, n, metric.WithAttributes(attribute.String("event", event)))
 			}
 		}
-		errs, dropped := s.cable.BackendStats()
+		errs, dropped, cmdDropped := s.cable.BackendStats()
 		o.ObserveInt64(backendEvents, errs, metric.WithAttributes(attribute.String("event", "errors")))
 		o.ObserveInt64(backendEvents, dropped, metric.WithAttributes(attribute.String("event", "disconnects_dropped")))
+		o.ObserveInt64(backendEvents, cmdDropped, metric.WithAttributes(attribute.String("event", "commands_dropped")))
 		if s.rpc != nil {
 			o.ObserveInt64(backendEvents, s.rpc.Retries(), metric.WithAttributes(attribute.String("event", "retries")))
 		}

@@ -63,13 +63,15 @@ type rpcChannel struct {
 // backendStats counts what the backend did, for metrics.
 type backendStats struct {
 	DisconnectsDropped atomic.Int64
+	CommandsDropped    atomic.Int64
 	Errors             atomic.Int64
 }
 
-// BackendStats returns the backend calls that failed and the disconnect
-// calls dropped from a full queue.
-func (f *Frontend) BackendStats() (errors, disconnectsDropped int64) {
-	return f.backend.Errors.Load(), f.backend.DisconnectsDropped.Load()
+// BackendStats returns the backend calls that failed, the disconnect calls
+// dropped from a full queue, and the commands dropped because too many of
+// their connection's waited.
+func (f *Frontend) BackendStats() (errors, disconnectsDropped, commandsDropped int64) {
+	return f.backend.Errors.Load(), f.backend.DisconnectsDropped.Load(), f.backend.CommandsDropped.Load()
 }
 
 // requestEnv is the env of a connection's upgrade request: its URL and the
@@ -96,6 +98,7 @@ func (c *conn) enqueue(fn func()) bool {
 	r.mu.Lock()
 	if len(r.queue) >= maxRPCQueue {
 		r.mu.Unlock()
+		c.fe.backend.CommandsDropped.Add(1)
 		return false
 	}
 	r.queue = append(r.queue, fn)
