@@ -41,8 +41,8 @@ var (
 // ErrConfig is returned (wrapped) by New for a Config it cannot use.
 var ErrConfig = errors.New("invalid auth config")
 
-// Config configures an Authenticator. At least one of Secret, PublicKeys and
-// AllowAnonymous must be set.
+// Config configures an Authenticator. At least one of Secret, PublicKeys,
+// AllowAnonymous and ConnectHook must be set.
 type Config struct {
 	// Secret verifies HS256 tokens (--secret). Empty disables HS256.
 	Secret []byte
@@ -55,6 +55,11 @@ type Config struct {
 	// without sub (--allow-anonymous). Such identities have User "". Default
 	// false.
 	AllowAnonymous bool
+	// ConnectHook says that an application vouches for clients whose token
+	// this Authenticator does not verify (--connect-hook; see NewIdentity),
+	// so that no secret or key is needed. It changes nothing in Verify.
+	// Default false.
+	ConnectHook bool
 	// Leeway is the clock skew tolerated when checking exp and nbf. Default 0.
 	Leeway time.Duration
 	// Audience, when set, is required in every token's aud claim (a string
@@ -90,8 +95,8 @@ type Authenticator struct {
 
 // New returns an Authenticator for cfg.
 func New(cfg Config) (*Authenticator, error) {
-	if len(cfg.Secret) == 0 && len(cfg.PublicKeys) == 0 && !cfg.AllowAnonymous {
-		return nil, fmt.Errorf("auth: %w: no way to authenticate clients: set --secret (HS256), --jwt-public-key (RS256/ES256) or --allow-anonymous", ErrConfig)
+	if len(cfg.Secret) == 0 && len(cfg.PublicKeys) == 0 && !cfg.AllowAnonymous && !cfg.ConnectHook {
+		return nil, fmt.Errorf("auth: %w: no way to authenticate clients: set --secret (HS256), --jwt-public-key (RS256/ES256), --connect-hook or --allow-anonymous", ErrConfig)
 	}
 	if cfg.Leeway < 0 {
 		return nil, fmt.Errorf("auth: %w: negative leeway %v", ErrConfig, cfg.Leeway)
@@ -273,27 +278,43 @@ func (a *Authenticator) Verify(token string) (*Identity, error) {
 	if c.Subject == "" && !a.anonymous {
 		return nil, fmt.Errorf("auth: %w: token has no sub", ErrUnauthorized)
 	}
-	id := &Identity{User: c.Subject}
+	var exp time.Time
 	if c.ExpiresAt != nil {
-		id.Expires = c.ExpiresAt.Time
+		exp = c.ExpiresAt.Time
 	}
-	if info := bytes.TrimSpace(c.Info); len(info) > 0 && !bytes.Equal(info, []byte("null")) {
-		if info[0] != '{' {
-			return nil, fmt.Errorf("auth: %w: info claim is not a JSON object", ErrUnauthorized)
+	return newIdentity(c.Subject, exp, c.Info, c.Streams, "claim")
+}
+
+// NewIdentity returns the identity an application vouched for (a connect
+// hook's answer) rather than a token: user ("" for anonymous), expiry (zero:
+// none), info (a JSON object, or empty or null for none) and stream grants
+// in the form of a token's streams claim. They are checked as Verify checks
+// a token's claims; errors wrap ErrUnauthorized.
+func NewIdentity(user string, expires time.Time, info json.RawMessage, streams map[string][]string) (*Identity, error) {
+	return newIdentity(user, expires, info, streams, "field")
+}
+
+// newIdentity checks info and streams; what names them in errors ("claim"
+// or "field") depends on where they came from.
+func newIdentity(user string, expires time.Time, info json.RawMessage, streams map[string][]string, what string) (*Identity, error) {
+	id := &Identity{User: user, Expires: expires}
+	if info := bytes.TrimSpace(info); len(info) > 0 && !bytes.Equal(info, []byte("null")) {
+		if info[0] != '{' || !json.Valid(info) {
+			return nil, fmt.Errorf("auth: %w: info %s is not a JSON object", ErrUnauthorized, what)
 		}
 		id.Info = info
 	}
-	if len(c.Streams) > 0 {
-		id.grants = make([]grant, 0, len(c.Streams))
-		for pattern, names := range c.Streams {
+	if len(streams) > 0 {
+		id.grants = make([]grant, 0, len(streams))
+		for pattern, names := range streams {
 			if !ValidStream(pattern) {
-				return nil, fmt.Errorf("auth: %w: streams claim: invalid pattern %q", ErrUnauthorized, pattern)
+				return nil, fmt.Errorf("auth: %w: streams %s: invalid pattern %q", ErrUnauthorized, what, pattern)
 			}
 			var ops Ops
 			for _, name := range names {
 				op, err := ParseOp(name)
 				if err != nil {
-					return nil, fmt.Errorf("auth: %w: streams claim %q: %w", ErrUnauthorized, pattern, err)
+					return nil, fmt.Errorf("auth: %w: streams %s %q: %w", ErrUnauthorized, what, pattern, err)
 				}
 				ops |= 1 << op
 			}

@@ -55,6 +55,13 @@ type Rule struct {
 	Presence *bool
 	// Whisper turns whispers on or off like Presence does for presence.
 	Whisper *bool
+	// SubscribeHook routes subscribes to matching streams to the subscribe
+	// hook (--subscribe-hook), when one is set; nil leaves the choice to a
+	// shorter rule (default on). See Authenticator.Hooked.
+	SubscribeHook *bool
+	// PublishHook routes client publishes to matching streams to the
+	// publish hook (--publish-hook) like SubscribeHook does for subscribes.
+	PublishHook *bool
 }
 
 // ParseRule reads a rule in the compact syntax of the --rule flag:
@@ -72,6 +79,8 @@ type Rule struct {
 //	ttl=DURATION      history TTL in Go syntax: "90s", "5m", "1h"
 //	presence=on|off   presence feature (also true|false)
 //	whisper=on|off    whisper feature (also true|false)
+//	subscribe-hook=on|off  subscribes go to the subscribe hook (also true|false)
+//	publish-hook=on|off    client publishes go to the publish hook (also true|false)
 //
 // An option may appear once. Examples:
 //
@@ -79,6 +88,7 @@ type Rule struct {
 //	chat:*=sub,pub,history;history=500;ttl=10m
 //	cursor:*=;history=off;whisper=on
 //	internal:*=;deny=sub,pub,whisper,presence,history
+//	doc:*=;subscribe-hook=off;publish-hook=on
 func ParseRule(s string) (Rule, error) {
 	prefix, rest, ok := strings.Cut(s, "=")
 	if !ok {
@@ -141,7 +151,7 @@ func (r *Rule) setOption(key, val string) error {
 			return fmt.Errorf("ttl=%q: want a positive duration such as 5m", val)
 		}
 		r.HistoryTTL = d
-	case "presence", "whisper":
+	case "presence", "whisper", "subscribe-hook", "publish-hook":
 		var on bool
 		switch val {
 		case "on", "true":
@@ -150,13 +160,18 @@ func (r *Rule) setOption(key, val string) error {
 		default:
 			return fmt.Errorf("%s=%q: want on or off", key, val)
 		}
-		if key == "presence" {
+		switch key {
+		case "presence":
 			r.Presence = &on
-		} else {
+		case "whisper":
 			r.Whisper = &on
+		case "subscribe-hook":
+			r.SubscribeHook = &on
+		default:
+			r.PublishHook = &on
 		}
 	default:
-		return fmt.Errorf("unknown option %q (want deny, history, ttl, presence or whisper)", key)
+		return fmt.Errorf("unknown option %q (want deny, history, ttl, presence, whisper, subscribe-hook or publish-hook)", key)
 	}
 	return nil
 }
@@ -200,6 +215,8 @@ func (r Rule) String() string {
 	}
 	writeSwitch(&b, "presence", r.Presence)
 	writeSwitch(&b, "whisper", r.Whisper)
+	writeSwitch(&b, "subscribe-hook", r.SubscribeHook)
+	writeSwitch(&b, "publish-hook", r.PublishHook)
 	return b.String()
 }
 
@@ -258,6 +275,8 @@ type rule struct {
 	historyTTL  time.Duration
 	presence    toggle
 	whisper     toggle
+	subHook     toggle
+	pubHook     toggle
 }
 
 // compileRules validates rules and orders them longest prefix first, later
@@ -278,6 +297,8 @@ func compileRules(rules []Rule) ([]rule, error) {
 			historyTTL:  r.HistoryTTL,
 			presence:    toggleOf(r.Presence),
 			whisper:     toggleOf(r.Whisper),
+			subHook:     toggleOf(r.SubscribeHook),
+			pubHook:     toggleOf(r.PublishHook),
 		})
 	}
 	slices.SortStableFunc(out, func(a, b rule) int {
@@ -341,15 +362,37 @@ func (a *Authenticator) Allowed(id *Identity, op Op, stream string) bool {
 	if !op.valid() {
 		return false
 	}
+	allow, denied := a.ruleVerdict(op, stream)
+	if denied {
+		return false
+	}
+	return allow || id.granted(Ops(1)<<op, stream)
+}
+
+// Denied reports whether the rules forbid op on stream whatever grants it:
+// a matching rule's deny, or the feature (presence, whispers) switched off.
+// What a hook allows is still subject to it. An invalid op is denied. It
+// does not allocate.
+func (a *Authenticator) Denied(op Op, stream string) bool {
+	if !op.valid() {
+		return true
+	}
+	_, denied := a.ruleVerdict(op, stream)
+	return denied
+}
+
+// ruleVerdict is what the rules matching stream say of a valid op: whether
+// one allows it, and whether one denies it or switches its feature off.
+func (a *Authenticator) ruleVerdict(op Op, stream string) (allow, denied bool) {
 	bit := Ops(1) << op
-	var allow, deny Ops
+	var allowed, deny Ops
 	feature := unset
 	for i := range a.rules {
 		r := &a.rules[i]
 		if !strings.HasPrefix(stream, r.prefix) {
 			continue
 		}
-		allow |= r.allow
+		allowed |= r.allow
 		deny |= r.deny
 		if feature == unset {
 			switch op {
@@ -360,8 +403,31 @@ func (a *Authenticator) Allowed(id *Identity, op Op, stream string) bool {
 			}
 		}
 	}
-	if deny&bit != 0 || feature == off {
+	return allowed&bit != 0, deny&bit != 0 || feature == off
+}
+
+// Hooked reports whether op on stream goes to the application's hook for
+// it, when the server has one: OpSub to the subscribe hook, OpPub to the
+// publish hook. The longest matching rule that sets subscribe-hook
+// (publish-hook) decides; with none, the hook applies, so that setting a
+// hook guards every stream unless a rule opts streams out. Other ops have
+// no hook. It does not allocate.
+func (a *Authenticator) Hooked(op Op, stream string) bool {
+	if op != OpSub && op != OpPub {
 		return false
 	}
-	return allow&bit != 0 || id.granted(bit, stream)
+	for i := range a.rules {
+		r := &a.rules[i]
+		if !strings.HasPrefix(stream, r.prefix) {
+			continue
+		}
+		t := r.subHook
+		if op == OpPub {
+			t = r.pubHook
+		}
+		if t != unset {
+			return t == on
+		}
+	}
+	return true
 }

@@ -38,6 +38,12 @@ func TestParseRule(t *testing.T) {
 		{in: "a b;c*=sub", want: auth.Rule{Prefix: "a b;c", Allow: ops(auth.OpSub)}},
 		{in: "a**=sub", want: auth.Rule{Prefix: "a*", Allow: ops(auth.OpSub)}},
 		{in: "internal:*=;deny=sub,pub,whisper,presence,history", want: auth.Rule{Prefix: "internal:", Deny: auth.AllOps}},
+		{in: "doc:*=sub,pub;publish-hook=on", want: auth.Rule{Prefix: "doc:", Allow: ops(auth.OpSub, auth.OpPub), PublishHook: ptr(true)}},
+		{
+			in:   "x=;publish-hook=false;subscribe-hook=true",
+			want: auth.Rule{Prefix: "x", SubscribeHook: ptr(true), PublishHook: ptr(false)},
+			str:  "x*=;subscribe-hook=on;publish-hook=off",
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
@@ -78,6 +84,9 @@ func TestParseRuleErrors(t *testing.T) {
 		{"chat:=sub;ttl=0s", "ttl"},
 		{"chat:=sub;presence=maybe", "presence"},
 		{"chat:=sub;whisper=1", "whisper"},
+		{"chat:=sub;subscribe-hook=yes", "subscribe-hook"},
+		{"chat:=sub;publish-hook=", "publish-hook"},
+		{"chat:=sub;publish-hook=on;publish-hook=off", "twice"},
 		{"chat:=sub;deny=write", "unknown op"},
 		{"chat:=sub;color=red", "unknown option"},
 		{"chat:=sub;history=5;history=6", "twice"},
@@ -98,7 +107,7 @@ func TestParseRuleErrors(t *testing.T) {
 func FuzzParseRule(f *testing.F) {
 	for _, s := range []string{
 		"chat:=sub,pub,history;history=100;ttl=5m;presence=on;whisper=off;deny=pub",
-		"=sub", "*=", "x=;history=off", "a**=sub;ttl=1h",
+		"=sub", "*=", "x=;history=off", "a**=sub;ttl=1h", "doc:=;subscribe-hook=off;publish-hook=on",
 	} {
 		f.Add(s)
 	}
