@@ -33,7 +33,8 @@ func Refuse(status int, reason string) error { return &Refusal{Status: status, R
 
 // Upgrade answers a WebSocket upgrade request (head is its request line and
 // headers) by writing the response to w. keep names the headers to collect
-// into Request.Header (canonical form, "Authorization"); accept decides on
+// into Request.Header (canonical form, "Authorization", or a prefix ending
+// in '*', "X-*"; none may be empty); accept decides on
 // the request and returns the subprotocol to answer ("" for none) or a
 // *Refusal, written as the HTTP response. On error the refusal has been
 // written.
@@ -71,8 +72,9 @@ func Upgrade(head []byte, w io.Writer, keep []string, accept func(r *Request) (s
 				return nil
 			}
 			for _, name := range keep {
-				if k == name {
+				if k == name || name[len(name)-1] == '*' && strings.HasPrefix(k, name[:len(name)-1]) {
 					r.Header.Add(k, string(value))
+					break
 				}
 			}
 			return nil
