@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -171,4 +172,40 @@ func readyz(t *testing.T, h *harness) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
+}
+
+// TestCableRPCConnectEnv: connect carries what anycable-go sends: the
+// URL, the configured headers, the client's address as REMOTE_ADDR, and
+// the session id and protocol version as X-Anycable-Meta-* headers; the
+// same sid comes with commands and the disconnect.
+func TestCableRPCConnectEnv(t *testing.T) {
+	type call struct {
+		path, sid, protov string
+		env               map[string]any
+	}
+	calls := make(chan call, 10)
+	h := startRPC(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Env map[string]any `json:"env"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		calls <- call{r.URL.Path, r.Header.Get("X-Anycable-Meta-Sid"), r.Header.Get("X-Anycable-Meta-Protov"), req.Env}
+		switch r.URL.Path {
+		case "/_anycable/connect":
+			_, _ = w.Write([]byte(`{"status":1,"identifiers":"u1"}`))
+		default:
+			_, _ = w.Write([]byte(`{"status":1}`))
+		}
+	}))
+	c := h.dialCable("x=1", wire.SubprotocolExtJSON)
+	sid := c.Expect("welcome")["sid"]
+	connect := <-calls
+	headers, _ := connect.env["headers"].(map[string]any)
+	if connect.path != "/_anycable/connect" || connect.protov != "v1" || headers["REMOTE_ADDR"] != "127.0.0.1" || !strings.HasSuffix(connect.env["url"].(string), "/cable?x=1") {
+		t.Fatalf("connect %+v, want protov v1, REMOTE_ADDR 127.0.0.1 and the URL", connect)
+	}
+	c.Close()
+	if d := <-calls; d.path != "/_anycable/disconnect" || d.sid != sid {
+		t.Fatalf("after the close: %+v, want the disconnect with sid %v", d, sid)
+	}
 }

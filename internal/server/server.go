@@ -12,9 +12,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,6 +28,7 @@ import (
 	"github.com/huddle-rt/huddle/internal/core"
 	"github.com/huddle-rt/huddle/internal/frontend/cable"
 	"github.com/huddle-rt/huddle/internal/frontend/cable/rpc"
+	"github.com/huddle-rt/huddle/internal/frontend/cable/rpc/grpcrpc"
 	"github.com/huddle-rt/huddle/internal/frontend/huddlev1"
 	"github.com/huddle-rt/huddle/internal/httpapi"
 	"github.com/huddle-rt/huddle/internal/transport"
@@ -256,7 +259,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	var backend rpc.Backend
 	if cfg.RPCURL != "" {
-		c, err := rpc.New(rpc.Config{URL: cfg.RPCURL, Secret: cfg.RPCSecret, Concurrency: cfg.RPCConcurrency})
+		c, err := dialRPC(rpc.Config{URL: cfg.RPCURL, Secret: cfg.RPCSecret, Concurrency: cfg.RPCConcurrency})
 		if err != nil {
 			return nil, fmt.Errorf("server: %w", err)
 		}
@@ -431,6 +434,9 @@ wait:
 	s.cable.Close()
 	if s.rpc != nil {
 		s.rpc.Close()
+		if c, ok := s.rpc.Backend().(io.Closer); ok {
+			_ = c.Close()
+		}
 	}
 	hctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	_ = s.http.Shutdown(hctx)
@@ -461,4 +467,17 @@ func (s *Server) sweep() {
 func isTemporary(err error) bool {
 	var t interface{ Temporary() bool }
 	return errors.As(err, &t) && t.Temporary()
+}
+
+// dialRPC returns the client for the application backend at cfg.URL:
+// http(s):// is AnyCable's HTTP RPC, grpc:// and grpcs:// its gRPC service,
+// and a bare host:port gRPC too, as anycable-go reads its RPC host.
+func dialRPC(cfg rpc.Config) (rpc.Backend, error) {
+	if !strings.Contains(cfg.URL, "://") {
+		cfg.URL = "grpc://" + cfg.URL
+	}
+	if strings.HasPrefix(cfg.URL, "grpc://") || strings.HasPrefix(cfg.URL, "grpcs://") {
+		return grpcrpc.New(cfg)
+	}
+	return rpc.New(cfg)
 }

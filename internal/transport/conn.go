@@ -118,6 +118,20 @@ func (c *Conn) Unlock() { c.mu.Unlock() }
 // Created returns when the connection was accepted (unix nanos).
 func (c *Conn) Created() int64 { return c.created }
 
+// RemoteIP is the peer's IP address, as the socket sees it (a proxy's, when
+// one is in between); empty when it cannot be read. It makes a system call:
+// for the upgrade, not for every message.
+func (c *Conn) RemoteIP() string {
+	if c.nc != nil {
+		if a, ok := c.nc.RemoteAddr().(*net.TCPAddr); ok {
+			return a.IP.String()
+		}
+		host, _, _ := net.SplitHostPort(c.nc.RemoteAddr().String())
+		return host
+	}
+	return peerIP(c.fd)
+}
+
 // LastSeen returns when bytes last arrived (unix nanos).
 func (c *Conn) LastSeen() int64 { return c.lastSeen.Load() }
 

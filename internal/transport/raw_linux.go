@@ -153,3 +153,19 @@ func fdConn(fd int) (net.Conn, error) {
 	defer f.Close()
 	return net.FileConn(f)
 }
+
+// peerIP is the address at the other end of socket fd; empty when it
+// cannot be read (the peer is gone).
+func peerIP(fd int) string {
+	sa, err := unix.Getpeername(fd)
+	if err != nil {
+		return ""
+	}
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return net.IP(a.Addr[:]).String()
+	case *unix.SockaddrInet6:
+		return net.IP(a.Addr[:]).String()
+	}
+	return ""
+}

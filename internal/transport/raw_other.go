@@ -14,3 +14,4 @@ func rawRead(fd int, b []byte) (int, error)              { return 0, errNoRaw }
 func rawWrite(fd int, b []byte) (int, error)             { return 0, errNoRaw }
 func closeFd(fd int)                                     {}
 func fdConn(fd int) (net.Conn, error)                    { return nil, errNoRaw }
+func peerIP(fd int) string                               { return "" }

@@ -83,12 +83,16 @@ func (f *Frontend) requestEnv(r *requestInfo) rpc.Env {
 			env.Headers[strings.ToLower(h)] = v // lower case, as AnyCable sends them
 		}
 	}
+	if r.remoteIP != "" {
+		env.Headers["REMOTE_ADDR"] = r.remoteIP // what Rails' request.remote_ip starts from, as anycable-go sends it
+	}
 	return env
 }
 
 type requestInfo struct {
-	url    string
-	header http.Header
+	url      string
+	header   http.Header
+	remoteIP string
 }
 
 // enqueue runs fn on the connection's backend goroutine, after the calls
@@ -130,7 +134,7 @@ func (c *conn) runBackend() {
 // rpcConnect asks the application to accept the connection; it runs on the
 // backend goroutine and says welcome, or disconnect.
 func (c *conn) rpcConnect() {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(rpc.WithSession(context.Background(), c.ClientID()), 10*time.Second)
 	defer cancel()
 	c.rpc.mu.Lock()
 	env := c.rpc.envCopy()
@@ -219,7 +223,7 @@ func (c *conn) rpcCommand(ch *channel, command, data string) {
 	c.mu.Lock()
 	req.Env.IState = maps.Clone(ch.rpc.istate)
 	c.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(rpc.WithSession(context.Background(), c.ClientID()), 10*time.Second)
 	defer cancel()
 	resp, err := c.fe.cfg.RPC.Command(ctx, req)
 	if err != nil || resp.Status == rpc.Error {
@@ -330,7 +334,7 @@ func (c *conn) forget(ch *channel) {
 // fit its queue is dropped and counted.
 type disconnecter struct {
 	client rpc.Backend
-	queue  chan *rpc.DisconnectRequest
+	queue  chan disconnectCall
 	rate   float64
 	stats  *backendStats
 	log    *slog.Logger
@@ -344,9 +348,9 @@ func (d *disconnecter) run() {
 	if d.rate > 0 {
 		every = time.Duration(float64(time.Second) / d.rate)
 	}
-	for req := range d.queue {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		resp, err := d.client.Disconnect(ctx, req)
+	for call := range d.queue {
+		ctx, cancel := context.WithTimeout(rpc.WithSession(context.Background(), call.sid), 10*time.Second)
+		resp, err := d.client.Disconnect(ctx, call.req)
 		cancel()
 		if err != nil || resp.Status != rpc.Success {
 			d.stats.Errors.Add(1)
@@ -358,8 +362,14 @@ func (d *disconnecter) run() {
 	}
 }
 
-// push queues req, or drops it (counted) when the queue is full or closed.
-func (d *disconnecter) push(req *rpc.DisconnectRequest) {
+// disconnectCall is a queued disconnect: the request and its session id.
+type disconnectCall struct {
+	sid string
+	req *rpc.DisconnectRequest
+}
+
+// push queues call, or drops it (counted) when the queue is full or closed.
+func (d *disconnecter) push(call disconnectCall) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
@@ -367,7 +377,7 @@ func (d *disconnecter) push(req *rpc.DisconnectRequest) {
 		return
 	}
 	select {
-	case d.queue <- req:
+	case d.queue <- call:
 	default:
 		d.stats.DisconnectsDropped.Add(1)
 	}
@@ -408,5 +418,5 @@ func (c *conn) rpcClosed() {
 		}
 	}
 	c.mu.Unlock()
-	c.fe.disconnects.push(req)
+	c.fe.disconnects.push(disconnectCall{sid: c.ClientID(), req: req})
 }

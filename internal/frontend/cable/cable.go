@@ -124,7 +124,7 @@ func New(node *core.Node, cfg Config) *Frontend {
 	}
 	f := &Frontend{cfg: cfg, node: node, wrappers: make(map[wrapperKey]*ident)}
 	if cfg.RPC != nil {
-		f.disconnects = &disconnecter{client: cfg.RPC, queue: make(chan *rpc.DisconnectRequest, cfg.DisconnectQueue), rate: cfg.DisconnectRate, stats: &f.backend, log: node.Logger()}
+		f.disconnects = &disconnecter{client: cfg.RPC, queue: make(chan disconnectCall, cfg.DisconnectQueue), rate: cfg.DisconnectRate, stats: &f.backend, log: node.Logger()}
 		go f.disconnects.run()
 	}
 	for d := wire.Dialect(0); d < wire.NumDialects; d++ {
@@ -243,7 +243,7 @@ func (f *Frontend) Upgrade(tc *transport.Conn, head []byte, w io.Writer) (transp
 		if len(r.Query) > 0 {
 			u += "?" + r.Query.Encode()
 		}
-		c.rpc = &rpcConn{env: f.requestEnv(&requestInfo{url: u, header: r.Header})}
+		c.rpc = &rpcConn{env: f.requestEnv(&requestInfo{url: u, header: r.Header, remoteIP: tc.RemoteIP()})}
 	}
 	if sid := cmpOr(r.Header.Get("X-Anycable-Restore-Sid"), r.Query.Get("sid")); sid != "" && d.Ext() && f.cfg.Sessions != nil {
 		c.restoreFrom(sid)

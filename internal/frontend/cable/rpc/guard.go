@@ -98,6 +98,9 @@ func (g *Guard) Disconnect(ctx context.Context, req *DisconnectRequest) (*Discon
 	return guarded(g, ctx, func(ctx context.Context) (*DisconnectResponse, error) { return g.b.Disconnect(ctx, req) })
 }
 
+// Backend is the guarded backend.
+func (g *Guard) Backend() Backend { return g.b }
+
 // Retries returns how many calls were made again after failing to reach
 // the backend.
 func (g *Guard) Retries() int64 { return g.retries.Load() }

@@ -133,6 +133,26 @@ type Backend interface {
 
 var _ Backend = (*Client)(nil)
 
+// sessionKey is the context key of the session id a call is made for.
+type sessionKey struct{}
+
+// WithSession returns ctx carrying the id of the session a call is made
+// for; it goes to the application as AnyCable's "sid" metadata (the
+// X-Anycable-Meta-Sid header over HTTP), for its logs.
+func WithSession(ctx context.Context, sid string) context.Context {
+	return context.WithValue(ctx, sessionKey{}, sid)
+}
+
+// Session returns the session id WithSession put in ctx, or "".
+func Session(ctx context.Context) string {
+	sid, _ := ctx.Value(sessionKey{}).(string)
+	return sid
+}
+
+// ProtoVersion is the version of AnyCable's RPC contract spoken, sent as
+// the "protov" metadata (X-Anycable-Meta-Protov over HTTP).
+const ProtoVersion = "v1"
+
 // ErrUnavailable wraps every failure to get an answer: the backend is
 // down, slow past the timeout, or answered something that is not one.
 var ErrUnavailable = errors.New("rpc backend unavailable")
@@ -215,6 +235,10 @@ func (c *Client) call(ctx context.Context, path string, req, resp any) error {
 		return err
 	}
 	hr.Header.Set("Content-Type", "application/json")
+	hr.Header.Set("X-Anycable-Meta-Protov", ProtoVersion)
+	if sid := Session(ctx); sid != "" {
+		hr.Header.Set("X-Anycable-Meta-Sid", sid)
+	}
 	if c.cfg.Secret != "" {
 		hr.Header.Set("Authorization", "Bearer "+c.cfg.Secret)
 	}

@@ -21,9 +21,11 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	"github.com/huddle-rt/huddle/internal/frontend/cable/rpc"
 	pb "github.com/huddle-rt/huddle/internal/frontend/cable/rpc/grpcrpc/anycablepb"
@@ -176,13 +178,21 @@ func (c *Client) begin(ctx context.Context) (_ context.Context, done func(), _ e
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	ctx = metadata.AppendToOutgoingContext(ctx, "protov", ProtoVersion)
+	if sid := rpc.Session(ctx); sid != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, "sid", sid)
+	}
 	return ctx, func() { cancel(); <-c.sem }, nil
 }
 
 // unavailable wraps a failed call. Every gRPC error means no answer came
 // (the server is unreachable, too slow, refused the call or crashed in it),
 // so each is rpc.ErrUnavailable, as every non-answer is for the HTTP client.
+// UNAVAILABLE and RESOURCE_EXHAUSTED say the call did not run: those are
+// marked rpc.Unreachable, for a retry (anycable-go retries the same two).
 func unavailable(method string, err error) error {
+	if c := status.Code(err); c == codes.Unavailable || c == codes.ResourceExhausted {
+		err = rpc.Unreachable(err)
+	}
 	return fmt.Errorf("%w: %s: %w", rpc.ErrUnavailable, method, err)
 }
 
