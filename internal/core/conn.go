@@ -38,12 +38,19 @@ type Session struct {
 	ident    atomic.Pointer[auth.Identity] // nil until connect succeeds
 	clientID string                        // set with ident
 	lastPing atomic.Int64
+	userEv   atomic.Uint32 // Events: userEvConnected once told, userEvClosed once closed
 
 	// Guarded by tc.
 	subs   []*subscription // few per connection: a slice beats a map
 	joined []string        // streams whose presence this connection is in
 	jobs   *jobQueue       // replies waiting for room in the queue (see pump); nil when none
 }
+
+// States of Session.userEv.
+const (
+	userEvConnected = 1 + iota
+	userEvClosed
+)
 
 // connRare holds worker-owned state that most connections never use, so an
 // idle connection does not carry it.
@@ -105,6 +112,12 @@ func (c *Session) Connect(id *auth.Identity) {
 	// first interval (see PingDue).
 	c.lastPing.Store(time.Now().UnixNano() - rand.Int64N(int64(c.pingJitter())+1))
 	c.node.metrics.Connected.Add(1)
+	// Closed may run at the same time (a sweep, a drain): the one that
+	// moves userEv first decides, so a user is never connected after its
+	// connection closed.
+	if id.User != "" && c.node.events != nil && c.userEv.CompareAndSwap(0, userEvConnected) {
+		c.node.events.OnUserConnected(id.User)
+	}
 }
 
 // pingJitter is the spread of first pings: a quarter of an interval.
@@ -171,8 +184,12 @@ func (c *Session) Closed(clean bool) {
 	for _, sub := range subs {
 		node.unsubscribe(sub)
 	}
-	if c.ident.Load() != nil {
+	told := c.userEv.Swap(userEvClosed) == userEvConnected
+	if id := c.ident.Load(); id != nil {
 		node.metrics.Connected.Add(-1)
+		if told {
+			node.events.OnUserDisconnected(id.User)
+		}
 	}
 }
 

@@ -59,6 +59,32 @@ type Deps struct {
 	// NewBroker builds the broker that delivers to the node. Default: the
 	// memory broker over Log.
 	NewBroker func(h broker.Handler) (broker.Broker, error)
+	// Events observes the node's streams, users and presence (webhooks).
+	// Nil: nobody.
+	Events Events
+}
+
+// Events observes what happens on a node, for telling the application
+// (webhooks). Its methods must return at once: they run on hot paths (a
+// subscribe, a close, the presence tick), take only leaf locks of their
+// own and never wait on I/O. OnUserConnected may be called with the
+// connection's lock held (a front-end that connects under it); the others
+// are called with no core lock held.
+type Events interface {
+	// OnOccupied: stream got its first subscriber on this node.
+	OnOccupied(stream string)
+	// OnVacated: stream lost its last subscriber on this node. Every
+	// OnOccupied is followed by one OnVacated, but calls of different
+	// goroutines may arrive in either order.
+	OnVacated(stream string)
+	// OnUserConnected: a connection of user passed connect.
+	OnUserConnected(user string)
+	// OnUserDisconnected: a connection of user that passed connect closed.
+	OnUserDisconnected(user string)
+	// OnPresence: this node's presence tracker emitted diff (changes of
+	// members this node joined, left or expired; not those relayed from
+	// other nodes). diff must not be modified.
+	OnPresence(stream string, diff *protocol.Presence)
 }
 
 // A Format is one wire encoding of what every subscriber of a stream
@@ -158,6 +184,7 @@ type Node struct {
 	// msgLimit is the inbound message rate limit.
 	msgLimit whisper.Config
 	presence *presence.Tracker
+	events   Events // nil: none
 	metrics  *Metrics
 	formats  []*Format // by index; fixed before the first session
 	relayFmt int       // index of the Relay format, -1 if none
@@ -180,6 +207,7 @@ func New(cfg Config, deps Deps) (*Node, error) {
 		whispers: whisper.NewCache(cfg.Whisper),
 		metrics:  newMetrics(),
 		relayFmt: -1,
+		events:   deps.Events,
 	}
 	n.history = deps.Log
 	if n.history == nil {

@@ -31,6 +31,9 @@ func (node *Node) emitPresence(stream string, diff *protocol.Presence) {
 	n := node.hub.Broadcast(stream, hub.Message{Kind: kindPresence}, frames, nil)
 	node.metrics.CountOut(protocol.TypePresence, n)
 	node.relay(stream, frames, diff, true)
+	if node.events != nil {
+		node.events.OnPresence(stream, diff)
+	}
 }
 
 // checkState validates a join state or an update patch.

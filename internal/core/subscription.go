@@ -248,7 +248,9 @@ func (node *Node) register(sub *subscription) *protocol.Error {
 	c, stream := sub.c, sub.stream
 	// The hub first, so that the subscription buffers whatever the broker
 	// delivers from the moment its Subscribe returns.
-	node.hub.Subscribe(stream, sub)
+	if node.hub.Subscribe(stream, sub) && node.events != nil {
+		node.events.OnOccupied(stream)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	err := node.broker.Subscribe(ctx, stream)
 	cancel()
@@ -292,7 +294,9 @@ func (node *Node) release(sub *subscription) {
 	if sub.c.clientID != "" {
 		gone = node.whispers.Drop(sub.stream, sub.c.clientID)
 	}
-	node.hub.Unsubscribe(sub.stream, sub)
+	if node.hub.Unsubscribe(sub.stream, sub) && node.events != nil {
+		node.events.OnVacated(sub.stream)
+	}
 	// The others still show the sender's latest whispers (a cursor): tell
 	// them they are gone with a null whisper of each cached event, as a
 	// client's own hide would.
