@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/huddle-rt/huddle/internal/auth"
+	"github.com/huddle-rt/huddle/internal/hooks"
 	"github.com/huddle-rt/huddle/protocol"
 )
 
@@ -55,6 +56,15 @@ func (c *conn) OnMessage(payload []byte) {
 }
 
 func (c *conn) dispatch(m protocol.Message) {
+	if h := c.hooks(); h != nil && h.route(m) {
+		return
+	}
+	c.handle(m)
+}
+
+// handle runs one message: on the worker, or on the hook queue's
+// goroutine for one that waited there.
+func (c *conn) handle(m protocol.Message) {
 	if c.Ident() == nil {
 		if cm, ok := m.(*protocol.Connect); ok {
 			c.onConnect(cm)
@@ -70,6 +80,9 @@ func (c *conn) dispatch(m protocol.Message) {
 		c.Subscribe(m)
 	case *protocol.Unsubscribe:
 		c.Unsubscribe(m)
+		if h := c.hooks(); h != nil {
+			h.forget(m.S)
+		}
 	case *protocol.Publish:
 		c.Publish(m)
 	case *protocol.HistoryRequest:
@@ -107,6 +120,12 @@ func (c *conn) onConnect(m *protocol.Connect) {
 		token = c.UpgradeToken()
 	}
 	id, err := c.Node().Auth().Verify(token)
+	if h := c.hooks(); h != nil && h.client().Has(hooks.Connect) && (token == "" || err != nil && !errors.Is(err, auth.ErrExpired)) {
+		// Not a token of ours: the application decides (an expired one
+		// of ours still gets 4002 below).
+		c.connectHook(h, m, token)
+		return
+	}
 	if err != nil {
 		if errors.Is(err, auth.ErrExpired) {
 			c.CloseWith(protocol.CodeTokenExpired, "token expired", true)
@@ -116,8 +135,13 @@ func (c *conn) onConnect(m *protocol.Connect) {
 		return
 	}
 	c.Connect(id)
+	c.connected(m.ID, id)
+}
+
+// connected answers a connect that succeeded.
+func (c *conn) connected(reqID uint64, id *auth.Identity) {
 	reply := &protocol.Connected{
-		ID:     m.ID,
+		ID:     reqID,
 		Client: c.ClientID(),
 		User:   id.User,
 		Ping:   int(c.out().fe.cfg.PingInterval / time.Second),

@@ -3,19 +3,23 @@
 // operations and encodes the core's events and replies as huddle.v1
 // messages. huddle.v1 is the core's own vocabulary, so the mapping is one
 // to one; what this package adds is the handshake, decoding, the connect
-// exchange, pings and the message rate limit.
+// exchange, pings, the message rate limit and the application's hooks
+// (connect, subscribe, publish; see hooks.go).
 //
 // It must not reach into another front-end, and it holds no state of its
-// own beyond a connection's core.Session.
+// own beyond a connection's core.Session and, with hooks, its queue of
+// hook calls and what they granted.
 package huddlev1
 
 import (
+	"cmp"
 	"io"
 	"net/http"
 	"time"
 
 	"github.com/huddle-rt/huddle/internal/auth"
 	"github.com/huddle-rt/huddle/internal/core"
+	"github.com/huddle-rt/huddle/internal/hooks"
 	"github.com/huddle-rt/huddle/internal/transport"
 	"github.com/huddle-rt/huddle/protocol"
 )
@@ -36,6 +40,17 @@ type Config struct {
 	Gate func(r *transport.Request) error
 	// Refused counts refused upgrades. Nil: not counted.
 	Refused func()
+	// Hooks asks the application about connects, subscribes and
+	// publishes (see hooks.go and docs/hooks.md). Nil: no hooks.
+	Hooks *hooks.Client
+	// HookQueue bounds a connection's requests waiting for or behind a
+	// hook call; beyond it a request gets error 4006. Default
+	// DefaultHookQueue.
+	HookQueue int
+	// MaxSubscriptions bounds the streams the subscribe hook's grants of
+	// one connection cover, like the core's bound on its subscriptions.
+	// Default 1000.
+	MaxSubscriptions int
 }
 
 // Frontend serves huddle.v1.
@@ -44,6 +59,7 @@ type Frontend struct {
 	node    *core.Node
 	formats [2]int // core format index by protocol.Codec
 	outputs [2]*output
+	keep    []string // upgrade headers kept: Authorization, and the connect hook's
 }
 
 // New registers huddle.v1's formats with node and returns the front-end.
@@ -60,8 +76,14 @@ func New(node *core.Node, cfg Config) *Frontend {
 		})
 		f.outputs[codec] = &output{fe: f, codec: codec}
 	}
+	f.keep = []string{"Authorization"}
+	if cfg.Hooks.Has(hooks.Connect) {
+		f.keep = append(f.keep, cfg.Hooks.Headers()...)
+	}
 	return f
 }
+
+func (f *Frontend) maxSubs() int { return cmp.Or(f.cfg.MaxSubscriptions, 1000) }
 
 // output encodes huddle.v1 messages in one codec. A session's Output also
 // leads back to its front-end (see conn.fe), which saves a field per
@@ -81,7 +103,12 @@ type conn struct {
 }
 
 // out returns the connection's output: its codec and front-end.
-func (c *conn) out() *output { return c.Output().(*output) }
+func (c *conn) out() *output {
+	if h, ok := c.Output().(*hookConn); ok {
+		return h.out
+	}
+	return c.Output().(*output)
+}
 
 var _ transport.Session = (*conn)(nil)
 
@@ -90,7 +117,7 @@ var _ transport.Session = (*conn)(nil)
 // or an Authorization bearer header.
 func (f *Frontend) Upgrade(tc *transport.Conn, head []byte, w io.Writer) (transport.Session, error) {
 	codec := protocol.JSON
-	r, _, err := transport.Upgrade(head, w, []string{"Authorization"}, func(r *transport.Request) (string, error) {
+	r, _, err := transport.Upgrade(head, w, f.keep, func(r *transport.Request) (string, error) {
 		if f.cfg.Gate != nil {
 			if err := f.cfg.Gate(r); err != nil {
 				return "", err
@@ -114,7 +141,19 @@ func (f *Frontend) Upgrade(tc *transport.Conn, head []byte, w io.Writer) (transp
 		return nil, err
 	}
 	c := &conn{}
-	c.Init(tc, f.node, f.outputs[codec], f.formats[codec])
+	if f.cfg.Hooks == nil {
+		c.Init(tc, f.node, f.outputs[codec], f.formats[codec])
+	} else {
+		h := &hookConn{c: c, out: f.outputs[codec]}
+		if f.cfg.Hooks.Has(hooks.Connect) {
+			u := r.Path
+			if len(r.Query) > 0 {
+				u += "?" + r.Query.Encode()
+			}
+			h.env = &hooks.ConnectRequest{URL: u, Headers: f.cfg.Hooks.CollectHeaders(r.Header), Addr: tc.RemoteIP()}
+		}
+		c.Init(tc, f.node, h, f.formats[codec])
+	}
 	token := r.Query.Get("token")
 	if token == "" {
 		token, _ = auth.BearerToken(r.Header.Get("Authorization"))
@@ -141,7 +180,12 @@ func joinOffered(list []string) string {
 
 // Check implements transport.Session: deadlines, then a ping when due.
 func (c *conn) Check(now time.Time) {
-	if c.CheckDeadlines(now, c.out().fe.cfg.ConnectTimeout) && c.PingDue(now, 0) {
+	timeout := c.out().fe.cfg.ConnectTimeout
+	if h := c.hooks(); h != nil && h.connecting() {
+		// The application's answer may take the hook's timeout.
+		timeout += h.client().Timeout(hooks.Connect)
+	}
+	if c.CheckDeadlines(now, timeout) && c.PingDue(now, 0) {
 		c.Send(&protocol.Ping{})
 	}
 }
