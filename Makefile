@@ -22,11 +22,12 @@ F            = -server-bin $(BIN)/huddle $(BENCH_FLAGS)
 ROWS = idle connect broadcast-1k broadcast-10k-1 broadcast-10k-10 whisper rooms cursors presence presence-1k-watchers slow
 RUNS ?= 3
 
-.PHONY: bench bench-full bench-smoke bench-soak bench-build bench-results $(addprefix bench-,$(ROWS))
+.PHONY: bench bench-full bench-smoke bench-soak bench-build bench-results bench-connect-rpc $(addprefix bench-,$(ROWS))
 
 bench-build:
 	$(GO) build -o $(BIN)/huddle ./cmd/huddle
 	$(GO) build -o $(BIN)/huddle-bench ./cmd/huddle-bench
+	$(GO) build -o $(BIN)/huddle-bench-rpc ./bench/cmd/huddle-bench-rpc
 	@mkdir -p $(BENCH_OUT)
 
 # Modest sizes: the same rows, scaled down.
@@ -67,6 +68,14 @@ bench-presence-1k-watchers: bench-build
 	$(HB) presence $(F) -streams 1 -members 10000 -watchers 1000 -rate 200 -duration 20s -json $(BENCH_OUT)/presence-1k-watchers.json
 bench-slow: bench-build
 	$(HB) slow $(F) -good 500 -slow 50 -rate 200 -size 2000 -baseline 5s -slowdown 15s -json $(BENCH_OUT)/slow.json
+
+# /cable connects through an AnyCable HTTP RPC backend (issue 15; not part
+# of bench-full): huddle-bench-rpc serves the backend (pinned with the
+# clients) and starts Huddle with --rpc-url pointing at it; clients send a
+# bench_user cookie and subscribe to BenchChannel. bench/RESULTS.md shows
+# the same run against anycable-go.
+bench-connect-rpc: bench-build
+	$(BIN)/huddle-bench-rpc connect $(F) -n 10000 -concurrency 500 -json $(BENCH_OUT)/connect-rpc.json
 
 # bench/RESULTS.md: every row of bench-full $(RUNS) times (run by run, so
 # slow drifts of the machine spread over all rows), then the medians.

@@ -140,6 +140,15 @@ type AdapterConfig struct {
 	// BroadcastKey, when set, is sent with each publication as
 	// "Authorization: Bearer <key>" (anycable-go's --broadcast_key).
 	BroadcastKey string `json:"broadcast_key,omitempty"`
+	// Channel, for the cable adapter, is an application channel to
+	// subscribe through instead of $pubsub: the identifier becomes
+	// {"channel":Channel,"stream":S}, which the server hands to its RPC
+	// backend (see RPCBackend). Empty: $pubsub.
+	Channel string `json:"channel,omitempty"`
+	// Identity, for the cable adapter, is how a connection tells an RPC
+	// backend who it is: "cookie" sends "Cookie: bench_user=<user>",
+	// "query" adds ?bench_user=<user> to the URL; empty sends nothing.
+	Identity string `json:"identity,omitempty"`
 }
 
 // adapters holds every adapter by name.

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,10 +31,16 @@ const (
 )
 
 // cableAdapter speaks Action Cable over WebSocket, as anycable-go and
-// Huddle's /cable serve it, using only the "$pubsub" channel (public
+// Huddle's /cable serve it, by default on the "$pubsub" channel (public
 // streams: identifier {"channel":"$pubsub","stream_name":S}, no RPC
 // backend). Connections are not authenticated (the server must accept
 // anonymous clients: anycable-go --public or --noauth).
+//
+// With AdapterConfig.Channel it subscribes to that application channel
+// instead ({"channel":C,"stream":S}), which the server hands to its RPC
+// backend, and with AdapterConfig.Identity each connection names its user
+// to that backend (a bench_user cookie or query parameter; RPCBackend
+// reads either).
 //
 // Wire format of the bench's opaque payloads (stamps), base64 in JSON:
 //
@@ -55,11 +62,20 @@ const (
 // extended protocol, as AnyCable's clients do, and ignored in the plain one,
 // as Rails' client does. Recovery (SubOptions.Recover) is not supported.
 type cableAdapter struct {
-	url   string
-	proto string // the subprotocol asked for
-	ext   bool   // proto is the extended one
-	bc    *broadcaster
+	url     string
+	proto   string // the subprotocol asked for
+	ext     bool   // proto is the extended one
+	bc      *broadcaster
+	channel string // an application channel instead of $pubsub (AdapterConfig.Channel)
+	ident   string // how a connection says who it is (AdapterConfig.Identity)
 }
+
+// Ways a cable connection tells the RPC backend who it is
+// (AdapterConfig.Identity), both named BenchUserParam.
+const (
+	identityCookie = "cookie"
+	identityQuery  = "query"
+)
 
 var _ Adapter = (*cableAdapter)(nil)
 
@@ -68,7 +84,12 @@ var _ Adapter = (*cableAdapter)(nil)
 // (actioncable-v1-json). cfg.BroadcastURL defaults to the WebSocket URL's
 // origin + /_broadcast.
 func newCableAdapter(cfg AdapterConfig) (Adapter, error) {
-	a := &cableAdapter{url: cfg.URL}
+	a := &cableAdapter{url: cfg.URL, channel: cfg.Channel, ident: cfg.Identity}
+	switch a.ident {
+	case "", identityCookie, identityQuery:
+	default:
+		return nil, fmt.Errorf("bench: cable adapter: unknown identity %q (cookie, query or none)", cfg.Identity)
+	}
 	switch cfg.Codec {
 	case "", "ext-json", cableExtJSON:
 		a.proto, a.ext = cableExtJSON, true
@@ -136,11 +157,12 @@ type cableConn struct {
 	reason   atomic.Pointer[string]
 }
 
-// cableSub is one $pubsub subscription.
+// cableSub is one subscription: to a $pubsub stream, or to an
+// application channel that follows one stream.
 type cableSub struct {
 	stream  string
 	streamB []byte
-	ident   string // the identifier: {"channel":"$pubsub","stream_name":stream}
+	ident   string // the identifier: {"channel":"$pubsub","stream_name":stream} or {"channel":C,"stream":stream}
 	identQ  []byte // ident escaped for the inside of a JSON string
 }
 
@@ -149,18 +171,51 @@ func newCableSub(stream string) *cableSub {
 	return &cableSub{stream: stream, streamB: []byte(stream), ident: ident, identQ: appendJSONEscaped(nil, ident)}
 }
 
+// newChannelSub is a subscription to application channel ch, whose
+// backend is asked to stream stream.
+func newChannelSub(ch, stream string) *cableSub {
+	b := appendJSONString([]byte(`{"channel":`), ch)
+	b = appendJSONString(append(b, `,"stream":`...), stream)
+	ident := string(append(b, '}'))
+	return &cableSub{stream: stream, streamB: []byte(stream), ident: ident, identQ: appendJSONEscaped(nil, ident)}
+}
+
+// newSub is the adapter's subscription to stream.
+func (a *cableAdapter) newSub(stream string) *cableSub {
+	if a.channel != "" {
+		return newChannelSub(a.channel, stream)
+	}
+	return newCableSub(stream)
+}
+
+// dialURL is the URL a connection of user dials, with its identity when
+// it goes in the query.
+func (a *cableAdapter) dialURL(user string) string {
+	if a.ident != identityQuery {
+		return a.url
+	}
+	sep := "?"
+	if strings.Contains(a.url, "?") {
+		sep = "&"
+	}
+	return a.url + sep + BenchUserParam + "=" + url.QueryEscape(user)
+}
+
 var _ Conn = (*cableConn)(nil)
 
 // Dial connects, asking for the adapter's subprotocol, and waits for the
 // server's welcome.
 func (a *cableAdapter) Dial(ctx context.Context, o DialOptions, h Handler) (Conn, error) {
 	d := ws.Dialer{Protocols: []string{a.proto}}
+	if a.ident == identityCookie {
+		d.Header = ws.HandshakeHeaderString("Cookie: " + BenchUserParam + "=" + url.QueryEscape(o.User) + "\r\n")
+	}
 	nd := net.Dialer{Control: socketOptions(o)}
 	if o.Local != nil {
 		nd.LocalAddr = &net.TCPAddr{IP: o.Local}
 	}
 	d.NetDial = nd.DialContext
-	nc, br, hs, err := d.Dial(ctx, a.url)
+	nc, br, hs, err := d.Dial(ctx, a.dialURL(o.User))
 	if err != nil {
 		return nil, fmt.Errorf("dial: %w", err)
 	}
@@ -261,7 +316,7 @@ func (c *cableConn) Subscribe(ctx context.Context, stream string, o SubOptions) 
 	if c.sub(stream) != nil {
 		return nil
 	}
-	s := newCableSub(stream)
+	s := c.a.newSub(stream)
 	c.setSubs(s, nil) // before the command: messages may follow the confirmation at once
 	c.pending.Store(s)
 	defer c.pending.Store(nil)
@@ -340,7 +395,7 @@ func (c *cableConn) appendCommand(b []byte, cmd, stream string) []byte {
 	if s := c.sub(stream); s != nil {
 		b = append(b, s.identQ...)
 	} else {
-		b = append(b, newCableSub(stream).identQ...)
+		b = append(b, c.a.newSub(stream).identQ...)
 	}
 	return append(b, '"')
 }

@@ -221,6 +221,7 @@ func (p *pool) wait(ctx context.Context, ev string) ([]report, error) {
 type collected struct {
 	Counters
 	Lat, Join, Leave, Dial Histogram
+	Welcome                Histogram
 	Seq                    SeqTable
 	Samples                []string
 }
@@ -233,6 +234,7 @@ func merge(reports []report) *collected {
 		c.Join.Merge(r.Join)
 		c.Leave.Merge(r.Leave)
 		c.Dial.Merge(r.Dial)
+		c.Welcome.Merge(r.Welcome)
 		c.Seq.Add(r.Seq)
 		for _, s := range r.Samples {
 			if len(c.Samples) < 5 {

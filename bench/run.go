@@ -44,6 +44,9 @@ type Env struct {
 	// Profile, when set, is where a CPU profile of the server over the
 	// measured phase is written (the target needs Pprof and an API key).
 	Profile string
+	// Backend, when set, is the RPC backend the server calls: the connect
+	// scenario reports its calls and CPU over the storm.
+	Backend *BackendTarget
 }
 
 func (e *Env) log() io.Writer {
@@ -256,7 +259,7 @@ func (e *Env) boundNotes(u Usage) []string {
 				busy -= u.CoreIRQ[i]
 			}
 		}
-		other := busy - u.ClientCPU
+		other := busy - u.ClientCPU - u.BackendCPU
 		if u.ServerMeasured {
 			other -= u.ServerCPU
 		}
@@ -387,6 +390,9 @@ type Usage struct {
 	ServerRSS      int64   `json:"server_rss_bytes"` // at the end of the phase
 	// ClientCPU is every worker process's CPU plus the coordinator's.
 	ClientCPU float64 `json:"client_cpu_cores"`
+	// BackendCPU is the RPC backend's CPU (Env.Backend with a pid), where
+	// a scenario reads it; not part of ClientCPU.
+	BackendCPU float64 `json:"backend_cpu_cores,omitempty"`
 	// CoreBusy is how busy each core of the machine was, by anything;
 	// CoreIRQ the part of it in interrupts and softirqs (loopback traffic,
 	// charged to no process).

@@ -74,10 +74,11 @@ const progressEvery = 500 * time.Millisecond
 type report struct {
 	Ev       string      `json:"ev"`
 	Counters Counters    `json:"c"`
-	Lat      *Histogram  `json:"lat,omitempty"`   // deliveries since the last collect
-	Join     *Histogram  `json:"join,omitempty"`  // presence joins seen
-	Leave    *Histogram  `json:"leave,omitempty"` // presence leaves seen
-	Dial     *Histogram  `json:"dial,omitempty"`  // connect+subscribe times
+	Lat      *Histogram  `json:"lat,omitempty"`     // deliveries since the last collect
+	Join     *Histogram  `json:"join,omitempty"`    // presence joins seen
+	Leave    *Histogram  `json:"leave,omitempty"`   // presence leaves seen
+	Dial     *Histogram  `json:"dial,omitempty"`    // connect+subscribe times
+	Welcome  *Histogram  `json:"welcome,omitempty"` // dialed: connect times (to the welcome)
 	Seq      []SeqStat   `json:"seq,omitempty"`
 	WinP99   int64       `json:"win_p99,omitempty"` // progress: p99 over the last window
 	WinN     uint64      `json:"win_n,omitempty"`

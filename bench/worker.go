@@ -89,6 +89,7 @@ type worker struct {
 	errs    []string
 
 	lat, win, join, leave, dial *AtomicHistogram
+	welcome                     *AtomicHistogram // dial to the server's welcome (the adapter's Dial returning)
 	seq                         *SeqRecorder
 
 	up, failed, sent, sendErrs, unsent, recv, cycles, unmatched atomic.Int64
@@ -133,7 +134,7 @@ func newWorker(t Task, ad Adapter, out io.Writer) *worker {
 	w := &worker{
 		t: t, ad: ad, out: json.NewEncoder(out),
 		lat: NewAtomicHistogram(), win: NewAtomicHistogram(),
-		join: NewAtomicHistogram(), leave: NewAtomicHistogram(), dial: NewAtomicHistogram(),
+		join: NewAtomicHistogram(), leave: NewAtomicHistogram(), dial: NewAtomicHistogram(), welcome: NewAtomicHistogram(),
 		codes: map[int]int64{}, closes: map[int]int64{}, slowCloses: map[int]int64{},
 	}
 	if t.Shape.Seqs > 0 {
@@ -160,7 +161,7 @@ func (w *worker) obey(ctx context.Context, c command) {
 			w.t.Concurrency = c.Concurrency
 		}
 		w.dialAll(ctx)
-		w.send(report{Ev: evDialed, Counters: w.counters(), Dial: w.dial.Take(), Samples: w.samples()})
+		w.send(report{Ev: evDialed, Counters: w.counters(), Dial: w.dial.Take(), Welcome: w.welcome.Take(), Samples: w.samples()})
 	case cmdPause, cmdResume:
 		w.mu.Lock()
 		for _, cl := range w.clients {
@@ -264,6 +265,7 @@ func (w *worker) open(ctx context.Context, cl *client) {
 	start := time.Now()
 	conn, err := w.ad.Dial(dctx, o, cl.handle)
 	if err == nil {
+		w.welcome.Record(int64(time.Since(start)))
 		if err = conn.Subscribe(dctx, cl.plan.stream, cl.plan.sub); err != nil {
 			conn.Close()
 			err = fmt.Errorf("subscribe: %w", err)
