@@ -133,6 +133,9 @@ func newMetrics(s *Server) (*metrics, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := s.webhooks.metrics(meter); err != nil {
+		return nil, err
+	}
 	m.handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	return m, nil
 }

@@ -32,6 +32,8 @@ import (
 	"github.com/huddle-rt/huddle/internal/frontend/huddlev1"
 	"github.com/huddle-rt/huddle/internal/httpapi"
 	"github.com/huddle-rt/huddle/internal/transport"
+	"github.com/huddle-rt/huddle/internal/webhooks"
+	"github.com/huddle-rt/huddle/internal/webhooks/occupancy"
 	"github.com/huddle-rt/huddle/presence"
 	"github.com/huddle-rt/huddle/protocol"
 	"github.com/huddle-rt/huddle/storage"
@@ -126,6 +128,13 @@ type Config struct {
 	CablePingInterval time.Duration
 	// Logger receives the server's logs. Default slog.Default().
 	Logger *slog.Logger
+	// Webhooks tells the application about presence, streams and users
+	// over HTTP (docs/webhooks.md). No Endpoints: no webhooks.
+	Webhooks webhooks.Config
+	// WebhookNodeTTL is how long this node's streams and users count as
+	// held in the cluster without its refresh: a node that dies has them
+	// vacated and disconnected by the others within about this. Default 30s.
+	WebhookNodeTTL time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -187,6 +196,9 @@ type Deps struct {
 	// Check reports whether the backends the node depends on are reachable;
 	// /readyz answers 503 while it fails. Nil: always reachable.
 	Check func(ctx context.Context) error
+	// Occupancy counts the streams and users of every node for webhooks.
+	// Default: in memory (one node; with several, a store they share).
+	Occupancy occupancy.Store
 }
 
 // ErrClosed is returned by Serve once Shutdown has begun stopping the
@@ -195,17 +207,18 @@ var ErrClosed = errors.New("server: closed")
 
 // Server is one Huddle node.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	node    *core.Node
-	huddle  *huddlev1.Frontend
-	cable   *cable.Frontend
-	rpc     *rpc.Guard // /cable's application backend; nil without one
-	check   func(ctx context.Context) error
-	metrics *metrics
-	tr      *transport.Transport
-	api     http.Handler
-	http    *http.Server
+	cfg      Config
+	log      *slog.Logger
+	node     *core.Node
+	huddle   *huddlev1.Frontend
+	cable    *cable.Frontend
+	rpc      *rpc.Guard // /cable's application backend; nil without one
+	check    func(ctx context.Context) error
+	metrics  *metrics
+	tr       *transport.Transport
+	api      http.Handler
+	http     *http.Server
+	webhooks *webhookSink // nil: no webhooks
 
 	// handshakeFailures counts refused WebSocket upgrades.
 	handshakeFailures atomic.Int64
@@ -229,6 +242,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, check: deps.Check, stop: make(chan struct{})}
 	var err error
+	if s.webhooks, err = newWebhookSink(&cfg, &deps); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
 	s.node, err = core.New(core.Config{
 		MaxMessage:       cfg.MaxMessage,
 		MaxQueue:         cfg.MaxQueue,
@@ -239,7 +255,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		Whisper:          cfg.Whisper,
 		Presence:         cfg.Presence,
 		Logger:           cfg.Logger,
-	}, core.Deps{Auth: deps.Auth, Log: deps.Log, Presence: deps.Presence, NewBroker: deps.NewBroker})
+	}, core.Deps{Auth: deps.Auth, Log: deps.Log, Presence: deps.Presence, NewBroker: deps.NewBroker, Events: s.webhooks.events()})
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
@@ -443,6 +459,7 @@ wait:
 	cancel()
 	s.wg.Wait()
 	s.node.Close()
+	s.webhooks.close() // after the node's last presence leaves
 	s.tr.Close()
 	return err
 }

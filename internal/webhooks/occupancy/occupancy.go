@@ -56,6 +56,10 @@ type Config struct {
 	// Sweep is how often the Tracker removes expired entries. Default
 	// min(TTL/3, 1s).
 	Sweep time.Duration
+	// Linger delays the effect of a Dec, so that a holder that comes back
+	// within it (a reconnect) does not release the key and take it again.
+	// Default 0: none.
+	Linger time.Duration
 	// OnError receives Store errors (the Tracker retries by itself).
 	// Default: ignored.
 	OnError func(error)
@@ -74,12 +78,19 @@ type Tracker struct {
 	done        chan struct{}
 	closing     sync.Once
 
-	mu    sync.Mutex // guards the following
-	count map[string]int
-	dirty map[string]struct{} // keys whose count crossed zero since the last sync
+	mu      sync.Mutex // guards the following
+	count   map[string]int
+	dirty   map[string]struct{} // keys whose count crossed zero since the last sync
+	lingers []linger            // Decs waiting for Linger, in due order
 
 	// Owned by run.
 	held map[string]struct{} // keys whose entry the Store has (as far as this node knows)
+}
+
+// linger is a Dec that takes effect at due.
+type linger struct {
+	key string
+	due time.Time
 }
 
 // NewTracker starts a tracker. first is called for a key this node's add
@@ -114,9 +125,45 @@ func NewTracker(cfg Config, store Store, first, last func(key string)) *Tracker 
 // Inc counts one more local holder of key.
 func (t *Tracker) Inc(key string) { t.add(key, 1) }
 
-// Dec counts one less. Inc and Dec of one holder may come in either order
-// (they are counted, not matched).
-func (t *Tracker) Dec(key string) { t.add(key, -1) }
+// Dec counts one less, after Config.Linger. Inc and Dec of one holder may
+// come in either order (they are counted, not matched).
+func (t *Tracker) Dec(key string) {
+	if t.cfg.Linger <= 0 {
+		t.add(key, -1)
+		return
+	}
+	t.mu.Lock()
+	t.lingers = append(t.lingers, linger{key: key, due: time.Now().Add(t.cfg.Linger)})
+	t.mu.Unlock()
+	select {
+	case t.wake <- struct{}{}:
+	default:
+	}
+}
+
+// applyLingers applies the Decs due by now and returns when the next is
+// due (zero: none waits).
+func (t *Tracker) applyLingers(now time.Time) time.Time {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	i := 0
+	for ; i < len(t.lingers) && !t.lingers[i].due.After(now); i++ {
+		k := t.lingers[i].key
+		if n := t.count[k] - 1; n == 0 {
+			delete(t.count, k)
+		} else {
+			t.count[k] = n
+		}
+		t.dirty[k] = struct{}{}
+	}
+	clear(t.lingers[:i])
+	t.lingers = t.lingers[i:]
+	if len(t.lingers) == 0 {
+		t.lingers = nil
+		return time.Time{}
+	}
+	return t.lingers[0].due
+}
 
 func (t *Tracker) add(key string, d int) {
 	t.mu.Lock()
@@ -154,6 +201,7 @@ func (t *Tracker) Close(ctx context.Context) {
 	t.closing.Do(func() {
 		close(t.stop)
 		<-t.done
+		t.applyLingers(time.Now().Add(t.cfg.Linger))
 		t.sync(ctx)
 		t.mu.Lock()
 		clear(t.count)
@@ -177,6 +225,8 @@ func (t *Tracker) run() {
 	sweep := time.NewTicker(t.cfg.Sweep)
 	defer sweep.Stop()
 	var retry <-chan time.Time
+	lingerT := time.NewTimer(time.Hour)
+	defer lingerT.Stop()
 	for {
 		select {
 		case <-t.stop:
@@ -184,10 +234,14 @@ func (t *Tracker) run() {
 		case <-t.wake:
 		case <-retry:
 			retry = nil
+		case <-lingerT.C:
 		case <-refresh.C:
 			t.refresh()
 		case now := <-sweep.C:
 			t.sweep(now)
+		}
+		if next := t.applyLingers(time.Now()); !next.IsZero() {
+			lingerT.Reset(time.Until(next))
 		}
 		if !t.sync(context.Background()) && retry == nil {
 			retry = time.After(retryDelay)

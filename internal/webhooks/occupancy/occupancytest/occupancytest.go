@@ -209,6 +209,29 @@ func RunTracker(t *testing.T, newStore func(t *testing.T) occupancy.Store) {
 		ev.waitFor(t, 2*time.Second, "first k", "last k", "first k", "last k")
 	})
 
+	t.Run("linger", func(t *testing.T) {
+		s := newStore(t)
+		var ev events
+		a := ev.tracker(occupancy.Config{TTL: ttl, Linger: 300 * time.Millisecond}, s)
+		a.Inc("k")
+		ev.waitFor(t, 2*time.Second, "first k")
+		a.Dec("k")
+		time.Sleep(100 * time.Millisecond)
+		a.Inc("k") // back within the linger: nothing happens
+		ev.waitFor(t, time.Second, "first k")
+		a.Dec("k")
+		start := time.Now()
+		ev.waitFor(t, 2*time.Second, "first k", "last k")
+		if el := time.Since(start); el < 250*time.Millisecond {
+			t.Errorf("last after %v, want the linger of 300ms", el)
+		}
+		a.Inc("k")
+		ev.waitFor(t, 2*time.Second, "first k", "last k", "first k")
+		a.Dec("k")
+		a.Close(context.Background()) // a lingering Dec takes effect at once
+		ev.waitFor(t, 0, "first k", "last k", "first k", "last k")
+	})
+
 	t.Run("a dead node's keys are released once", func(t *testing.T) {
 		s := newStore(t)
 		var ev events
