@@ -153,6 +153,8 @@ type options struct {
 	rpcConcurrency  int
 	rpcHeaders      string
 	disconnectRate  float64
+
+	webhooks webhookOptions // --webhook-* (webhooks.go)
 }
 
 func newFlagSet(o *options) *flag.FlagSet {
@@ -214,6 +216,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.IntVar(&o.rpcConcurrency, "rpc-concurrency", 28, "backend calls in flight at most; more wait for a slot")
 	fs.StringVar(&o.rpcHeaders, "rpc-headers", "cookie", "comma-separated request headers sent to the backend with a connect")
 	fs.Float64Var(&o.disconnectRate, "disconnect-rate", 100, "backend disconnect calls a second at most, so a mass disconnect does not flood it (0: no bound)")
+	o.webhooks.flags(fs)
 	fs.Usage = func() { usage(fs) }
 	return fs
 }

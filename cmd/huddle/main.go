@@ -126,6 +126,10 @@ func run(args []string) error {
 		RPCHeaders:        splitList(o.rpcHeaders),
 		DisconnectRate:    o.disconnectRate,
 	}
+	if err := o.webhooks.apply(&cfg); err != nil {
+		ln.Close()
+		return err
+	}
 	if dev != nil {
 		cfg.Pages = dev.pages()
 	}

@@ -12,6 +12,7 @@ import (
 	redisbroker "github.com/huddle-rt/huddle/internal/broker/redis"
 	"github.com/huddle-rt/huddle/internal/frontend/cable/redissessions"
 	"github.com/huddle-rt/huddle/internal/server"
+	redisoccupancy "github.com/huddle-rt/huddle/internal/webhooks/occupancy/redis"
 	redispresence "github.com/huddle-rt/huddle/presence/redis"
 	redislog "github.com/huddle-rt/huddle/storage/redis"
 )
@@ -82,6 +83,7 @@ func (r *redisBackends) deps(d *server.Deps, logger *slog.Logger) {
 	d.Log = log
 	d.Presence = redispresence.New(r.client, redispresence.Config{Prefix: r.prefix})
 	d.Sessions = redissessions.New(r.client, r.prefix)
+	d.Occupancy = redisoccupancy.New(r.client, redisoccupancy.Config{Prefix: r.prefix})
 	d.NewBroker = func(h broker.Handler) (broker.Broker, error) {
 		return redisbroker.New(
 			redisbroker.Config{Prefix: r.prefix, Sharded: r.sharded, PubSub: r.opt, Logger: logger},
