@@ -155,6 +155,17 @@ type options struct {
 	disconnectRate  float64
 
 	webhooks webhookOptions // --webhook-* (webhooks.go)
+
+	// /ws's application hooks (docs/hooks.md).
+	connectHook          string
+	subscribeHook        string
+	publishHook          string
+	hookSecret           string
+	connectHookTimeout   time.Duration
+	subscribeHookTimeout time.Duration
+	publishHookTimeout   time.Duration
+	hookConcurrency      int
+	hookHeaders          string
 }
 
 func newFlagSet(o *options) *flag.FlagSet {
@@ -175,7 +186,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	o.historyMemory, o.historyStream = 256<<20, 16<<20 // storage.DefaultMaxBytes, storage.DefaultMaxStreamBytes
 	fs.Var(&o.historyMemory, "history-memory", "history kept in memory by --broker memory, all streams together; over it the oldest publications of any stream go (0: no bound)")
 	fs.Var(&o.historyStream, "history-stream-memory", "history kept per stream, in memory or in Redis; over it the stream's oldest publications go, never its newest (0: no bound)")
-	fs.Var(&o.rules, "rule", "stream rule PREFIX=OPS[;deny=OPS][;history=N][;ttl=D][;presence=on|off][;whisper=on|off] (repeatable)")
+	fs.Var(&o.rules, "rule", "stream rule PREFIX=OPS[;deny=OPS][;history=N][;ttl=D][;presence=on|off][;whisper=on|off][;subscribe-hook=on|off][;publish-hook=on|off] (repeatable)")
 	o.maxMessage, o.maxQueue = 1<<20, 4<<20
 	fs.Var(&o.maxMessage, "max-message", "largest WebSocket message accepted (larger closes with 4005)")
 	fs.Var(&o.maxQueue, "max-queue", "per-connection outbound queue bound (over it closes with 4008)")
@@ -216,6 +227,15 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.IntVar(&o.rpcConcurrency, "rpc-concurrency", 28, "backend calls in flight at most; more wait for a slot")
 	fs.StringVar(&o.rpcHeaders, "rpc-headers", "cookie", "comma-separated request headers sent to the backend with a connect")
 	fs.Float64Var(&o.disconnectRate, "disconnect-rate", 100, "backend disconnect calls a second at most, so a mass disconnect does not flood it (0: no bound)")
+	fs.StringVar(&o.connectHook, "connect-hook", "", "/ws: http(s) URL the application answers connects at, for tokens that are not Huddle JWTs (no token, a session cookie, an opaque token); see docs/hooks.md")
+	fs.StringVar(&o.subscribeHook, "subscribe-hook", "", "/ws: http(s) URL the application allows or denies subscribes at (every stream unless a --rule says subscribe-hook=off)")
+	fs.StringVar(&o.publishHook, "publish-hook", "", "/ws: http(s) URL the application allows, denies or rewrites client publishes at (every stream unless a --rule says publish-hook=off)")
+	fs.StringVar(&o.hookSecret, "hook-secret", "", "sent to the hooks as Authorization: Bearer, so the application can tell Huddle's calls")
+	fs.DurationVar(&o.connectHookTimeout, "connect-hook-timeout", 3*time.Second, "longest wait for the connect hook's answer; past it the client is closed with 4500 and reconnects")
+	fs.DurationVar(&o.subscribeHookTimeout, "subscribe-hook-timeout", 3*time.Second, "longest wait for the subscribe hook's answer; past it the sub gets error 4500")
+	fs.DurationVar(&o.publishHookTimeout, "publish-hook-timeout", 3*time.Second, "longest wait for the publish hook's answer; past it the pub gets error 4500")
+	fs.IntVar(&o.hookConcurrency, "hook-concurrency", 28, "hook calls in flight at most, all hooks together; more wait for a slot within their timeout")
+	fs.StringVar(&o.hookHeaders, "hook-headers", "cookie,authorization,origin,user-agent,x-*", "comma-separated upgrade request headers sent to the connect hook; a trailing * matches a prefix")
 	o.webhooks.flags(fs)
 	fs.Usage = func() { usage(fs) }
 	return fs

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/huddle-rt/huddle/internal/auth"
+	"github.com/huddle-rt/huddle/internal/hooks"
 	"github.com/huddle-rt/huddle/internal/server"
 	"github.com/huddle-rt/huddle/presence"
 	"github.com/huddle-rt/huddle/storage"
@@ -126,6 +127,17 @@ func run(args []string) error {
 		RPCHeaders:        splitList(o.rpcHeaders),
 		DisconnectRate:    o.disconnectRate,
 	}
+	cfg.Hooks = hooks.Config{
+		ConnectURL:       o.connectHook,
+		SubscribeURL:     o.subscribeHook,
+		PublishURL:       o.publishHook,
+		Secret:           o.hookSecret,
+		ConnectTimeout:   o.connectHookTimeout,
+		SubscribeTimeout: o.subscribeHookTimeout,
+		PublishTimeout:   o.publishHookTimeout,
+		Concurrency:      o.hookConcurrency,
+		Headers:          append([]string{}, splitList(o.hookHeaders)...), // empty: none
+	}
 	if err := o.webhooks.apply(&cfg); err != nil {
 		ln.Close()
 		return err
@@ -219,6 +231,7 @@ func newAuth(o *options) (*auth.Authenticator, error) {
 		Audience:           o.jwtAudience,
 		Issuer:             o.jwtIssuer,
 		AllowAnonymous:     o.allowAnonymous || o.public,
+		ConnectHook:        o.connectHook != "",
 		DefaultHistorySize: o.historySize,
 		DefaultHistoryTTL:  o.historyTTL,
 	}

@@ -138,6 +138,15 @@ type Granter interface {
 	Grants(op auth.Op, stream string) bool
 }
 
+// MemberInfo is an Output whose protocol gives a session's presence member
+// other info in some streams than its identity's (a subscribe hook's
+// answer).
+type MemberInfo interface {
+	// MemberInfo returns the member's info in stream (msgpack); nil: the
+	// identity's.
+	MemberInfo(stream string) protocol.Raw
+}
+
 // A Wrapper turns a shared frame into the messages one subscription
 // receives: an Action Cable frame carries the subscription's channel
 // identifier before the shared body. Subscriptions that share a Wrapper

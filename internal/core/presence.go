@@ -94,6 +94,11 @@ func (c *Session) joinAs(id *auth.Identity, reqID uint64, stream string, state p
 	if len(id.Info) > 0 {
 		m.Info, _ = protocol.RawFromJSON(id.Info) // the info claim of the token in use
 	}
+	if mi, ok := c.out.(MemberInfo); ok {
+		if info := mi.MemberInfo(stream); info != nil {
+			m.Info = info
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
 	if err := c.node.presence.Join(ctx, stream, m); err != nil {

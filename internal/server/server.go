@@ -30,6 +30,7 @@ import (
 	"github.com/huddle-rt/huddle/internal/frontend/cable/rpc"
 	"github.com/huddle-rt/huddle/internal/frontend/cable/rpc/grpcrpc"
 	"github.com/huddle-rt/huddle/internal/frontend/huddlev1"
+	"github.com/huddle-rt/huddle/internal/hooks"
 	"github.com/huddle-rt/huddle/internal/httpapi"
 	"github.com/huddle-rt/huddle/internal/transport"
 	"github.com/huddle-rt/huddle/internal/webhooks"
@@ -126,6 +127,10 @@ type Config struct {
 	// CablePingInterval is how often /cable pings. Default 3s (Rails'
 	// client counts a connection stale after 6s without one).
 	CablePingInterval time.Duration
+	// Hooks are /ws's application hooks: connect, subscribe and publish
+	// URLs, their timeouts, the calls in flight, the connect's headers
+	// (see docs/hooks.md). No URL: no hooks.
+	Hooks hooks.Config
 	// Logger receives the server's logs. Default slog.Default().
 	Logger *slog.Logger
 	// Webhooks tells the application about presence, streams and users
@@ -259,12 +264,20 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
+	var hookClient *hooks.Client
+	if h := cfg.Hooks; h.ConnectURL != "" || h.SubscribeURL != "" || h.PublishURL != "" {
+		if hookClient, err = hooks.New(h); err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+	}
 	s.huddle = huddlev1.New(s.node, huddlev1.Config{
-		Node:           cfg.Node,
-		PingInterval:   cfg.PingInterval,
-		ConnectTimeout: cfg.ConnectTimeout,
-		Gate:           s.gate,
-		Refused:        func() { s.handshakeFailures.Add(1) },
+		Node:             cfg.Node,
+		PingInterval:     cfg.PingInterval,
+		ConnectTimeout:   cfg.ConnectTimeout,
+		Gate:             s.gate,
+		Refused:          func() { s.handshakeFailures.Add(1) },
+		Hooks:            hookClient,
+		MaxSubscriptions: cfg.MaxSubscriptions,
 	})
 	sessions := deps.Sessions
 	if sessions == nil {

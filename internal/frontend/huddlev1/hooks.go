@@ -66,8 +66,9 @@ type hookItem struct {
 }
 
 var (
-	_ core.Output  = (*hookConn)(nil)
-	_ core.Granter = (*hookConn)(nil)
+	_ core.Output     = (*hookConn)(nil)
+	_ core.Granter    = (*hookConn)(nil)
+	_ core.MemberInfo = (*hookConn)(nil)
 )
 
 // Encode implements core.Output.
@@ -94,8 +95,8 @@ func (h *hookConn) Grants(op auth.Op, stream string) bool {
 	return false
 }
 
-// MemberInfo returns the presence info the subscribe hook gave the
-// connection in stream; nil: its identity's.
+// MemberInfo implements core.MemberInfo: the presence info the subscribe
+// hook gave the connection in stream; nil: its identity's.
 func (h *hookConn) MemberInfo(stream string) protocol.Raw {
 	h.mu.Lock()
 	defer h.mu.Unlock()
