@@ -203,6 +203,13 @@ func TestWebhookOccupancy(t *testing.T) {
 	rc.once("stream.vacated room:1")
 	rc.once("user.disconnected  bob")
 	rc.none("presence.")
+
+	_, _, body := apiCall(t, h, "GET", "/metrics", "Bearer "+testAPIKey, "")
+	for _, want := range []string{`huddle_webhook_events_total{result="sent"} 3`, `huddle_webhook_events_total{result="dropped"} 0`, "huddle_webhook_queue 0"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 }
 
 // TestWebhookDrain: a node that shuts down vacates its streams,
