@@ -30,15 +30,18 @@ type Session struct {
 
 	// Owned by whichever goroutine runs the connection's work (at most
 	// one at a time).
-	format     uint8     // index of the node Format the connection receives
-	flooded    int32     // messages dropped by msgLimiter
+	flooded int32 // messages dropped by msgLimiter
+	// fmtEv packs the index of the node Format the connection receives
+	// (the low byte, set by Init) and its user's Events state (userEv*
+	// shifted by 8, any goroutine): one word, next to flooded, keeps
+	// Session in its size class.
+	fmtEv      atomic.Uint32
 	rare       *connRare // state few connections need, allocated on first use
 	msgLimiter whisper.Limiter
 
 	ident    atomic.Pointer[auth.Identity] // nil until connect succeeds
 	clientID string                        // set with ident
 	lastPing atomic.Int64
-	userEv   atomic.Uint32 // Events: userEvConnected once told, userEvClosed once closed
 
 	// Guarded by tc.
 	subs   []*subscription // few per connection: a slice beats a map
@@ -46,7 +49,7 @@ type Session struct {
 	jobs   *jobQueue       // replies waiting for room in the queue (see pump); nil when none
 }
 
-// States of Session.userEv.
+// Events states of a Session's user (in fmtEv).
 const (
 	userEvConnected = 1 + iota
 	userEvClosed
@@ -64,7 +67,8 @@ type connRare struct {
 // and the Format (an AddFormat index) it receives. A front-end calls it on
 // the Session it embeds, in transport.Handler.Upgrade.
 func (c *Session) Init(tc *transport.Conn, node *Node, out Output, format int) {
-	c.tc, c.node, c.out, c.format = tc, node, out, uint8(format)
+	c.tc, c.node, c.out = tc, node, out
+	c.fmtEv.Store(uint32(uint8(format)))
 }
 
 // Conn returns the session's transport connection.
@@ -115,7 +119,7 @@ func (c *Session) Connect(id *auth.Identity) {
 	// Closed may run at the same time (a sweep, a drain): the one that
 	// moves userEv first decides, so a user is never connected after its
 	// connection closed.
-	if id.User != "" && c.node.events != nil && c.userEv.CompareAndSwap(0, userEvConnected) {
+	if id.User != "" && c.node.events != nil && c.setUserEv(userEvConnected) == 0 {
 		c.node.events.OnUserConnected(id.User)
 	}
 }
@@ -184,7 +188,7 @@ func (c *Session) Closed(clean bool) {
 	for _, sub := range subs {
 		node.unsubscribe(sub)
 	}
-	told := c.userEv.Swap(userEvClosed) == userEvConnected
+	told := c.setUserEv(userEvClosed) == userEvConnected
 	if id := c.ident.Load(); id != nil {
 		node.metrics.Connected.Add(-1)
 		if told {
@@ -195,7 +199,7 @@ func (c *Session) Closed(clean bool) {
 
 // textual reports whether the session's format is text.
 func (c *Session) textual() bool {
-	return int(c.format) < len(c.node.formats) && c.node.formats[c.format].Textual
+	return c.Format() < len(c.node.formats) && c.node.formats[c.Format()].Textual
 }
 
 // encode encodes a reply with the session's Output.
@@ -310,7 +314,22 @@ func (c *Session) CheckDeadlines(now time.Time, connectTimeout time.Duration) bo
 }
 
 // Format returns the index of the node Format the session receives.
-func (c *Session) Format() int { return int(c.format) }
+func (c *Session) Format() int { return int(uint8(c.fmtEv.Load())) }
+
+// setUserEv moves the user's Events state to state and returns the one
+// before; it moves to userEvConnected only from none.
+func (c *Session) setUserEv(state uint32) (prev uint32) {
+	for {
+		old := c.fmtEv.Load()
+		prev = old >> 8
+		if state == userEvConnected && prev != 0 {
+			return prev
+		}
+		if c.fmtEv.CompareAndSwap(old, old&0xff|state<<8) {
+			return prev
+		}
+	}
+}
 
 // Output returns the session's Output.
 func (c *Session) Output() Output { return c.out }

@@ -74,7 +74,7 @@ type buffered struct {
 
 var _ hub.Subscriber = (*subscription)(nil)
 
-func (s *subscription) Format() int { return int(s.c.format) }
+func (s *subscription) Format() int { return s.c.Format() }
 
 // Deliver queues a frame for the connection, or buffers it while the
 // subscribe is still reading history. A publication that does not follow
