@@ -108,8 +108,13 @@ func (c *Session) r() *connRare {
 }
 
 // Connect makes id the session's identity and gives it a client id.
-func (c *Session) Connect(id *auth.Identity) {
-	c.clientID = uuid.NewString()
+func (c *Session) Connect(id *auth.Identity) { c.ConnectAs(id, uuid.NewString()) }
+
+// ConnectAs is Connect with a client id the front-end chose: one it had to
+// name before the identity was known (the session id an application backend
+// is told with the connect call it answers).
+func (c *Session) ConnectAs(id *auth.Identity, clientID string) {
+	c.clientID = clientID
 	c.ident.Store(id)
 	c.rare = nil // only the upgrade token was in use before connect
 	// The first ping comes at a random point of the last quarter of the

@@ -201,8 +201,8 @@ func TestCableRPCConnectEnv(t *testing.T) {
 	sid := c.Expect("welcome")["sid"]
 	connect := <-calls
 	headers, _ := connect.env["headers"].(map[string]any)
-	if connect.path != "/_anycable/connect" || connect.protov != "v1" || headers["REMOTE_ADDR"] != "127.0.0.1" || !strings.HasSuffix(connect.env["url"].(string), "/cable?x=1") {
-		t.Fatalf("connect %+v, want protov v1, REMOTE_ADDR 127.0.0.1 and the URL", connect)
+	if connect.path != "/_anycable/connect" || connect.sid != sid || connect.protov != "v1" || headers["REMOTE_ADDR"] != "127.0.0.1" || !strings.HasSuffix(connect.env["url"].(string), "/cable?x=1") {
+		t.Fatalf("connect %+v, want sid %v, protov v1, REMOTE_ADDR 127.0.0.1 and the URL", connect, sid)
 	}
 	c.Close()
 	if d := <-calls; d.path != "/_anycable/disconnect" || d.sid != sid {

@@ -32,6 +32,7 @@ const maxRPCQueue = 64
 // rpcConn is a connection's side of the backend.
 type rpcConn struct {
 	env rpc.Env // url and headers; cstate guarded by mu
+	sid string  // the session id, named to the application before it accepts
 
 	mu          sync.Mutex // guards the following
 	identifiers string
@@ -134,7 +135,7 @@ func (c *conn) runBackend() {
 // rpcConnect asks the application to accept the connection; it runs on the
 // backend goroutine and says welcome, or disconnect.
 func (c *conn) rpcConnect() {
-	ctx, cancel := context.WithTimeout(rpc.WithSession(context.Background(), c.ClientID()), 10*time.Second)
+	ctx, cancel := context.WithTimeout(rpc.WithSession(context.Background(), c.rpc.sid), 10*time.Second)
 	defer cancel()
 	c.rpc.mu.Lock()
 	env := c.rpc.envCopy()
@@ -164,7 +165,7 @@ func (c *conn) rpcConnect() {
 	tc.Lock()
 	open := tc.OpenLocked()
 	if open {
-		c.Connect(&auth.Identity{User: resp.Identifiers})
+		c.ConnectAs(&auth.Identity{User: resp.Identifiers}, c.rpc.sid)
 	}
 	tc.Unlock()
 	if !open {

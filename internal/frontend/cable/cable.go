@@ -21,6 +21,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/huddle-rt/huddle/internal/auth"
 	"github.com/huddle-rt/huddle/internal/core"
 	"github.com/huddle-rt/huddle/internal/frontend/cable/rpc"
@@ -243,7 +245,7 @@ func (f *Frontend) Upgrade(tc *transport.Conn, head []byte, w io.Writer) (transp
 		if len(r.Query) > 0 {
 			u += "?" + r.Query.Encode()
 		}
-		c.rpc = &rpcConn{env: f.requestEnv(&requestInfo{url: u, header: r.Header, remoteIP: tc.RemoteIP()})}
+		c.rpc = &rpcConn{env: f.requestEnv(&requestInfo{url: u, header: r.Header, remoteIP: tc.RemoteIP()}), sid: uuid.NewString()}
 	}
 	if sid := cmpOr(r.Header.Get("X-Anycable-Restore-Sid"), r.Query.Get("sid")); sid != "" && d.Ext() && f.cfg.Sessions != nil {
 		c.restoreFrom(sid)
