@@ -97,7 +97,7 @@ func (s *hookSink) times(k string, n int) {
 
 // TestClusterWebhooks: three nodes on one Redis send each event exactly
 // once: a stream's occupied and vacated and a user's disconnected across
-// the nodes, presence joins and leaves by the node that made them; a node
+// the nodes, and a user's presence joins and leaves across the nodes; a node
 // killed without draining has its streams vacated, its users disconnected
 // and its members' leaves sent exactly once by the survivors.
 func TestClusterWebhooks(t *testing.T) {
@@ -120,18 +120,22 @@ func TestClusterWebhooks(t *testing.T) {
 	join(2, "carol", "doc:shared")
 	clusterDialT(t, c.url(1), "dave")
 	clusterDialT(t, c.url(2), "dave")
+	join(1, "dave", "doc:dave") // present from two nodes: one join
+	join(2, "dave", "doc:dave")
 
 	sink.await("stream.occupied doc:shared", e2eWait)
 	sink.await("stream.occupied doc:only2", e2eWait)
 	for _, who := range []string{"alice", "bob", "carol"} {
 		sink.await("presence.join doc:shared "+who, e2eWait)
 	}
+	sink.await("presence.join doc:dave dave", e2eWait)
 	time.Sleep(500 * time.Millisecond)
 	sink.times("stream.occupied doc:shared", 1)
 	sink.times("stream.occupied doc:only2", 1)
 	sink.times("presence.join doc:shared alice", 1)
 	sink.times("presence.join doc:shared bob", 1)
 	sink.times("presence.join doc:shared carol", 1)
+	sink.times("presence.join doc:dave dave", 1)
 
 	c.kill(2)
 	// Its entries expire after --webhook-node-ttl, its members after
@@ -145,8 +149,9 @@ func TestClusterWebhooks(t *testing.T) {
 	sink.times("user.disconnected  carol", 1)
 	sink.times("presence.leave doc:only2 carol", 1)
 	sink.times("presence.leave doc:shared carol", 1)
-	sink.times("stream.vacated doc:shared", 0) // alice and bob are still there
-	sink.times("user.disconnected  dave", 0)   // still connected to node 1
+	sink.times("stream.vacated doc:shared", 0)    // alice and bob are still there
+	sink.times("user.disconnected  dave", 0)      // still connected to node 1
+	sink.times("presence.leave doc:dave dave", 0) // and still present there
 
 	// bob leaves; alice's node drains (SIGTERM): the stream is vacated once
 	// by whichever of them was last.

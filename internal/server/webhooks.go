@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -17,8 +18,9 @@ import (
 
 // Occupancy keys: a stream with subscribers, a user with connections.
 const (
-	streamKey = "s:"
-	userKey   = "u:"
+	streamKey         = "s:"
+	userKey           = "u:"
+	presenceKeyPrefix = "p:" // then stream NUL user
 )
 
 // webhookSink turns the core's events into webhooks: presence diffs of this
@@ -29,6 +31,23 @@ type webhookSink struct {
 	occ    *occupancy.Tracker // nil when no endpoint wants stream or user events
 	// What some endpoint wants, so nothing is built or counted for nobody.
 	joins, leaves, streams, users bool
+
+	// members are this node's presence members by stream and user; nil
+	// when no endpoint wants presence events. The occupancy tracker counts
+	// them across the cluster too: a user joins a stream when its first
+	// connection joins, and leaves when its last has left (the presence
+	// tracker's leaves waited for the grace already), so a reconnect is
+	// neither a leave nor a join.
+	mu      sync.Mutex              // guards members' contents
+	members map[string]*presentUser // presence key -> this node's connections of the user there
+}
+
+// presentUser is a user's presence in a stream on this node: its
+// connections there, and what the latest of them joined with (a join
+// event's member). It goes when its last connection leaves.
+type presentUser struct {
+	clients map[string]struct{}
+	last    protocol.Member
 }
 
 var _ core.Events = (*webhookSink)(nil)
@@ -57,7 +76,10 @@ func newWebhookSink(cfg *Config, deps *Deps) (*webhookSink, error) {
 		streams: s.Wants(webhooks.StreamOccupied) || s.Wants(webhooks.StreamVacated),
 		users:   s.Wants(webhooks.UserDisconnected),
 	}
-	if h.streams || h.users {
+	if h.joins || h.leaves {
+		h.members = make(map[string]*presentUser)
+	}
+	if h.streams || h.users || h.members != nil {
 		store := deps.Occupancy
 		if store == nil {
 			store = occupancy.NewMemoryStore()
@@ -109,17 +131,93 @@ func (h *webhookSink) OnUserDisconnected(user string) {
 }
 
 func (h *webhookSink) OnPresence(stream string, diff *protocol.Presence) {
-	if h.joins {
-		for i := range diff.Joins {
-			m := &diff.Joins[i]
-			h.sender.Emit(webhooks.Event{Type: webhooks.PresenceJoin, Stream: stream, User: m.User, Client: m.Client, Info: toJSON(m.Info), State: toJSON(m.State)})
+	if h.members == nil {
+		return
+	}
+	// Only this node's own members count here: the tracker also reports
+	// the leaves of a dead node's members it expired, and the cluster
+	// count forgets those with the dead node's entries.
+	for i := range diff.Joins {
+		m := &diff.Joins[i]
+		key := presenceKey(stream, m.User, m.Client)
+		h.mu.Lock()
+		u := h.members[key]
+		if u == nil {
+			u = &presentUser{clients: make(map[string]struct{}, 1)}
+			h.members[key] = u
+		}
+		u.last = *m
+		_, known := u.clients[m.Client]
+		u.clients[m.Client] = struct{}{}
+		h.mu.Unlock()
+		if !known {
+			h.occ.Inc(key)
 		}
 	}
+	for _, l := range diff.Leaves {
+		key := presenceKey(stream, l.User, l.Client)
+		h.mu.Lock()
+		u := h.members[key]
+		known := false
+		if u != nil {
+			_, known = u.clients[l.Client]
+		}
+		if known {
+			delete(u.clients, l.Client)
+			if len(u.clients) == 0 {
+				delete(h.members, key)
+			}
+		}
+		h.mu.Unlock()
+		if known {
+			h.occ.DecNow(key)
+		}
+	}
+}
+
+// presenceKey names a user's presence in a stream; an anonymous member
+// (no user) is its connection.
+func presenceKey(stream, user, client string) string {
+	if user == "" {
+		user = "\x01" + client
+	}
+	return presenceKeyPrefix + stream + "\x00" + user
+}
+
+// presenceFirst: a user became present in a stream, told by this node.
+// The event carries the member of the connection that joined last here.
+func (h *webhookSink) presenceFirst(key string) {
+	if !h.joins {
+		return
+	}
+	ev := webhooks.Event{Type: webhooks.PresenceJoin}
+	ev.Stream, ev.User = splitPresenceKey(key)
+	h.mu.Lock()
+	if u := h.members[key]; u != nil {
+		ev.Client, ev.Info, ev.State = u.last.Client, toJSON(u.last.Info), toJSON(u.last.State)
+	}
+	h.mu.Unlock()
+	h.sender.Emit(ev)
+}
+
+// presenceLast: a user is no longer present in a stream, told by this
+// node (whose last connection there left, or whose sweep found a dead
+// node's entry expired).
+func (h *webhookSink) presenceLast(key string) {
 	if h.leaves {
-		for _, l := range diff.Leaves {
-			h.sender.Emit(webhooks.Event{Type: webhooks.PresenceLeave, Stream: stream, User: l.User, Client: l.Client})
-		}
+		ev := webhooks.Event{Type: webhooks.PresenceLeave}
+		ev.Stream, ev.User = splitPresenceKey(key)
+		h.sender.Emit(ev)
 	}
+}
+
+// splitPresenceKey undoes presenceKey; an anonymous member has no user.
+func splitPresenceKey(key string) (stream, user string) {
+	stream, user, _ = strings.Cut(strings.TrimPrefix(key, presenceKeyPrefix), "\x00")
+	if strings.HasPrefix(user, "\x01") {
+		user = ""
+	}
+	return stream, user
 }
 
 // toJSON converts a member's msgpack info or state; nil when empty or not
@@ -137,6 +235,10 @@ func toJSON(r protocol.Raw) []byte {
 
 // first: a key got its first holder in the cluster, told by this node.
 func (h *webhookSink) first(key string) {
+	if strings.HasPrefix(key, presenceKeyPrefix) {
+		h.presenceFirst(key)
+		return
+	}
 	if stream, ok := strings.CutPrefix(key, streamKey); ok {
 		h.sender.Emit(webhooks.Event{Type: webhooks.StreamOccupied, Stream: stream})
 	}
@@ -145,6 +247,10 @@ func (h *webhookSink) first(key string) {
 
 // last: a key lost its last holder in the cluster, told by this node.
 func (h *webhookSink) last(key string) {
+	if strings.HasPrefix(key, presenceKeyPrefix) {
+		h.presenceLast(key)
+		return
+	}
 	if stream, ok := strings.CutPrefix(key, streamKey); ok {
 		h.sender.Emit(webhooks.Event{Type: webhooks.StreamVacated, Stream: stream})
 	} else if user, ok := strings.CutPrefix(key, userKey); ok {

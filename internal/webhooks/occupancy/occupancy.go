@@ -141,6 +141,10 @@ func (t *Tracker) Dec(key string) {
 	}
 }
 
+// DecNow counts one less at once, whatever Config.Linger (for a holder
+// whose going was delayed already).
+func (t *Tracker) DecNow(key string) { t.add(key, -1) }
+
 // applyLingers applies the Decs due by now and returns when the next is
 // due (zero: none waits).
 func (t *Tracker) applyLingers(now time.Time) time.Time {
