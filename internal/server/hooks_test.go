@@ -488,6 +488,16 @@ func TestHookPublish(t *testing.T) {
 	if n := app.pubs.Load() - before; n != 0 {
 		t.Errorf("publish hook called %d times for a stream routed off", n)
 	}
+	_, _, metrics := apiCall(t, h, "GET", "/metrics", "Bearer "+testAPIKey, "")
+	for _, want := range []string{
+		`huddle_hook_calls_total{hook="publish",outcome="allowed"} 2`,
+		`huddle_hook_calls_total{hook="publish",outcome="denied"} 1`,
+		`huddle_hook_calls_total{hook="publish",outcome="unavailable"} 1`,
+	} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 }
 
 func TestHookPublishOrder(t *testing.T) {

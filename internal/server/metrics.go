@@ -14,6 +14,7 @@ import (
 
 	"github.com/huddle-rt/huddle/internal/broker"
 	"github.com/huddle-rt/huddle/internal/core"
+	"github.com/huddle-rt/huddle/internal/hooks"
 )
 
 // metrics exports the node's counters (core.Metrics, the transport's) as
@@ -75,6 +76,7 @@ func newMetrics(s *Server) (*metrics, error) {
 	droppedConns := counter("huddle.connections.dropped", "Connections that ended without a close handshake or a server close.", "")
 	conflated := counter("huddle.whispers.conflated", "Whispers that replaced an older queued one of the same sender and event.", "")
 	brokerEvents := counter("huddle.broker.events", "Broker events by kind (Redis broker: resubscribed, gap, lost, relay_dropped).", "")
+	hookCalls := counter("huddle.hook.calls", "Calls to the /ws clients' hooks by hook and outcome (allowed: answered yes; denied: answered no; unavailable: no answer, timed out or garbage).", "")
 	backendEvents := counter("huddle.cable.backend.events", "/cable application backend events by kind (errors: calls that failed or were refused with ERROR; disconnects_dropped: disconnect calls dropped from a full queue; commands_dropped: commands dropped when 64 of their connection's waited; retries: calls made again after the backend could not be reached).", "")
 	if err != nil {
 		return nil, err
@@ -125,11 +127,20 @@ func newMetrics(s *Server) (*metrics, error) {
 		o.ObserveInt64(backendEvents, errs, metric.WithAttributes(attribute.String("event", "errors")))
 		o.ObserveInt64(backendEvents, dropped, metric.WithAttributes(attribute.String("event", "disconnects_dropped")))
 		o.ObserveInt64(backendEvents, cmdDropped, metric.WithAttributes(attribute.String("event", "commands_dropped")))
+		if s.hooks != nil {
+			for _, hk := range []hooks.Hook{hooks.Connect, hooks.Subscribe, hooks.Publish} {
+				st := s.hooks.Stats(hk)
+				calls, denied, unavailable := st.Calls.Load(), st.Denied.Load(), st.Unavailable.Load()
+				for outcome, n := range map[string]int64{"allowed": calls - denied - unavailable, "denied": denied, "unavailable": unavailable} {
+					o.ObserveInt64(hookCalls, n, metric.WithAttributes(attribute.String("hook", hk.String()), attribute.String("outcome", outcome)))
+				}
+			}
+		}
 		if s.rpc != nil {
 			o.ObserveInt64(backendEvents, s.rpc.Retries(), metric.WithAttributes(attribute.String("event", "retries")))
 		}
 		return nil
-	}, conns, connected, subs, streams, accepted, bytesIn, bytesOut, framesOut, msgIn, msgOut, drops, disc, hsFail, conflated, droppedConns, brokerEvents, backendEvents)
+	}, conns, connected, subs, streams, accepted, bytesIn, bytesOut, framesOut, msgIn, msgOut, drops, disc, hsFail, conflated, droppedConns, brokerEvents, backendEvents, hookCalls)
 	if err != nil {
 		return nil, err
 	}

@@ -217,7 +217,8 @@ type Server struct {
 	node     *core.Node
 	huddle   *huddlev1.Frontend
 	cable    *cable.Frontend
-	rpc      *rpc.Guard // /cable's application backend; nil without one
+	rpc      *rpc.Guard    // /cable's application backend; nil without one
+	hooks    *hooks.Client // /ws clients' hooks; nil without any
 	check    func(ctx context.Context) error
 	metrics  *metrics
 	tr       *transport.Transport
@@ -269,6 +270,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		if hookClient, err = hooks.New(h); err != nil {
 			return nil, fmt.Errorf("server: %w", err)
 		}
+		s.hooks = hookClient
 	}
 	s.huddle = huddlev1.New(s.node, huddlev1.Config{
 		Node:             cfg.Node,
