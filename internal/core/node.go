@@ -163,6 +163,10 @@ type Wrapper struct {
 // NewWrapper returns a Wrapper applying wrap.
 func NewWrapper(wrap func(frame []byte) [][]byte) *Wrapper { return &Wrapper{wrap: wrap} }
 
+// Apply wraps frame as apply does, for a Wrapper made of others. The
+// result is shared: do not modify it.
+func (w *Wrapper) Apply(frame []byte) [][]byte { return w.apply(frame) }
+
 // apply wraps frame, or returns the memo when frame was wrapped last.
 func (w *Wrapper) apply(frame []byte) [][]byte {
 	if len(frame) == 0 {

@@ -94,6 +94,21 @@ func (c *Session) Unsubscribe(m *protocol.Unsubscribe) {
 	}
 }
 
+// Rewrap makes w the Wrapper of the subscription to stream, for the
+// publications delivered from now on (a front-end whose clients follow one
+// stream under several names gives it a Wrapper that names them all). It
+// reports false when there is no such subscription.
+func (c *Session) Rewrap(stream string, w *Wrapper) bool {
+	c.tc.Lock()
+	defer c.tc.Unlock()
+	i := c.findSubLocked(stream)
+	if i < 0 {
+		return false
+	}
+	c.subs[i].wrap.Store(w)
+	return true
+}
+
 func (c *Session) Publish(m *protocol.Publish) {
 	id := c.ident.Load()
 	if !c.streamCheck(id, m.ID, m.S, auth.OpPub) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/huddle-rt/huddle/internal/broker"
@@ -28,9 +29,9 @@ const maxRecoverBuffer = 10000
 type subscription struct {
 	c        *Session
 	stream   string
-	presence bool  // wants presence diffs
-	recover  uint8 // the subscribe asked to recover: recoverAsked, then recoverOK or recoverFailed
-	wrap     *Wrapper
+	presence bool                    // wants presence diffs
+	recover  uint8                   // the subscribe asked to recover: recoverAsked, then recoverOK or recoverFailed
+	wrap     atomic.Pointer[Wrapper] // nil: frames go out as encoded; see Rewrap
 
 	// Guarded by c.mu.
 	pend  *pending // what the subscription holds until it is live; nil once live
@@ -111,8 +112,8 @@ func (s *subscription) Deliver(m hub.Message, frame []byte) {
 			return
 		}
 		frame, more = msgs[0], msgs[1:]
-	} else if s.wrap != nil {
-		msgs := s.wrap.apply(frame)
+	} else if w := s.wrap.Load(); w != nil {
+		msgs := w.apply(frame)
 		if len(msgs) == 0 {
 			return
 		}
@@ -227,7 +228,8 @@ func (s *pending) bufferEphemeralLocked(maxBytes int, key uint64, frame []byte) 
 // registered anywhere (see register); the error is a wire error to answer
 // the sub with.
 func (node *Node) reserve(c *Session, stream string, wantPresence bool, w *Wrapper) (*subscription, *protocol.Error) {
-	sub := &subscription{c: c, stream: stream, presence: wantPresence, wrap: w, pend: &pending{waiting: true}}
+	sub := &subscription{c: c, stream: stream, presence: wantPresence, pend: &pending{waiting: true}}
+	sub.wrap.Store(w)
 	c.tc.Lock()
 	defer c.tc.Unlock()
 	if !c.tc.OpenLocked() || c.findSubLocked(stream) >= 0 {

@@ -209,3 +209,59 @@ func TestCableRPCConnectEnv(t *testing.T) {
 		t.Fatalf("after the close: %+v, want the disconnect with sid %v", d, sid)
 	}
 }
+
+// TestCableRPCSharedStream: two channels of one connection that follow the
+// same stream each receive its broadcasts, under their own identifiers;
+// when one stops, the other keeps receiving; when both stop, none arrive.
+func TestCableRPCSharedStream(t *testing.T) {
+	h := startRPC(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Command    string `json:"command"`
+			Identifier string `json:"identifier"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		switch {
+		case r.URL.Path == "/_anycable/connect":
+			_, _ = w.Write([]byte(`{"status":1,"identifiers":"u1"}`))
+		case req.Command == "subscribe":
+			confirm := `{"type":"confirm_subscription","identifier":` + jsonString(req.Identifier) + `}`
+			_, _ = w.Write([]byte(`{"status":1,"streams":["room:shared"],"transmissions":[` + jsonString(confirm) + `]}`))
+		default:
+			_, _ = w.Write([]byte(`{"status":1}`))
+		}
+	}))
+	const a, b = `{"channel":"A"}`, `{"channel":"B"}`
+	c := h.dialCable("", wire.SubprotocolJSON)
+	c.Expect("welcome")
+	c.Subscribe(a)
+	c.Subscribe(b)
+	publish := func(data string) {
+		t.Helper()
+		if code, resp := h.apiPublish(`{"stream":"room:shared","data":"` + data + `"}`); code != http.StatusOK {
+			t.Fatalf("publish: %d %s", code, resp)
+		}
+	}
+	got := func(n int) map[string]any {
+		t.Helper()
+		m := map[string]any{}
+		for range n {
+			msg := c.Expect("")
+			m[msg["identifier"].(string)] = msg["message"]
+		}
+		return m
+	}
+	publish("one")
+	if m := got(2); m[a] != "one" || m[b] != "one" {
+		t.Fatalf("got %v, want one under both identifiers", m)
+	}
+	c.Send(map[string]any{"command": "unsubscribe", "identifier": a})
+	time.Sleep(200 * time.Millisecond) // the backend's answer applies it
+	publish("two")
+	if m := got(1); m[b] != "two" {
+		t.Fatalf("got %v, want two under B only", m)
+	}
+	c.Send(map[string]any{"command": "unsubscribe", "identifier": b})
+	time.Sleep(200 * time.Millisecond)
+	publish("three")
+	c.Quiet(300 * time.Millisecond)
+}

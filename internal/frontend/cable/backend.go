@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/huddle-rt/huddle/internal/auth"
+	"github.com/huddle-rt/huddle/internal/core"
 	"github.com/huddle-rt/huddle/internal/frontend/cable/rpc"
 	"github.com/huddle-rt/huddle/internal/frontend/cable/wire"
 	"github.com/huddle-rt/huddle/protocol"
@@ -263,15 +264,26 @@ func (c *conn) rpcCommand(ch *channel, command, data string) {
 			ch.rpc.istate[k] = v
 		}
 	}
-	var stop []string
+	// One subscription per stream and connection: a stream that another
+	// channel of the connection follows too is shared, its publications
+	// wrapped once for each channel (rewrap).
+	var stop, rewrap []string
+	var stopped []string
 	if resp.StopStreams || command == "unsubscribe" {
-		stop, ch.rpc.streams = ch.rpc.streams, nil
+		stopped, ch.rpc.streams = ch.rpc.streams, nil
 	} else {
 		for _, s := range resp.StoppedStreams {
 			if i := slices.Index(ch.rpc.streams, s); i >= 0 {
 				ch.rpc.streams = slices.Delete(ch.rpc.streams, i, i+1)
-				stop = append(stop, s)
+				stopped = append(stopped, s)
 			}
+		}
+	}
+	for _, s := range stopped {
+		if c.byStreamLocked(s) != nil {
+			rewrap = append(rewrap, s)
+		} else {
+			stop = append(stop, s)
 		}
 	}
 	var start []string
@@ -279,14 +291,17 @@ func (c *conn) rpcCommand(ch *channel, command, data string) {
 		if !auth.ValidStream(s) || slices.Contains(ch.rpc.streams, s) {
 			continue
 		}
-		if other := c.byStreamLocked(s); other != nil {
-			// One subscription per stream and connection: the first
-			// channel to follow a stream keeps it.
-			c.fe.node.Logger().Debug("stream already followed by another channel of the connection", "stream", s, "identifier", ch.identifier)
-			continue
-		}
+		shared := c.byStreamLocked(s) != nil
 		ch.rpc.streams = append(ch.rpc.streams, s)
-		start = append(start, s)
+		if shared {
+			rewrap = append(rewrap, s)
+		} else {
+			start = append(start, s)
+		}
+	}
+	wrappers := make([]*core.Wrapper, len(rewrap))
+	for i, s := range rewrap {
+		wrappers[i] = c.wrapperLocked(s)
 	}
 	var history *wire.HistoryRequest
 	if command == "subscribe" {
@@ -298,6 +313,9 @@ func (c *conn) rpcCommand(ch *channel, command, data string) {
 	c.mu.Unlock()
 	for _, s := range stop {
 		c.Unsubscribe(&protocol.Unsubscribe{S: s})
+	}
+	for i, s := range rewrap {
+		c.Rewrap(s, wrappers[i])
 	}
 	c.transmit(resp.Transmissions, false)
 	for _, s := range start {

@@ -432,6 +432,31 @@ func (c *conn) byStreamLocked(stream string) *channel {
 	return nil
 }
 
+// wrapperLocked returns the Wrapper that delivers stream's publications to
+// every channel of the connection following it: the channel's own when
+// one does, one naming each in turn when several do. c.mu must be held.
+func (c *conn) wrapperLocked(stream string) *core.Wrapper {
+	var ws []*core.Wrapper
+	for _, ch := range c.chans {
+		if ch.stream == stream && stream != "" || ch.rpc != nil && slices.Contains(ch.rpc.streams, stream) {
+			ws = append(ws, ch.wrapper)
+		}
+	}
+	switch len(ws) {
+	case 0:
+		return nil
+	case 1:
+		return ws[0]
+	}
+	return core.NewWrapper(func(frame []byte) [][]byte {
+		var out [][]byte
+		for _, w := range ws {
+			out = append(out, w.Apply(frame)...)
+		}
+		return out
+	})
+}
+
 // Closed implements transport.Session: the core lets go of the
 // connection, and an ext session is kept for a restore, unless the client
 // closed it (it will not come back for it) or it has no channels (nothing

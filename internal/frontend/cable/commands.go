@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/huddle-rt/huddle/internal/auth"
+	"github.com/huddle-rt/huddle/internal/core"
 	"github.com/huddle-rt/huddle/internal/frontend/cable/wire"
 	"github.com/huddle-rt/huddle/protocol"
 )
@@ -172,11 +173,17 @@ func (c *conn) unsubscribe(cmd *wire.Command) {
 		c.enqueue(func() { c.rpcCommand(ch, "unsubscribe", "") })
 		return
 	}
+	var rest *core.Wrapper // what the application's channels following the stream too still get
 	if ch != nil {
 		c.removeLocked(ch)
+		rest = c.wrapperLocked(ch.stream)
 	}
 	c.mu.Unlock()
-	if ch != nil {
+	switch {
+	case ch == nil:
+	case rest != nil:
+		c.Rewrap(ch.stream, rest)
+	default:
 		c.Unsubscribe(&protocol.Unsubscribe{S: ch.stream})
 	}
 }
