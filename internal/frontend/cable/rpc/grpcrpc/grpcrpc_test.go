@@ -9,13 +9,13 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/huddle-rt/huddle/internal/frontend/cable/rpc"
 	pb "github.com/huddle-rt/huddle/internal/frontend/cable/rpc/grpcrpc/anycablepb"
+	"github.com/huddle-rt/huddle/internal/frontend/cable/rpc/grpcrpc/grpctest"
 )
 
 // fakeApp serves anycable.RPC with the generated types, so the tests see
@@ -58,22 +58,7 @@ func serve(t *testing.T, app *fakeApp) string {
 // serveAt is serve on a chosen address.
 func serveAt(t *testing.T, addr string, app *fakeApp) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	pb.RegisterRPCServer(srv, app)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Serve(ln)
-	}()
-	t.Cleanup(func() {
-		srv.Stop()
-		<-done
-	})
-	return "grpc://" + ln.Addr().String()
+	return grpctest.Serve(t, addr, app)
 }
 
 // newClient returns a client for cfg that the test closes.

@@ -40,12 +40,19 @@ type App struct {
 // also checks that the client announces the version.
 func Start(t testing.TB, app App) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return Serve(t, "127.0.0.1:0", &server{app: app}, grpc.UnaryInterceptor(checkVersion))
+}
+
+// Serve serves impl, the generated anycable.RPC interface, on addr until
+// the test ends, and returns its grpc:// URL.
+func Serve(t testing.TB, addr string, impl pb.RPCServer, opts ...grpc.ServerOption) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatalf("grpctest: %v", err)
 	}
-	srv := grpc.NewServer(grpc.UnaryInterceptor(checkVersion))
-	pb.RegisterRPCServer(srv, &server{app: app})
+	srv := grpc.NewServer(opts...)
+	pb.RegisterRPCServer(srv, impl)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
