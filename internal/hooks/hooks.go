@@ -146,6 +146,7 @@ func (h Hook) String() string {
 // Stats count a hook's calls.
 type Stats struct {
 	Calls       atomic.Int64 // calls made, whatever their outcome
+	Allowed     atomic.Int64 // answered yes
 	Denied      atomic.Int64 // answered with a refusal
 	Unavailable atomic.Int64 // no answer (ErrUnavailable)
 }
@@ -358,6 +359,7 @@ func (c *Client) Subscribe(ctx context.Context, req *SubscribeRequest) (*Subscri
 		c.stats[Subscribe].Unavailable.Add(1)
 		return nil, fmt.Errorf("%w: subscribe hook answered an info that %w", ErrUnavailable, err)
 	}
+	c.stats[Subscribe].Allowed.Add(1)
 	return &resp, nil
 }
 
@@ -398,6 +400,9 @@ func (c *Client) call(ctx context.Context, h Hook, req any, resp answer) error {
 	if !*allow {
 		st.Denied.Add(1)
 		return &Denied{Reason: cut(reason, MaxReason)}
+	}
+	if h != Subscribe { // Subscribe counts once its info is checked too
+		st.Allowed.Add(1)
 	}
 	return nil
 }

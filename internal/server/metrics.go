@@ -130,8 +130,7 @@ func newMetrics(s *Server) (*metrics, error) {
 		if s.hooks != nil {
 			for _, hk := range []hooks.Hook{hooks.Connect, hooks.Subscribe, hooks.Publish} {
 				st := s.hooks.Stats(hk)
-				calls, denied, unavailable := st.Calls.Load(), st.Denied.Load(), st.Unavailable.Load()
-				for outcome, n := range map[string]int64{"allowed": calls - denied - unavailable, "denied": denied, "unavailable": unavailable} {
+				for outcome, n := range map[string]int64{"allowed": st.Allowed.Load(), "denied": st.Denied.Load(), "unavailable": st.Unavailable.Load()} {
 					o.ObserveInt64(hookCalls, n, metric.WithAttributes(attribute.String("hook", hk.String()), attribute.String("outcome", outcome)))
 				}
 			}
