@@ -128,6 +128,9 @@ func guarded[R any](g *Guard, ctx context.Context, call func(context.Context) (R
 	wait := g.cfg.FirstRetry
 	for {
 		resp, err := call(ctx)
+		if errors.Is(err, ErrAbandoned) {
+			return resp, err // never reached the backend: no news of it
+		}
 		if err == nil || !errors.Is(err, ErrUnavailable) {
 			g.answered()
 			return resp, err
@@ -198,6 +201,9 @@ func (g *Guard) probe() {
 		ctx, cancel := context.WithTimeout(context.Background(), g.cfg.ProbeEvery)
 		_, err := g.b.Connect(ctx, &ConnectRequest{Env: Env{URL: "huddle://readyz"}})
 		cancel()
+		if errors.Is(err, ErrAbandoned) {
+			continue // the slots are taken: the backend answers someone
+		}
 		g.mu.Lock()
 		if err == nil || !errors.Is(err, ErrUnavailable) {
 			g.failures, g.down, g.lastErr, g.probing = 0, false, nil, false

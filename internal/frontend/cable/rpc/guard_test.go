@@ -1,10 +1,12 @@
 package rpc
 
 import (
+	"context"
 	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -115,5 +117,40 @@ func TestGuardDownThenUp(t *testing.T) {
 	}
 	if probed.Load() == 0 {
 		t.Fatal("up again without a call")
+	}
+}
+
+// TestGuardBusyIsNotDown: calls that give up waiting for a call slot never
+// reached the backend, so a slow but answering backend under a connect
+// storm stays up.
+func TestGuardBusyIsNotDown(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(40 * time.Millisecond)
+		_, _ = w.Write([]byte(`{"status":1}`))
+	}))
+	defer srv.Close()
+	c, err := New(Config{URL: srv.URL, Concurrency: 2, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := NewGuard(c, GuardConfig{})
+	defer g.Close()
+	var wg sync.WaitGroup
+	var busy atomic.Int32
+	for range 20 {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(t.Context(), 150*time.Millisecond)
+			defer cancel()
+			if _, err := g.Connect(ctx, &ConnectRequest{}); errors.Is(err, ErrAbandoned) {
+				busy.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if busy.Load() == 0 {
+		t.Fatal("no call waited for a slot in vain; the test proves nothing")
+	}
+	if down, _, err := g.Health(); down {
+		t.Fatalf("down after %d calls found no slot: %v", busy.Load(), err)
 	}
 }

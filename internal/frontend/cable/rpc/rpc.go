@@ -153,6 +153,12 @@ func Session(ctx context.Context) string {
 // the "protov" metadata (X-Anycable-Meta-Protov over HTTP).
 const ProtoVersion = "v1"
 
+// ErrAbandoned wraps (with ErrUnavailable) a call its caller gave up on
+// before the backend had its own time to answer: while it waited for one of
+// the Concurrency slots, or during the call. It says nothing of the
+// backend's health.
+var ErrAbandoned = errors.New("the caller gave up on the call")
+
 // ErrUnavailable wraps every failure to get an answer: the backend is
 // down, slow past the timeout, or answered something that is not one.
 var ErrUnavailable = errors.New("rpc backend unavailable")
@@ -221,9 +227,10 @@ func (c *Client) call(ctx context.Context, path string, req, resp any) error {
 	select {
 	case c.sem <- struct{}{}:
 	case <-ctx.Done():
-		return fmt.Errorf("%w: waiting for a call slot: %w", ErrUnavailable, ctx.Err())
+		return fmt.Errorf("%w: %w: %w", ErrUnavailable, ErrAbandoned, ctx.Err())
 	}
 	defer func() { <-c.sem }()
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
 	body, err := json.Marshal(req)
@@ -244,7 +251,10 @@ func (c *Client) call(ctx context.Context, path string, req, resp any) error {
 	}
 	res, err := c.http.Do(hr)
 	if err != nil {
-		if ctx.Err() == nil {
+		switch {
+		case parent.Err() != nil:
+			err = fmt.Errorf("%w: %w", ErrAbandoned, err)
+		case ctx.Err() == nil:
 			err = Unreachable(err) // refused, reset, no route: worth another try
 		}
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)

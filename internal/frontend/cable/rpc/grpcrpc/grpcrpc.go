@@ -103,6 +103,7 @@ func (c *Client) Close() error {
 
 // Connect calls RPC/Connect.
 func (c *Client) Connect(ctx context.Context, req *rpc.ConnectRequest) (*rpc.ConnectResponse, error) {
+	parent := ctx
 	ctx, done, err := c.begin(ctx)
 	if err != nil {
 		return nil, err
@@ -110,7 +111,7 @@ func (c *Client) Connect(ctx context.Context, req *rpc.ConnectRequest) (*rpc.Con
 	defer done()
 	r, err := c.rpc.Connect(ctx, &pb.ConnectionRequest{Env: envToPB(&req.Env)})
 	if err != nil {
-		return nil, unavailable("Connect", err)
+		return nil, unavailable(parent, "Connect", err)
 	}
 	return &rpc.ConnectResponse{
 		Status:        rpc.Status(r.GetStatus()),
@@ -123,6 +124,7 @@ func (c *Client) Connect(ctx context.Context, req *rpc.ConnectRequest) (*rpc.Con
 
 // Command calls RPC/Command.
 func (c *Client) Command(ctx context.Context, req *rpc.CommandRequest) (*rpc.CommandResponse, error) {
+	parent := ctx
 	ctx, done, err := c.begin(ctx)
 	if err != nil {
 		return nil, err
@@ -136,7 +138,7 @@ func (c *Client) Command(ctx context.Context, req *rpc.CommandRequest) (*rpc.Com
 		Env:                   envToPB(&req.Env),
 	})
 	if err != nil {
-		return nil, unavailable("Command", err)
+		return nil, unavailable(parent, "Command", err)
 	}
 	return &rpc.CommandResponse{
 		Status:         rpc.Status(r.GetStatus()),
@@ -152,6 +154,7 @@ func (c *Client) Command(ctx context.Context, req *rpc.CommandRequest) (*rpc.Com
 
 // Disconnect calls RPC/Disconnect.
 func (c *Client) Disconnect(ctx context.Context, req *rpc.DisconnectRequest) (*rpc.DisconnectResponse, error) {
+	parent := ctx
 	ctx, done, err := c.begin(ctx)
 	if err != nil {
 		return nil, err
@@ -163,7 +166,7 @@ func (c *Client) Disconnect(ctx context.Context, req *rpc.DisconnectRequest) (*r
 		Env:           envToPB(&req.Env),
 	})
 	if err != nil {
-		return nil, unavailable("Disconnect", err)
+		return nil, unavailable(parent, "Disconnect", err)
 	}
 	return &rpc.DisconnectResponse{Status: rpc.Status(r.GetStatus()), ErrorMsg: r.GetErrorMsg()}, nil
 }
@@ -174,7 +177,7 @@ func (c *Client) begin(ctx context.Context) (_ context.Context, done func(), _ e
 	select {
 	case c.sem <- struct{}{}:
 	case <-ctx.Done():
-		return nil, nil, fmt.Errorf("%w: waiting for a call slot: %w", rpc.ErrUnavailable, ctx.Err())
+		return nil, nil, fmt.Errorf("%w: %w: %w", rpc.ErrUnavailable, rpc.ErrAbandoned, ctx.Err())
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	ctx = metadata.AppendToOutgoingContext(ctx, "protov", ProtoVersion)
@@ -188,9 +191,13 @@ func (c *Client) begin(ctx context.Context) (_ context.Context, done func(), _ e
 // (the server is unreachable, too slow, refused the call or crashed in it),
 // so each is rpc.ErrUnavailable, as every non-answer is for the HTTP client.
 // UNAVAILABLE and RESOURCE_EXHAUSTED say the call did not run: those are
-// marked rpc.Unreachable, for a retry (anycable-go retries the same two).
-func unavailable(method string, err error) error {
-	if c := status.Code(err); c == codes.Unavailable || c == codes.ResourceExhausted {
+// marked rpc.Unreachable, for a retry (anycable-go retries the same two);
+// a call its caller's context ended is rpc.ErrAbandoned.
+func unavailable(parent context.Context, method string, err error) error {
+	switch c := status.Code(err); {
+	case parent.Err() != nil: // the caller gave up, not the call's own timeout
+		err = fmt.Errorf("%w: %w", rpc.ErrAbandoned, err)
+	case c == codes.Unavailable || c == codes.ResourceExhausted:
 		err = rpc.Unreachable(err)
 	}
 	return fmt.Errorf("%w: %s: %w", rpc.ErrUnavailable, method, err)
