@@ -5,7 +5,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -264,4 +266,119 @@ func TestCableRPCSharedStream(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	publish("three")
 	c.Quiet(300 * time.Millisecond)
+}
+
+// rpcLog is a backend that records its calls in order ("connect",
+// "subscribe <identifier>", "message", "unsubscribe", "disconnect"),
+// accepting everything, after delay.
+type rpcLog struct {
+	mu    sync.Mutex
+	calls []string
+	delay time.Duration
+}
+
+func (l *rpcLog) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Command    string `json:"command"`
+		Identifier string `json:"identifier"`
+	}
+	_ = json.NewDecoder(r.Body).Decode(&req)
+	l.mu.Lock()
+	delay := l.delay
+	l.mu.Unlock()
+	time.Sleep(delay)
+	name := strings.TrimPrefix(r.URL.Path, "/_anycable/")
+	if name == "command" {
+		name = req.Command
+	}
+	l.mu.Lock()
+	l.calls = append(l.calls, name)
+	l.mu.Unlock()
+	switch {
+	case name == "connect":
+		_, _ = w.Write([]byte(`{"status":1,"identifiers":"u1"}`))
+	case name == "subscribe":
+		confirm := `{"type":"confirm_subscription","identifier":` + jsonString(req.Identifier) + `}`
+		_, _ = w.Write([]byte(`{"status":1,"streams":["room:x"],"transmissions":[` + jsonString(confirm) + `]}`))
+	default:
+		_, _ = w.Write([]byte(`{"status":1}`))
+	}
+}
+
+// waitCalls waits until the log ends with last, and returns it.
+func (l *rpcLog) waitCalls(t *testing.T, last string) []string {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		l.mu.Lock()
+		calls := slices.Clone(l.calls)
+		l.mu.Unlock()
+		if len(calls) > 0 && calls[len(calls)-1] == last {
+			return calls
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("calls %v, want them to end with %s", calls, last)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestCableRPCCloseDuringConnect: a client gone while the application
+// was still accepting it is reported to the application all the same.
+func TestCableRPCCloseDuringConnect(t *testing.T) {
+	backend := &rpcLog{delay: 300 * time.Millisecond}
+	h := startRPC(t, backend)
+	c := h.dialCable("", wire.SubprotocolExtJSON)
+	time.Sleep(50 * time.Millisecond) // the connect is at the backend
+	c.Close()
+	if calls := backend.waitCalls(t, "disconnect"); !slices.Equal(calls, []string{"connect", "disconnect"}) {
+		t.Fatalf("calls %v, want connect then disconnect", calls)
+	}
+}
+
+// TestCableRPCCloseDropsQueue: the commands still waiting for the backend
+// when the connection closes are dropped; the disconnect comes last.
+func TestCableRPCCloseDropsQueue(t *testing.T) {
+	backend := &rpcLog{}
+	h := startRPC(t, backend)
+	c := h.dialCable("", wire.SubprotocolExtJSON)
+	c.Expect("welcome")
+	const id = `{"channel":"Room"}`
+	c.Subscribe(id)
+	backend.mu.Lock()
+	backend.delay = 200 * time.Millisecond
+	backend.mu.Unlock()
+	for range 10 {
+		c.Send(map[string]any{"command": "message", "identifier": id, "data": `{"action":"x"}`})
+	}
+	time.Sleep(50 * time.Millisecond)
+	c.Close()
+	calls := backend.waitCalls(t, "disconnect")
+	if n := strings.Count(strings.Join(calls, " "), "message"); n > 2 {
+		t.Fatalf("calls %v: %d messages made after the close, want at most the one in flight", calls, n)
+	}
+}
+
+// TestCableRPCResubscribe: a subscribe right after an unsubscribe of the
+// same channel (a component remounting) waits behind it and is confirmed.
+func TestCableRPCResubscribe(t *testing.T) {
+	backend := &rpcLog{delay: 50 * time.Millisecond}
+	h := startRPC(t, backend)
+	c := h.dialCable("", wire.SubprotocolExtJSON)
+	c.Expect("welcome")
+	const id = `{"channel":"Room"}`
+	c.Subscribe(id)
+	c.Send(map[string]any{"command": "unsubscribe", "identifier": id})
+	c.Subscribe(id)
+	if code, resp := h.apiPublish(`{"stream":"room:x","data":"after"}`); code != http.StatusOK {
+		t.Fatalf("publish: %d %s", code, resp)
+	}
+	if m := c.Expect(""); m["message"] != "after" || m["identifier"] != id {
+		t.Fatalf("got %v, want the broadcast on the channel subscribed again", m)
+	}
+	backend.mu.Lock()
+	defer backend.mu.Unlock()
+	if !slices.Equal(backend.calls, []string{"connect", "subscribe", "unsubscribe", "subscribe"}) {
+		t.Fatalf("calls %v", backend.calls)
+	}
 }

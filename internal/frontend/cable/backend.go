@@ -39,6 +39,8 @@ type rpcConn struct {
 	identifiers string
 	queue       []func()
 	running     bool
+	closed      bool // the connection closed: nothing more is queued
+	accepted    bool // the application accepted the connect: it hears of the close
 }
 
 // envCopy returns the env with its own cstate map. r.mu must be held.
@@ -60,6 +62,10 @@ type rpcChannel struct {
 	// could not be recovered) follows the last.
 	replaying int
 	lost      bool
+	// leaving: its unsubscribe waits for the backend. The client may
+	// subscribe to the same identifier again meanwhile: that is a new
+	// channel, queued behind.
+	leaving bool
 }
 
 // backendStats counts what the backend did, for metrics.
@@ -102,6 +108,10 @@ type requestInfo struct {
 func (c *conn) enqueue(fn func()) bool {
 	r := c.rpc
 	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return false
+	}
 	if len(r.queue) >= maxRPCQueue {
 		r.mu.Unlock()
 		c.fe.backend.CommandsDropped.Add(1)
@@ -154,7 +164,7 @@ func (c *conn) rpcConnect() {
 		return
 	}
 	c.rpc.mu.Lock()
-	c.rpc.identifiers = resp.Identifiers
+	c.rpc.identifiers, c.rpc.accepted = resp.Identifiers, true
 	if resp.Env != nil && resp.Env.CState != nil {
 		c.rpc.env.CState = resp.Env.CState
 	}
@@ -231,12 +241,24 @@ func (c *conn) rpcCommand(ch *channel, command, data string) {
 	if err != nil || resp.Status == rpc.Error {
 		c.fe.backend.Errors.Add(1)
 		c.fe.node.Logger().Warn("rpc command failed", "command", command, "identifier", ch.identifier, "err", err, "error_msg", errorMsg(resp, err))
-		if command == "subscribe" {
+		switch command {
+		case "subscribe":
 			c.forget(ch)
 			c.Conn().Send(wire.AppendReply(nil, c.d, wire.RejectSubscription, ch.identifier))
+			return
+		case "unsubscribe":
+			// The client has left the channel whatever the application
+			// said: its streams stop here all the same.
+			resp = &rpc.CommandResponse{Status: rpc.Success}
+		default:
+			return
 		}
-		return
 	}
+	c.apply(ch, command, resp)
+}
+
+// apply carries out the application's answer to a command.
+func (c *conn) apply(ch *channel, command string, resp *rpc.CommandResponse) {
 	if resp.Env != nil {
 		c.rpc.mu.Lock()
 		for k, v := range resp.Env.CState {
@@ -420,14 +442,34 @@ func (f *Frontend) Close() {
 	}
 }
 
-// rpcClosed queues the application's disconnect for a closed connection
-// that it had accepted.
+// rpcClosed drops the commands waiting for the backend of a closed
+// connection and queues its disconnect call behind the call in flight: a
+// connect in flight may still be accepted, and the application must then
+// hear of the close too.
 func (c *conn) rpcClosed() {
 	r := c.rpc
 	r.mu.Lock()
-	req := &rpc.DisconnectRequest{Identifiers: r.identifiers, Env: r.envCopy()}
+	r.closed = true
+	clear(r.queue)
+	r.queue = append(r.queue[:0], c.queueDisconnect)
+	start := !r.running
+	r.running = true
 	r.mu.Unlock()
-	if req.Identifiers == "" || c.fe.disconnects == nil {
+	if start {
+		go c.runBackend()
+	}
+}
+
+// queueDisconnect hands the application's disconnect call for a closed
+// connection it accepted to the disconnecter. It runs on the backend
+// goroutine, after the connection's last call.
+func (c *conn) queueDisconnect() {
+	r := c.rpc
+	r.mu.Lock()
+	req := &rpc.DisconnectRequest{Identifiers: r.identifiers, Env: r.envCopy()}
+	accepted := r.accepted
+	r.mu.Unlock()
+	if !accepted || c.fe.disconnects == nil {
 		return
 	}
 	c.mu.Lock()
@@ -437,5 +479,5 @@ func (c *conn) rpcClosed() {
 		}
 	}
 	c.mu.Unlock()
-	c.fe.disconnects.push(disconnectCall{sid: c.ClientID(), req: req})
+	c.fe.disconnects.push(disconnectCall{sid: r.sid, req: req})
 }

@@ -412,10 +412,11 @@ func (c *conn) removeLocked(ch *channel) {
 	}
 }
 
-// byIDLocked returns the channel of identifier. c.mu must be held.
+// byIDLocked returns the channel of identifier (not one that is leaving).
+// c.mu must be held.
 func (c *conn) byIDLocked(identifier string) *channel {
 	for _, ch := range c.chans {
-		if ch.identifier == identifier {
+		if ch.identifier == identifier && (ch.rpc == nil || !ch.rpc.leaving) {
 			return ch
 		}
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/huddle-rt/huddle/internal/auth"
 	"github.com/huddle-rt/huddle/internal/core"
+	"github.com/huddle-rt/huddle/internal/frontend/cable/rpc"
 	"github.com/huddle-rt/huddle/internal/frontend/cable/wire"
 	"github.com/huddle-rt/huddle/protocol"
 )
@@ -169,8 +170,13 @@ func (c *conn) unsubscribe(cmd *wire.Command) {
 	c.mu.Lock()
 	ch := c.byIDLocked(cmd.Identifier)
 	if ch != nil && ch.rpc != nil {
+		ch.rpc.leaving = true
 		c.mu.Unlock()
-		c.enqueue(func() { c.rpcCommand(ch, "unsubscribe", "") })
+		if !c.enqueue(func() { c.rpcCommand(ch, "unsubscribe", "") }) {
+			// Too many wait (or the connection is closing): the client
+			// leaves the channel without the application's answer.
+			c.apply(ch, "unsubscribe", &rpc.CommandResponse{Status: rpc.Success})
+		}
 		return
 	}
 	var rest *core.Wrapper // what the application's channels following the stream too still get
