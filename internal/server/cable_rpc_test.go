@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -380,5 +381,26 @@ func TestCableRPCResubscribe(t *testing.T) {
 	defer backend.mu.Unlock()
 	if !slices.Equal(backend.calls, []string{"connect", "subscribe", "unsubscribe", "subscribe"}) {
 		t.Fatalf("calls %v", backend.calls)
+	}
+}
+
+// TestCableRPCShutdownDisconnects: a drain makes every accepted
+// connection's disconnect call before Shutdown returns.
+func TestCableRPCShutdownDisconnects(t *testing.T) {
+	backend := &rpcLog{}
+	h := startRPC(t, backend)
+	const n = 20
+	for range n {
+		h.dialCable("", wire.SubprotocolExtJSON).Expect("welcome")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := h.srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	backend.mu.Lock()
+	defer backend.mu.Unlock()
+	if got := strings.Count(strings.Join(backend.calls, " "), "disconnect"); got != n {
+		t.Fatalf("%d disconnect calls when Shutdown returned, want %d", got, n)
 	}
 }

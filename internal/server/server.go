@@ -462,7 +462,7 @@ wait:
 	for _, tc := range s.tr.Conns(nil) {
 		tc.Destroy()
 	}
-	s.cable.Close()
+	s.cable.Close(ctx)
 	if s.rpc != nil {
 		s.rpc.Close()
 		if c, ok := s.rpc.Backend().(io.Closer); ok {

@@ -122,12 +122,14 @@ func (c *conn) enqueue(fn func()) bool {
 	r.running = true
 	r.mu.Unlock()
 	if start {
+		c.fe.backends.Add(1)
 		go c.runBackend()
 	}
 	return true
 }
 
 func (c *conn) runBackend() {
+	defer c.fe.backends.Done()
 	r := c.rpc
 	for {
 		r.mu.Lock()
@@ -380,17 +382,26 @@ type disconnecter struct {
 	stats  *backendStats
 	log    *slog.Logger
 
+	done    chan struct{}      // closed when run returns
+	stop    context.Context    // ends when the calls still queued are to be dropped
+	abandon context.CancelFunc // ends stop
+
 	mu     sync.Mutex // guards closed, and sends on queue
 	closed bool
 }
 
 func (d *disconnecter) run() {
+	defer close(d.done)
 	var every time.Duration
 	if d.rate > 0 {
 		every = time.Duration(float64(time.Second) / d.rate)
 	}
 	for call := range d.queue {
-		ctx, cancel := context.WithTimeout(rpc.WithSession(context.Background(), call.sid), 10*time.Second)
+		if d.stop.Err() != nil { // the server stops and may wait no longer
+			d.stats.DisconnectsDropped.Add(1)
+			continue
+		}
+		ctx, cancel := context.WithTimeout(rpc.WithSession(d.stop, call.sid), 10*time.Second)
 		resp, err := d.client.Disconnect(ctx, call.req)
 		cancel()
 		if err != nil || resp.Status != rpc.Success {
@@ -398,7 +409,10 @@ func (d *disconnecter) run() {
 			d.log.Warn("rpc disconnect failed", "err", err)
 		}
 		if every > 0 {
-			time.Sleep(every)
+			select {
+			case <-time.After(every):
+			case <-d.stop.Done():
+			}
 		}
 	}
 }
@@ -434,11 +448,30 @@ func (d *disconnecter) close() {
 	}
 }
 
-// Close stops the backend's disconnect calls once those queued are made;
-// the server calls it after its connections are gone.
-func (f *Frontend) Close() {
-	if f.disconnects != nil {
-		f.disconnects.close()
+// Close lets the connections' last backend calls and the disconnect calls
+// they queue be made, then stops; the server calls it after its
+// connections are gone. What is still queued when ctx ends is dropped and
+// counted.
+func (f *Frontend) Close(ctx context.Context) {
+	if f.disconnects == nil {
+		return
+	}
+	calls := make(chan struct{})
+	go func() {
+		f.backends.Wait()
+		close(calls)
+	}()
+	select {
+	case <-calls:
+	case <-ctx.Done():
+	}
+	d := f.disconnects
+	d.close()
+	select {
+	case <-d.done:
+	case <-ctx.Done():
+		d.abandon()
+		<-d.done
 	}
 }
 
@@ -456,6 +489,7 @@ func (c *conn) rpcClosed() {
 	r.running = true
 	r.mu.Unlock()
 	if start {
+		c.fe.backends.Add(1)
 		go c.runBackend()
 	}
 }

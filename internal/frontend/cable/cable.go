@@ -88,7 +88,8 @@ type Frontend struct {
 	wrappers map[wrapperKey]*ident
 
 	backend     backendStats
-	disconnects *disconnecter // nil without a backend
+	disconnects *disconnecter  // nil without a backend
+	backends    sync.WaitGroup // the connections' backend goroutines
 }
 
 // ident is what every subscription with one identifier in one dialect
@@ -126,7 +127,8 @@ func New(node *core.Node, cfg Config) *Frontend {
 	}
 	f := &Frontend{cfg: cfg, node: node, wrappers: make(map[wrapperKey]*ident)}
 	if cfg.RPC != nil {
-		f.disconnects = &disconnecter{client: cfg.RPC, queue: make(chan disconnectCall, cfg.DisconnectQueue), rate: cfg.DisconnectRate, stats: &f.backend, log: node.Logger()}
+		f.disconnects = &disconnecter{client: cfg.RPC, queue: make(chan disconnectCall, cfg.DisconnectQueue), rate: cfg.DisconnectRate, stats: &f.backend, log: node.Logger(), done: make(chan struct{})}
+		f.disconnects.stop, f.disconnects.abandon = context.WithCancel(context.Background())
 		go f.disconnects.run()
 	}
 	for d := wire.Dialect(0); d < wire.NumDialects; d++ {
