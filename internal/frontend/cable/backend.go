@@ -480,11 +480,19 @@ func (f *Frontend) Close(ctx context.Context) {
 // connect in flight may still be accepted, and the application must then
 // hear of the close too.
 func (c *conn) rpcClosed() {
+	var subs []string // the channels as they were at the close
+	c.mu.Lock()
+	for _, ch := range c.chans {
+		if ch.rpc != nil && !ch.rpc.leaving {
+			subs = append(subs, ch.identifier)
+		}
+	}
+	c.mu.Unlock()
 	r := c.rpc
 	r.mu.Lock()
 	r.closed = true
 	clear(r.queue)
-	r.queue = append(r.queue[:0], c.queueDisconnect)
+	r.queue = append(r.queue[:0], func() { c.queueDisconnect(subs) })
 	start := !r.running
 	r.running = true
 	r.mu.Unlock()
@@ -497,21 +505,14 @@ func (c *conn) rpcClosed() {
 // queueDisconnect hands the application's disconnect call for a closed
 // connection it accepted to the disconnecter. It runs on the backend
 // goroutine, after the connection's last call.
-func (c *conn) queueDisconnect() {
+func (c *conn) queueDisconnect(subscriptions []string) {
 	r := c.rpc
 	r.mu.Lock()
-	req := &rpc.DisconnectRequest{Identifiers: r.identifiers, Env: r.envCopy()}
+	req := &rpc.DisconnectRequest{Identifiers: r.identifiers, Env: r.envCopy(), Subscriptions: subscriptions}
 	accepted := r.accepted
 	r.mu.Unlock()
 	if !accepted || c.fe.disconnects == nil {
 		return
 	}
-	c.mu.Lock()
-	for _, ch := range c.chans {
-		if ch.rpc != nil {
-			req.Subscriptions = append(req.Subscriptions, ch.identifier)
-		}
-	}
-	c.mu.Unlock()
 	c.fe.disconnects.push(disconnectCall{sid: r.sid, req: req})
 }
