@@ -404,3 +404,49 @@ func TestCableRPCShutdownDisconnects(t *testing.T) {
 		t.Fatalf("%d disconnect calls when Shutdown returned, want %d", got, n)
 	}
 }
+
+// TestCableRPCJID: a jid token skips the connect call, not the
+// application's channels: their commands carry the token's identifiers,
+// and the disconnect follows.
+func TestCableRPCJID(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string // path and connection identifiers
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Command     string `json:"command"`
+			Identifier  string `json:"identifier"`
+			Identifiers string `json:"connection_identifiers"`
+			Disconnect  string `json:"identifiers"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		mu.Lock()
+		seen = append(seen, strings.TrimPrefix(r.URL.Path, "/_anycable/")+" "+req.Command+" "+req.Identifiers+req.Disconnect)
+		mu.Unlock()
+		if req.Command == "subscribe" {
+			confirm := `{"type":"confirm_subscription","identifier":` + jsonString(req.Identifier) + `}`
+			_, _ = w.Write([]byte(`{"status":1,"streams":["room:j"],"transmissions":[` + jsonString(confirm) + `]}`))
+			return
+		}
+		_, _ = w.Write([]byte(`{"status":1}`))
+	}))
+	defer backend.Close()
+	h := startCable(t, func(o *harnessOpts) { o.cfg.RPCURL = backend.URL + "/_anycable" })
+	c := h.dialCable("jid="+signJID(t, `{"user_id":"42"}`, time.Now().Add(time.Hour)), wire.SubprotocolExtJSON)
+	c.Expect("welcome")
+	c.Subscribe(`{"channel":"Room"}`)
+	c.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		got := strings.Join(seen, "|")
+		mu.Unlock()
+		want := `command subscribe {"user_id":"42"}|disconnect  {"user_id":"42"}`
+		if got == want {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("calls %q, want %q", got, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

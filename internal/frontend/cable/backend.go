@@ -34,6 +34,7 @@ const maxRPCQueue = 64
 type rpcConn struct {
 	env rpc.Env // url and headers; cstate guarded by mu
 	sid string  // the session id, named to the application before it accepts
+	jid bool    // identified by a jid token: no connect call
 
 	mu          sync.Mutex // guards the following
 	identifiers string
@@ -509,9 +510,11 @@ func (c *conn) queueDisconnect(subscriptions []string) {
 	r := c.rpc
 	r.mu.Lock()
 	req := &rpc.DisconnectRequest{Identifiers: r.identifiers, Env: r.envCopy(), Subscriptions: subscriptions}
-	accepted := r.accepted
+	// A jid connection never met the application unless it used one of
+	// its channels (anycable-go's disconnect_mode auto).
+	tell := r.accepted || r.jid && len(subscriptions) > 0
 	r.mu.Unlock()
-	if !accepted || c.fe.disconnects == nil {
+	if !tell || c.fe.disconnects == nil {
 		return
 	}
 	c.fe.disconnects.push(disconnectCall{sid: r.sid, req: req})

@@ -242,12 +242,12 @@ func (f *Frontend) Upgrade(tc *transport.Conn, head []byte, w io.Writer) (transp
 	if creds.JID != "" || creds.Token != "" {
 		c.creds = &creds
 	}
-	if f.cfg.RPC != nil && creds.JID == "" {
+	if f.cfg.RPC != nil {
 		u := "http://" + r.Host + r.Path
 		if len(r.Query) > 0 {
 			u += "?" + r.Query.Encode()
 		}
-		c.rpc = &rpcConn{env: f.requestEnv(&requestInfo{url: u, header: r.Header, remoteIP: tc.RemoteIP()}), sid: uuid.NewString()}
+		c.rpc = &rpcConn{env: f.requestEnv(&requestInfo{url: u, header: r.Header, remoteIP: tc.RemoteIP()}), sid: uuid.NewString(), jid: creds.JID != ""}
 	}
 	if sid := cmpOr(r.Header.Get("X-Anycable-Restore-Sid"), r.Query.Get("sid")); sid != "" && d.Ext() && f.cfg.Sessions != nil {
 		c.restoreFrom(sid)
@@ -328,7 +328,7 @@ type conn struct {
 	d     wire.Dialect
 	start *startState   // from the upgrade to Started
 	creds *savedSession // the credentials of the identity, for a restore; nil for none
-	rpc   *rpcConn      // the backend's side; nil without one, or with a jid
+	rpc   *rpcConn      // the backend's side; nil without one
 
 	mu    sync.Mutex // guards chans: replies are encoded on the reader and the writer
 	chans []*channel // few per connection: a slice beats maps
@@ -370,7 +370,7 @@ var (
 func (c *conn) Started() {
 	st := c.start
 	c.start = nil
-	if c.rpc != nil && st.restored == nil {
+	if c.rpc != nil && !c.rpc.jid && st.restored == nil {
 		c.enqueue(c.rpcConnect) // the application decides
 		return
 	}
@@ -382,7 +382,18 @@ func (c *conn) Started() {
 		c.Conn().Close(uint16(protocol.CodeUnauthorized), reason, wire.AppendDisconnect(nil, c.d, reason, reconnect), reconnect)
 		return
 	}
-	c.Connect(st.who)
+	if c.rpc != nil {
+		// A jid names the connection's identifiers itself: the
+		// application's connect is skipped, its channels are not.
+		c.rpc.mu.Lock()
+		if c.rpc.jid {
+			c.rpc.identifiers = st.who.User
+		}
+		c.rpc.mu.Unlock()
+		c.ConnectAs(st.who, c.rpc.sid)
+	} else {
+		c.Connect(st.who)
+	}
 	w := wire.Welcome{SID: c.ClientID()}
 	if st.restored != nil {
 		w.Restored = true
