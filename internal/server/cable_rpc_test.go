@@ -20,13 +20,13 @@ import (
 )
 
 // startRPC is a node whose /cable backend is the handler h.
-func startRPC(t *testing.T, h http.Handler) *harness {
+func startRPC(t *testing.T, h http.Handler, opts ...func(*harnessOpts)) *harness {
 	backend := httptest.NewServer(h)
 	t.Cleanup(backend.Close)
-	return start(t, func(o *harnessOpts) {
+	return start(t, append([]func(*harnessOpts){func(o *harnessOpts) {
 		o.cfg.RPCURL = backend.URL + "/_anycable"
 		o.auth.AllowAnonymous = true
-	})
+	}}, opts...)...)
 }
 
 // TestCableRPCBackendDown: a backend that is down, or answers garbage,
@@ -448,5 +448,25 @@ func TestCableRPCJID(t *testing.T) {
 			t.Fatalf("calls %q, want %q", got, want)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestCableRPCNoRestore: a connection the application accepted is not
+// restored from the session store: its reconnect asks the application
+// again.
+func TestCableRPCNoRestore(t *testing.T) {
+	backend := &rpcLog{}
+	h := startRPC(t, backend, func(o *harnessOpts) { o.rules = append(o.rules, "open=sub") })
+	c := h.dialCable("", wire.SubprotocolExtJSON)
+	sid := c.Expect("welcome")["sid"].(string)
+	c.Subscribe(cabletest.PubSub("open"))
+	c.Close() // dropped, no close frame
+	backend.waitCalls(t, "disconnect")
+	c2 := h.dialCable("sid="+sid, wire.SubprotocolExtJSON)
+	if m := c2.Expect("welcome"); m["restored"] == true {
+		t.Fatalf("welcome %v: restored without the application", m)
+	}
+	if calls := backend.waitCalls(t, "connect"); !slices.Equal(calls, []string{"connect", "disconnect", "connect"}) {
+		t.Fatalf("calls %v, want the second connect asked too", calls)
 	}
 }

@@ -481,8 +481,11 @@ func (c *conn) Closed(clean bool) {
 		c.rpcClosed()
 	}
 	store := c.fe.cfg.Sessions
-	if store == nil || clean || !c.d.Ext() || c.Ident() == nil {
-		store = nil // the channels are released all the same
+	if store == nil || clean || !c.d.Ext() || c.Ident() == nil || c.rpc != nil && !c.rpc.jid {
+		// The channels are released all the same. A connection the
+		// application accepted is not kept: its identifiers and state are
+		// the application's, so a reconnect asks it again.
+		store = nil
 	}
 	var s savedSession
 	if c.creds != nil {
