@@ -35,7 +35,6 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
-	"runtime"
 	"sort"
 	"strings"
 	"syscall"
@@ -175,20 +174,15 @@ type target struct {
 	serverBin, serverCPUs         string
 	clientCPUs                    string
 	serverProcs                   int
-	serverFlags                   multiFlag
+	serverFlags                   bench.ListFlag
 	profile                       string
 	quiet, inproc                 bool
 	defaultClientCPUs, defaultSrv string
 }
 
-type multiFlag []string
-
-func (m *multiFlag) String() string     { return strings.Join(*m, " ") }
-func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
-
 func targetFlags(fs *flag.FlagSet) *target {
 	t := &target{}
-	t.defaultSrv, t.defaultClientCPUs = defaultCPUs()
+	t.defaultSrv, t.defaultClientCPUs = bench.DefaultCPUs()
 	fs.StringVar(&t.url, "url", "", "server WebSocket URL; empty builds cmd/huddle and starts it")
 	fs.IntVar(&t.pid, "pid", 0, "with -url: the server's pid, for its CPU and RSS from /proc")
 	fs.StringVar(&t.secret, "secret", "bench-secret-0123456789abcdef0123456789", "HS256 secret the server verifies client tokens with")
@@ -211,23 +205,6 @@ func targetFlags(fs *flag.FlagSet) *target {
 	fs.BoolVar(&t.quiet, "quiet", false, "no live progress line")
 	fs.BoolVar(&t.inproc, "inproc", false, "run the clients in this process instead of worker processes (debugging)")
 	return t
-}
-
-// defaultCPUs puts the server on core 0 and the clients on the others.
-func defaultCPUs() (server, clients string) {
-	n := runtime.NumCPU()
-	switch {
-	case n < 2:
-		return "", ""
-	case n == 2:
-		server, clients = "0", "1"
-	default:
-		server, clients = "0", fmt.Sprintf("1-%d", n-1)
-	}
-	if os.Getenv("HUDDLE_BENCH_NOPIN") != "" {
-		clients = ""
-	}
-	return server, clients
 }
 
 // adapterConfig configures the adapter for target tg. For the cable
@@ -257,20 +234,6 @@ func hasFlag(args []string, flag string) bool {
 		}
 	}
 	return false
-}
-
-// cpuCount counts the CPUs in a taskset list such as "1-3,5".
-func cpuCount(list string) int {
-	n := 0
-	for _, part := range strings.Split(list, ",") {
-		var a, b int
-		if k, _ := fmt.Sscanf(part, "%d-%d", &a, &b); k == 2 {
-			n += b - a + 1
-		} else if k, _ := fmt.Sscanf(part, "%d", &a); k == 1 {
-			n++
-		}
-	}
-	return n
 }
 
 // env starts the server unless -url names one and returns the scenario's
@@ -331,7 +294,7 @@ func (t *target) env(ctx context.Context, serverArgs []string) (*bench.Env, func
 		}
 		e.Launcher = &bench.ProcLauncher{Exe: self, Args: []string{"worker"}, CPUs: t.clientCPUs, Stderr: os.Stderr}
 		if t.clientCPUs != "" {
-			e.ClientCores = cpuCount(t.clientCPUs)
+			e.ClientCores = bench.CPUCount(t.clientCPUs)
 		}
 	}
 	return e, stop, nil

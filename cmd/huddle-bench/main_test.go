@@ -9,14 +9,6 @@ import (
 	"github.com/huddle-rt/huddle/bench"
 )
 
-func TestCPUCount(t *testing.T) {
-	for list, want := range map[string]int{"": 0, "1": 1, "1-3": 3, "0,2-4,7": 5, "1-1": 1} {
-		if got := cpuCount(list); got != want {
-			t.Errorf("cpuCount(%q) = %d, want %d", list, got, want)
-		}
-	}
-}
-
 // TestScenarioFlags: every scenario parses its defaults and a typical
 // command line, names the server flags it needs, and documents itself.
 func TestScenarioFlags(t *testing.T) {

@@ -27,7 +27,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -96,11 +95,6 @@ func backendCmd(ctx context.Context, args []string) error {
 	return err
 }
 
-type multiFlag []string
-
-func (m *multiFlag) String() string     { return strings.Join(*m, " ") }
-func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
-
 // connectCmd runs the connect storm through the backend.
 func connectCmd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("huddle-bench-rpc connect", flag.ExitOnError)
@@ -117,11 +111,11 @@ func connectCmd(ctx context.Context, args []string) error {
 	backendURL := fs.String("backend-url", "", "use this running backend (http://host/_anycable) instead of starting one")
 	backendPid := fs.Int("backend-pid", 0, "with -backend-url: its pid, for its CPU")
 	after := fs.Duration("after", 3*time.Second, "after the storm and the clients' close, wait this long and count the backend's disconnect calls")
-	srvDefault, cliDefault := defaultCPUs()
+	srvDefault, cliDefault := bench.DefaultCPUs()
 	serverBin := fs.String("server-bin", "", "huddle binary to start (default: go build ./cmd/huddle)")
 	serverCPUs := fs.String("server-cpus", srvDefault, "taskset CPU list for the server it starts; empty: unpinned")
 	serverProcs := fs.Int("server-procs", 1, "GOMAXPROCS of the server it starts; 0: Go's default")
-	var serverFlags multiFlag
+	var serverFlags bench.ListFlag
 	fs.Var(&serverFlags, "server-flag", "extra flag for the server it starts, e.g. -server-flag=--rpc-concurrency=64 (repeatable)")
 	clientCPUs := fs.String("client-cpus", cliDefault, "taskset CPU list for the client processes; empty: unpinned")
 	backendCPUs := fs.String("backend-cpus", "", "taskset CPU list for the backend it starts (default: -client-cpus)")
@@ -192,7 +186,7 @@ func connectCmd(ctx context.Context, args []string) error {
 		Launcher: &bench.ProcLauncher{Exe: self, Args: []string{"worker"}, CPUs: *clientCPUs, Stderr: os.Stderr},
 	}
 	if *clientCPUs != "" {
-		e.ClientCores = cpuCount(*clientCPUs)
+		e.ClientCores = bench.CPUCount(*clientCPUs)
 	}
 	if !*quiet {
 		e.Progress = os.Stderr
@@ -301,36 +295,4 @@ func (p *backendProc) stop() {
 		_ = p.cmd.Process.Kill()
 		<-p.exited
 	}
-}
-
-// defaultCPUs puts the server on core 0 and the clients on the others, as
-// huddle-bench does.
-func defaultCPUs() (server, clients string) {
-	n := runtime.NumCPU()
-	switch {
-	case n < 2:
-		return "", ""
-	case n == 2:
-		server, clients = "0", "1"
-	default:
-		server, clients = "0", fmt.Sprintf("1-%d", n-1)
-	}
-	if os.Getenv("HUDDLE_BENCH_NOPIN") != "" {
-		clients = ""
-	}
-	return server, clients
-}
-
-// cpuCount counts the CPUs in a taskset list such as "1-3,5".
-func cpuCount(list string) int {
-	n := 0
-	for _, part := range strings.Split(list, ",") {
-		var a, b int
-		if k, _ := fmt.Sscanf(part, "%d-%d", &a, &b); k == 2 {
-			n += b - a + 1
-		} else if k, _ := fmt.Sscanf(part, "%d", &a); k == 1 {
-			n++
-		}
-	}
-	return n
 }
