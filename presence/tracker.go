@@ -154,6 +154,15 @@ func (t *Tracker) Leave(ctx context.Context, stream, client string) error {
 	t.mu.Unlock()
 	m, ok, err := t.store.Leave(ctx, stream, client)
 	if err != nil {
+		if owned {
+			// The store keeps it until its TTL runs out (no heartbeat
+			// will renew it): it has left all the same, and saying so now
+			// keeps this node's own count of its members right. The
+			// expiry's leave, later, is for a member nobody holds.
+			t.mu.Lock()
+			t.leftLocked(stream, protocol.ClientInfo{User: own.User, Client: client})
+			t.mu.Unlock()
+		}
 		return err
 	}
 	if !ok {

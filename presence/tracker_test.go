@@ -699,3 +699,38 @@ func TestTrackerOwnMemberExpired(t *testing.T) {
 		t.Fatalf("leave of a member the store had lost: %s", diffString(d))
 	}
 }
+
+// failingLeaves is a MemoryStore whose Leave fails, as when the store is
+// unreachable at that moment.
+type failingLeaves struct{ *presence.MemoryStore }
+
+func (failingLeaves) Leave(context.Context, string, string) (protocol.Member, bool, error) {
+	return protocol.Member{}, false, errors.New("store unreachable")
+}
+
+// TestTrackerLeaveStoreDown: a member of this node that leaves while the
+// store cannot be reached is announced as gone all the same (the store
+// forgets it when its TTL runs out, as nothing renews it any more).
+func TestTrackerLeaveStoreDown(t *testing.T) {
+	diffs := make(chan *protocol.Presence, 16)
+	tr := presence.NewTracker(presence.Config{Tick: 10 * time.Millisecond}, failingLeaves{presence.NewMemoryStore()}, func(stream string, d *protocol.Presence) { diffs <- d })
+	defer tr.Close()
+	ctx := context.Background()
+	if err := tr.Join(ctx, "s", protocol.Member{User: "u", Client: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	if d := <-diffs; len(d.Joins) != 1 {
+		t.Fatalf("diff %+v, want the join", d)
+	}
+	if err := tr.Leave(ctx, "s", "c"); err == nil {
+		t.Fatal("leave with the store down reported no error")
+	}
+	select {
+	case d := <-diffs:
+		if len(d.Leaves) != 1 || d.Leaves[0].Client != "c" || d.Leaves[0].User != "u" {
+			t.Fatalf("diff %+v, want c's leave", d)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("no leave announced while the store was down")
+	}
+}
