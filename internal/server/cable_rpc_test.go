@@ -470,3 +470,24 @@ func TestCableRPCNoRestore(t *testing.T) {
 		t.Fatalf("calls %v, want the second connect asked too", calls)
 	}
 }
+
+// TestCableRPCHistoryStreamRefused: when one of an application channel's
+// streams cannot be followed (here, past --max-subscriptions), its history
+// request is answered all the same: reject_history.
+func TestCableRPCHistoryStreamRefused(t *testing.T) {
+	h := startRPC(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/_anycable/connect":
+			_, _ = w.Write([]byte(`{"status":1,"identifiers":"u1"}`))
+		case "/_anycable/command":
+			_, _ = w.Write([]byte(`{"status":1,"streams":["room:a","room:b"],"transmissions":["{\"type\":\"confirm_subscription\",\"identifier\":\"{\\\"channel\\\":\\\"Room\\\"}\"}"]}`))
+		}
+	}), func(o *harnessOpts) { o.cfg.MaxSubscriptions = 1 })
+	c := h.dialCable("", wire.SubprotocolExtJSON)
+	c.Expect("welcome")
+	c.Send(map[string]any{"command": "subscribe", "identifier": `{"channel":"Room"}`, "history": map[string]any{"since": time.Now().Unix() - 10}})
+	c.Expect("confirm_subscription")
+	if m := c.Expect("reject_history"); m["identifier"] != `{"channel":"Room"}` {
+		t.Fatalf("got %v", m)
+	}
+}

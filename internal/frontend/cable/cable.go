@@ -690,8 +690,21 @@ func (c *conn) encodeError(m *protocol.ErrorReply) []byte {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	ch := c.byStreamLocked(m.S)
-	if ch == nil || ch.rpc != nil {
+	if ch == nil {
 		return nil
+	}
+	if r := ch.rpc; r != nil {
+		// An application channel's stream that could not be followed: the
+		// channel stays (the application confirmed it), but a history it
+		// asked for is not served for that stream.
+		if m.ID != subscribeID || r.replaying == 0 {
+			return nil
+		}
+		r.lost = true
+		if r.replaying--; r.replaying > 0 {
+			return nil
+		}
+		return wire.AppendReply(nil, c.d, wire.RejectHistory, ch.identifier)
 	}
 	if !ch.confirmed && m.ID == subscribeID {
 		c.removeLocked(ch)
