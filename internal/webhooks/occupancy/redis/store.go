@@ -30,8 +30,13 @@ const (
 	// sweep, not Redis, removes a dead node's entries, unless every node
 	// is gone.
 	keyGrace = time.Minute
-	// expireBatch bounds the keys one Expire looks at.
-	expireBatch = 1000
+	// expireBatch bounds the keys one round of Expire looks at, and
+	// expireRounds the rounds of one Expire (each sweep, every second):
+	// every held key comes due about once per TTL, so a cluster holds up
+	// to expireBatch*expireRounds*TTL/s keys (480,000 at the default 30s)
+	// before sweeps fall behind.
+	expireBatch  = 1000
+	expireRounds = 16
 )
 
 // Config tunes a Store.
@@ -170,24 +175,36 @@ func (s *Store) Remove(ctx context.Context, node string, keys []string) ([]strin
 // an Add landing meanwhile writes its own index entry after the sweep's
 // delete, so no entry is ever left without one.
 func (s *Store) Expire(ctx context.Context, now time.Time) ([]string, error) {
+	var last []string
+	for range expireRounds {
+		l, n, err := s.expireOnce(ctx, now)
+		last = append(last, l...)
+		if err != nil || n < expireBatch {
+			return last, err
+		}
+	}
+	return last, nil
+}
+
+// expireOnce sweeps up to expireBatch due keys; n is how many were due.
+func (s *Store) expireOnce(ctx context.Context, now time.Time) (last []string, n int, err error) {
 	c := s.client
 	ms := now.UnixMilli()
 	due, err := c.Do(ctx, c.B().Zrangebyscore().Key(s.indexKey()).Min("-inf").Max(strconv.FormatInt(ms, 10)).Limit(0, expireBatch).Build()).AsStrSlice()
 	if err != nil {
-		return nil, fmt.Errorf("occupancy/redis: expire: read index: %w", err)
+		return nil, 0, fmt.Errorf("occupancy/redis: expire: read index: %w", err)
 	}
 	if len(due) == 0 {
-		return nil, nil
+		return nil, 0, nil
 	}
 	if err := c.Do(ctx, c.B().Zrem().Key(s.indexKey()).Member(due...).Build()).Error(); err != nil {
-		return nil, fmt.Errorf("occupancy/redis: expire: index: %w", err)
+		return nil, len(due), fmt.Errorf("occupancy/redis: expire: index: %w", err)
 	}
 	execs := make([]rueidis.LuaExec, len(due))
 	arg := []string{strconv.FormatInt(ms, 10)}
 	for i, k := range due {
 		execs[i] = rueidis.LuaExec{Keys: []string{s.key(k)}, Args: arg}
 	}
-	var last []string
 	var errs []error
 	idx := c.B().Zadd().Key(s.indexKey()).Lt().ScoreMember()
 	reindex := 0
@@ -214,7 +231,7 @@ func (s *Store) Expire(ctx context.Context, now time.Time) ([]string, error) {
 		}
 	}
 	if len(errs) > 0 {
-		return last, fmt.Errorf("occupancy/redis: expire: %w", errors.Join(errs...))
+		return last, len(due), fmt.Errorf("occupancy/redis: expire: %w", errors.Join(errs...))
 	}
-	return last, nil
+	return last, len(due), nil
 }
