@@ -5,16 +5,29 @@ package netpoll
 import (
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"sync"
+	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
 // Poller is an epoll instance with one goroutine reporting its events.
+//
+// The goroutine never blocks in epoll_wait: it takes what is ready with a
+// zero timeout and, when nothing is, waits for the epoll descriptor itself
+// to become readable in the Go runtime's poller (an epoll instance is
+// readable while it has events). A blocking epoll_wait would hold the P in
+// a system call; with GOMAXPROCS=1 the goroutines the runtime's poller
+// wakes (an HTTP client's answer, a Redis reply) would then wait for
+// sysmon to take the P back, up to 10 ms.
 type Poller struct {
 	epfd    int
+	file    *os.File // epfd, registered with the runtime's poller
+	raw     syscall.RawConn
 	handler Handler
 	done    chan struct{}
 
@@ -28,7 +41,18 @@ func New(h Handler) (*Poller, error) {
 	if err != nil {
 		return nil, fmt.Errorf("netpoll: epoll_create: %w", err)
 	}
-	p := &Poller{epfd: epfd, handler: h, done: make(chan struct{})}
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		_ = unix.Close(epfd)
+		return nil, fmt.Errorf("netpoll: epoll fd: %w", err)
+	}
+	// Non-blocking, so os.NewFile registers it with the runtime's poller.
+	file := os.NewFile(uintptr(epfd), "epoll")
+	raw, err := file.SyscallConn()
+	if err != nil {
+		_ = file.Close()
+		return nil, fmt.Errorf("netpoll: epoll fd: %w", err)
+	}
+	p := &Poller{epfd: epfd, file: file, raw: raw, handler: h, done: make(chan struct{})}
 	go p.run()
 	return p, nil
 }
@@ -62,8 +86,9 @@ func (p *Poller) Close() error {
 	}
 	p.closed = true
 	p.mu.Unlock()
+	_ = p.file.SetReadDeadline(time.Now()) // wakes a wait for events
 	<-p.done
-	return unix.Close(p.epfd)
+	return p.file.Close()
 }
 
 func (p *Poller) isClosed() bool {
@@ -76,12 +101,21 @@ func (p *Poller) run() {
 	defer close(p.done)
 	events := make([]unix.EpollEvent, 256)
 	for {
-		// Take what is ready without a blocking system call; block (and
-		// let the scheduler hand the P on) only when nothing is. A bounded
-		// wait lets Close stop the loop without a wake-up fd.
+		// Take what is ready without a blocking system call; when nothing
+		// is, park in the runtime's poller until the epoll fd is readable
+		// (Close's deadline ends the wait).
 		n, err := epollWaitNow(p.epfd, events)
 		if n == 0 && err == nil {
-			n, err = unix.EpollWait(p.epfd, events, 100)
+			rerr := p.raw.Read(func(uintptr) bool {
+				n, err = epollWaitNow(p.epfd, events)
+				return n > 0 || err != nil
+			})
+			if rerr != nil {
+				if p.isClosed() {
+					return
+				}
+				err = rerr
+			}
 		}
 		if err != nil && !errors.Is(err, unix.EINTR) {
 			return
