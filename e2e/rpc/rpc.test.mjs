@@ -150,6 +150,27 @@ for (const protocol of ["actioncable-v1-ext-json", "actioncable-v1-json"]) {
   });
 }
 
+test("two channels of one connection following the same stream both receive it; after one leaves, the other still does", { timeout: 15000 }, async () => {
+  const room = uniq("shared");
+  const alice = await join("alice", room);
+  const tab2 = alice.cable.subscribeTo("ChatChannel", { room, tab: 2 }); // another identifier, the same chat:<room> stream
+  tab2.got = [];
+  tab2.on("message", (m) => tab2.got.push(m));
+  await subscribed(alice.cable, tab2);
+  const bob = await join("bob", room);
+  await bob.ch.perform("speak", { text: "both" });
+  await waitFor(() => alice.ch.got.length >= 1 && tab2.got.length >= 1, { what: "the broadcast on both of alice's channels" });
+  assert.deepEqual(alice.ch.got, [{ user: "bob", text: "both" }]);
+  assert.deepEqual(tab2.got, [{ user: "bob", text: "both" }]);
+  await alice.ch.disconnect();
+  await waitFor(() => backend.state.unsubscribed.some((u) => u.user === "alice" && u.room === room), { what: "the app's unsubscribed" });
+  await bob.ch.perform("speak", { text: "one" });
+  await waitFor(() => tab2.got.length >= 2, { what: "the second broadcast on the channel left" });
+  await sleep(150);
+  assert.deepEqual(tab2.got, [{ user: "bob", text: "both" }, { user: "bob", text: "one" }]);
+  assert.deepEqual(alice.ch.got, [{ user: "bob", text: "both" }], "the channel that left gets nothing more");
+});
+
 test("transmit goes to the caller only: the room's other subscribers get nothing", { timeout: 15000 }, async () => {
   const room = uniq("transmit");
   const alice = await join("alice", room);
