@@ -594,7 +594,9 @@ func TestHookSlowDoesNotStallOthers(t *testing.T) {
 func TestHookQueueLimit(t *testing.T) {
 	app := newHookApp(t)
 	release := make(chan struct{})
+	called := make(chan struct{}, 100)
 	app.pub = func([]byte) (int, string) {
+		called <- struct{}{}
 		<-release
 		return 200, `{"allow":true}`
 	}
@@ -603,7 +605,15 @@ func TestHookQueueLimit(t *testing.T) {
 	})
 	c := h.dial("alice")
 	const n = 80
-	for i := range n {
+	// The first publish reaches the hook before the rest are sent, so
+	// exactly one is in flight when the queue fills.
+	_ = c.Send(&protocol.Publish{ID: 1, S: "doc:1", Data: protocol.MustRaw(0)})
+	select {
+	case <-called:
+	case <-time.After(wait):
+		t.Fatal("the publish hook was not called")
+	}
+	for i := 1; i < n; i++ {
 		_ = c.Send(&protocol.Publish{ID: uint64(i + 1), S: "doc:1", Data: protocol.MustRaw(i)})
 	}
 	// One in flight and 64 waiting: the rest are refused at once.
