@@ -163,7 +163,7 @@ func TestCableBadInput(t *testing.T) {
 		t.Fatalf("turbo broadcast %v", m)
 	}
 	// An oversize message closes the connection.
-	c.SendRaw([]byte(`{"command":"message","data":"` + strings.Repeat("x", 70<<10) + `"}`))
+	c.SendOversize([]byte(`{"command":"message","data":"` + strings.Repeat("x", 70<<10) + `"}`))
 	select {
 	case <-c.Closed():
 	case <-time.After(wait):

@@ -112,6 +112,13 @@ func (c *Client) SendRaw(b []byte) {
 	}
 }
 
+// SendOversize sends b as a text message the server is expected to refuse:
+// the server may close the connection before the write ends, so a write
+// error is not a failure.
+func (c *Client) SendOversize(b []byte) {
+	_ = wsutil.WriteClientMessage(c.nc, ws.OpText, b)
+}
+
 // Next returns the next message that is not a ping.
 func (c *Client) Next() map[string]any {
 	c.t.Helper()
