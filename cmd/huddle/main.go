@@ -115,6 +115,7 @@ func run(args []string) error {
 		Whisper:         whisper.Config{Rate: o.whisperRate, Burst: o.whisperBurst, MaxData: int(o.maxWhisper), MaxCacheBytes: int(o.whisperCache)},
 		HTTPReadTimeout: o.httpReadTimeout,
 		WhisperPace:     pace(o.whisperPace),
+		DrainWindow:     o.drainWindow,
 		Logger:          logger,
 
 		StreamsSecret:     []byte(cmp.Or(o.streamsSecret, o.secret)),

@@ -206,3 +206,51 @@ func TestPreConnectMessageLimit(t *testing.T) {
 	}
 	nextAs[*protocol.Ack](t, ok)
 }
+
+// Issue 16, "rolling restarts": --drain-window spreads the drain's 4009s
+// over the window in a random order, and the clients not told yet stay
+// connected until their turn.
+func TestDrainWindow(t *testing.T) {
+	h := start(t, func(o *harnessOpts) { o.cfg.DrainWindow = time.Second })
+	const n = 300 // 300 at MinDrainRate (200/s) would allow 1.5 s: the window's 1 s holds
+	clients := make([]*wsclient.Client, n)
+	for i := range clients {
+		clients[i] = dialUser(t, h, "u"+jsonInt(i))
+	}
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		done <- h.srv.Shutdown(ctx)
+	}()
+	told := make(chan time.Duration, n)
+	for _, c := range clients {
+		go func() {
+			d, err := wsclient.Wait[*protocol.Disconnect](c, 5*time.Second)
+			if err != nil || d.Code != protocol.CodeShutdown || !d.Reconnect {
+				t.Errorf("disconnect = %+v, %v", d, err)
+			}
+			told <- time.Since(start)
+		}()
+	}
+	var first, last time.Duration
+	early := 0
+	for i := range n {
+		at := <-told
+		if i == 0 {
+			first = at
+		}
+		last = at
+		if at < 300*time.Millisecond {
+			early++
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// Evenly spread, about 30% fall in the first 300 ms; all at once, 100%.
+	if last-first < 600*time.Millisecond || early > n*6/10 {
+		t.Fatalf("4009s from %v to %v, %d of %d in the first 300ms: not spread over the 1s window", first, last, early, n)
+	}
+}

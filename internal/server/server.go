@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"strings"
@@ -131,6 +132,13 @@ type Config struct {
 	// URLs, their timeouts, the calls in flight, the connect's headers
 	// (see docs/hooks.md). No URL: no hooks.
 	Hooks hooks.Config
+	// DrainWindow spreads a drain's disconnects (4009) over this long, in
+	// a random order, so that the clients of a node that restarts do not
+	// all reconnect at once; the connections not told yet keep receiving.
+	// It is shortened to tell at least MinDrainRate connections a second,
+	// and to end CloseGrace before Shutdown's deadline. Zero: every client
+	// is told at once.
+	DrainWindow time.Duration
 	// Logger receives the server's logs. Default slog.Default().
 	Logger *slog.Logger
 	// Webhooks tells the application about presence, streams and users
@@ -417,16 +425,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// Keep listening while draining: /readyz must answer 503 to the load
 	// balancer, and new WebSocket upgrades get 503 so clients go elsewhere.
 	s.draining.Store(true)
-	for _, tc := range s.tr.Conns(nil) {
-		if c, ok := tc.Session().(session); ok {
-			c.CloseWith(protocol.CodeShutdown, "server shutting down", true)
-		} else {
-			tc.Destroy() // not upgraded yet
-		}
-	}
+	err := s.tellDraining(ctx)
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
-	var err error
 wait:
 	for s.tr.Count() > 0 {
 		select {
@@ -477,6 +478,68 @@ wait:
 	s.webhooks.close() // after the node's last presence leaves
 	s.tr.Close()
 	return err
+}
+
+// MinDrainRate is the fewest connections a second a drain tells to go:
+// DrainWindow is shortened to keep above it.
+const MinDrainRate = 200
+
+// tellDraining sends every connection disconnect 4009, spread over
+// DrainWindow (cut to end CloseGrace before ctx's deadline) in a random
+// order, in steps of 10ms. It returns ctx's error if ctx ends first; the
+// connections not told by then are left for Shutdown to close.
+func (s *Server) tellDraining(ctx context.Context) error {
+	conns := s.tr.Conns(nil)
+	// A few connections are told at once: the window spreads a crowd, it
+	// never holds a handful back.
+	window := min(s.cfg.DrainWindow, time.Duration(len(conns))*time.Second/MinDrainRate)
+	if dl, ok := ctx.Deadline(); ok {
+		window = min(window, time.Until(dl)-transport.CloseGrace)
+	}
+	const step = 10 * time.Millisecond
+	steps := int(window / step)
+	if steps <= 1 {
+		for _, tc := range conns {
+			tellOne(tc)
+		}
+		return nil
+	}
+	rand.Shuffle(len(conns), func(i, j int) { conns[i], conns[j] = conns[j], conns[i] })
+	s.log.Info("spreading the drain's disconnects", "connections", len(conns), "window", window)
+	start := time.Now()
+	tick := time.NewTicker(step)
+	defer tick.Stop()
+	told := 0
+	for told < len(conns) {
+		// By now, the share of the window that has passed.
+		due := len(conns)
+		if el := time.Since(start); el < window {
+			due = int(int64(len(conns)) * int64(el) / int64(window))
+		}
+		for ; told < due; told++ {
+			tellOne(conns[told])
+			conns[told] = nil
+		}
+		if told == len(conns) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+	return nil
+}
+
+// tellOne sends one connection the drain's disconnect; one that was not
+// upgraded yet is closed.
+func tellOne(tc *transport.Conn) {
+	if c, ok := tc.Session().(session); ok {
+		c.CloseWith(protocol.CodeShutdown, "server shutting down", true)
+	} else {
+		tc.Destroy()
+	}
 }
 
 // sweep runs the per-second checks of every connection: connect timeout,

@@ -54,6 +54,12 @@ export interface HuddleOptions {
   minReconnectDelay?: number;
   /** maxReconnectDelay caps the backoff, in ms. Default 15000. */
   maxReconnectDelay?: number;
+  /**
+   * drainJitter is the longest wait, in ms, before reconnecting after the
+   * server drained (4009): a random wait up to it spreads the clients of a
+   * node that restarts over the other nodes. Default 500.
+   */
+  drainJitter?: number;
   /** refreshMargin is how long before expiry the token is refreshed, in ms. Default 30000 (at most half the token's remaining life). */
   refreshMargin?: number;
   /** requestTimeout bounds how long a call waits for its reply, in ms. Default 10000. */
@@ -97,6 +103,7 @@ interface Settings {
   codec: Codec;
   minReconnectDelay: number;
   maxReconnectDelay: number;
+  drainJitter: number;
   refreshMargin: number;
   requestTimeout: number;
   lifecycle: boolean;
@@ -171,6 +178,7 @@ export class Huddle extends Events<ClientEvents> {
       codec: options.codec ?? "msgpack",
       minReconnectDelay: options.minReconnectDelay ?? 200,
       maxReconnectDelay: options.maxReconnectDelay ?? 15000,
+      drainJitter: options.drainJitter ?? 500,
       refreshMargin: options.refreshMargin ?? 30000,
       requestTimeout: options.requestTimeout ?? 10000,
       lifecycle: options.lifecycle ?? true,
@@ -471,7 +479,7 @@ export class Huddle extends Events<ClientEvents> {
       let wait = delay;
       if (wait === undefined) {
         if (d.code === Code.Shutdown) {
-          wait = Math.random() * 100; // draining: go elsewhere at once, spread a little
+          wait = Math.random() * this.opts.drainJitter; // draining: go elsewhere soon, spread out
         } else {
           const cap = Math.min(this.opts.maxReconnectDelay, this.opts.minReconnectDelay * 2 ** Math.max(0, this.attempt - 1));
           wait = cap / 2 + (Math.random() * cap) / 2;
