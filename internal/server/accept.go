@@ -20,16 +20,20 @@ type session interface {
 	Ident() *auth.Identity
 }
 
-// UpgradePath implements transport.Handler: the WebSocket endpoints.
+// UpgradePath implements transport.Handler: the WebSocket endpoints, and
+// the server-sent events that the transport holds like them.
 func (s *Server) UpgradePath(path string) bool {
 	path = strings.TrimSuffix(path, "/")
-	return path == huddlev1.Path || path == cable.Path
+	return path == huddlev1.Path || path == cable.Path || path == cable.EventsPath
 }
 
 // Upgrade implements transport.Handler: the path picks the front-end.
 func (s *Server) Upgrade(tc *transport.Conn, head []byte, w io.Writer) (transport.Session, error) {
-	if strings.TrimSuffix(transport.RequestPath(head), "/") == cable.Path {
+	switch strings.TrimSuffix(transport.RequestPath(head), "/") {
+	case cable.Path:
 		return s.cable.Upgrade(tc, head, w)
+	case cable.EventsPath:
+		return s.cable.ServeEvents(tc, head, w)
 	}
 	return s.huddle.Upgrade(tc, head, w)
 }

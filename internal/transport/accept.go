@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -42,9 +43,33 @@ func (t *Transport) Handshake(nc net.Conn) {
 		}
 		return
 	}
+	n, err := contentLength(head)
+	switch {
+	case err != nil:
+		_, _ = io.WriteString(nc, "HTTP/1.1 "+err.Error()+"\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+	case n > readBufSize-len(head):
+		_, _ = io.WriteString(nc, "HTTP/1.1 413 Content Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+	}
+	if err != nil || n > readBufSize-len(head) {
+		headerBufs.Put(bp)
+		_ = nc.Close()
+		return
+	}
+	var body []byte
+	if n > 0 {
+		body = make([]byte, n)
+		m := copy(body, rest)
+		rest = rest[m:]
+		if _, err := io.ReadFull(nc, body[m:]); err != nil {
+			headerBufs.Put(bp)
+			_ = nc.Close()
+			return
+		}
+	}
 	extra := append([]byte(nil), rest...)
-	c := t.startPortableConn(nc, extra)
+	c := t.startPortableConn(nc, body) // RequestBody
 	sess, err := t.handler.Upgrade(c, head, nc)
+	c.partial = extra
 	headerBufs.Put(bp)
 	if err != nil {
 		_ = nc.Close()
@@ -80,6 +105,31 @@ func readHead(nc net.Conn, buf []byte) (head, rest []byte, err error) {
 			return nil, nil, err
 		}
 	}
+}
+
+// contentLength returns the length of the body a request head announces (0
+// for none). An error is the status line to answer: a body of unknown
+// length, or a length that does not parse.
+func contentLength(head []byte) (int, error) {
+	n := -1
+	for line := range bytes.SplitSeq(head, []byte("\r\n")) {
+		k, v, ok := bytes.Cut(line, []byte(":"))
+		if !ok {
+			continue
+		}
+		k = bytes.TrimSpace(k)
+		switch {
+		case bytes.EqualFold(k, []byte("Transfer-Encoding")):
+			return 0, errors.New("411 Length Required")
+		case bytes.EqualFold(k, []byte("Content-Length")):
+			m, err := strconv.Atoi(string(bytes.TrimSpace(v)))
+			if err != nil || m < 0 || n >= 0 && m != n {
+				return 0, errors.New("400 Bad Request")
+			}
+			n = m
+		}
+	}
+	return max(n, 0), nil
 }
 
 // upgradePath reports whether the request head asks for a WebSocket

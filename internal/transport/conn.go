@@ -55,6 +55,11 @@ const (
 	Text
 	// Binary sends each message as a binary frame of its own.
 	Binary
+	// Framed is no WebSocket: the connection is a plain HTTP response
+	// (server-sent events) whose Session is a Framer and writes every byte,
+	// the status line included; what the peer sends after its request is
+	// read and ignored.
+	Framed
 )
 
 // conflateAbove is the queued bytes beyond which a receiver counts as
@@ -138,6 +143,23 @@ func (c *Conn) LastSeen() int64 { return c.lastSeen.Load() }
 // SetFraming sets how messages become frames; the Handler calls it in
 // Upgrade.
 func (c *Conn) SetFraming(f Framing) { c.framing = f }
+
+// Framer is the Session of a Framed connection: it writes the connection's
+// messages in its own format (a response of server-sent events). Its calls
+// run on the connection's writer, one at a time.
+type Framer interface {
+	// Append appends what msg becomes on the wire to dst; end reports that
+	// the connection must close once that is written (nothing after it is).
+	Append(dst, msg []byte) (out []byte, end bool)
+	// End appends what precedes the close of the connection, when it
+	// closes without Append having ended it.
+	End(dst []byte) []byte
+}
+
+// RequestBody returns the body of the request being upgraded (the head
+// and the body together take at most 16 KiB). Valid only during Upgrade,
+// when the read state holds nothing else.
+func (c *Conn) RequestBody() []byte { return c.partial }
 
 // Session returns the connection's session, nil before the upgrade.
 func (c *Conn) Session() Session {

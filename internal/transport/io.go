@@ -115,6 +115,9 @@ func (c *Conn) readAgain() {
 // processFrames handles every complete frame in data and returns the bytes
 // of an incomplete last frame.
 func (c *Conn) processFrames(data []byte) []byte {
+	if c.framing == Framed {
+		return nil // an HTTP response: what the peer sends is ignored
+	}
 	maxMsg := c.sess.MaxMessage()
 	for len(data) > 0 {
 		if !c.Accepting() {
@@ -303,6 +306,9 @@ func (c *Conn) setPendingLen(n int) {
 // become one data frame each (up to maxBatch bytes), control items their
 // own frames.
 func (c *Conn) appendFrames(buf []byte, items []outItem) ([]byte, bool) {
+	if c.framing == Framed {
+		return appendFramed(buf, items, c.sess.(Framer))
+	}
 	op := byte(opText)
 	if c.framing == BinaryConcat || c.framing == Binary {
 		op = opBinary
@@ -357,6 +363,25 @@ func (c *Conn) appendFrames(buf []byte, items []outItem) ([]byte, bool) {
 	return buf, sawClose
 }
 
+// appendFramed is appendFrames for a Framed connection.
+func appendFramed(buf []byte, items []outItem, f Framer) ([]byte, bool) {
+	for _, it := range items {
+		end := false
+		switch it.kind {
+		case itemRaw:
+			buf = append(buf, it.b...)
+		case itemMsg:
+			buf, end = f.Append(buf, it.b)
+		case itemClose:
+			buf, end = f.End(buf), true
+		}
+		if end {
+			return buf, true
+		}
+	}
+	return buf, false
+}
+
 func itoa(n int) string {
 	var b [20]byte
 	i := len(b)
@@ -401,8 +426,22 @@ func (c *Conn) readHandshake() {
 		c.toHTTP(append(append([]byte(nil), head...), rest...))
 		return
 	}
+	blen, err := contentLength(head)
+	switch {
+	case err != nil:
+		c.refuse([]byte("HTTP/1.1 " + err.Error() + "\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"))
+		return
+	case blen > len(buf)-len(head):
+		c.refuse([]byte("HTTP/1.1 413 Content Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"))
+		return
+	case len(rest) < blen:
+		c.partial = append(c.partial[:0], data...) // the body is on its way
+		return
+	}
+	c.partial, rest = rest[:blen], rest[blen:] // RequestBody
 	var resp bytes.Buffer
 	sess, err := c.t.handler.Upgrade(c, head, &resp)
+	c.partial = nil
 	if err != nil {
 		c.refuse(resp.Bytes())
 		return

@@ -187,6 +187,7 @@ func (c *conn) rpcConnect() {
 	}
 	c.Conn().Send(wire.AppendWelcome(nil, c.d, wire.Welcome{SID: c.ClientID()}))
 	c.transmit(resp.Transmissions, true)
+	c.sseSubscribe()
 }
 
 // errorMsg is a failed call's error_msg, when it got an answer.

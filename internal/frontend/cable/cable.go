@@ -104,6 +104,7 @@ type ident struct {
 
 type wrapperKey struct {
 	d          wire.Dialect
+	ev         eventMode // server-sent events: broadcasts are wrapped as events
 	identifier string
 }
 
@@ -179,10 +180,11 @@ func memberID(user, client string) string {
 	return client
 }
 
-// ident returns the shared state of identifier in dialect d, for a channel
-// that gives it back with release.
-func (f *Frontend) ident(d wire.Dialect, identifier string) *ident {
-	k := wrapperKey{d, identifier}
+// ident returns the shared state of identifier in dialect d (as events
+// of mode ev on an SSE response; evNone on a WebSocket), for a channel that
+// gives it back with release.
+func (f *Frontend) ident(d wire.Dialect, ev eventMode, identifier string) *ident {
+	k := wrapperKey{d, ev, identifier}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if id := f.wrappers[k]; id != nil {
@@ -193,7 +195,13 @@ func (f *Frontend) ident(d wire.Dialect, identifier string) *ident {
 	id.wrapper = core.NewWrapper(func(list []byte) [][]byte {
 		var out [][]byte
 		_ = wire.EachBody(d, list, func(b *wire.Body) {
-			out = append(out, wire.AppendFrame(nil, &id.prefix, b))
+			frame := wire.AppendFrame(nil, &id.prefix, b)
+			if ev != evNone {
+				// Once per publication for every response of this
+				// identifier and mode, not once per response.
+				frame = appendEvent(nil, ev, frame)
+			}
+			out = append(out, frame)
 		})
 		return out
 	})
@@ -329,6 +337,8 @@ type conn struct {
 	start *startState   // from the upgrade to Started
 	creds *savedSession // the credentials of the identity, for a restore; nil for none
 	rpc   *rpcConn      // the backend's side; nil without one
+	ev    eventMode     // a response of server-sent events (/events); evNone on a WebSocket
+	sse   *sseState     // an SSE response's state; nil on a WebSocket
 
 	mu    sync.Mutex // guards chans: replies are encoded on the reader and the writer
 	chans []*channel // few per connection: a slice beats maps
@@ -402,13 +412,14 @@ func (c *conn) Started() {
 			if c.byIDLocked(sc.Identifier) != nil || c.byStreamLocked(sc.Stream) != nil {
 				continue
 			}
-			ch := &channel{ident: c.fe.ident(c.d, sc.Identifier), stream: sc.Stream, signed: sc.Signed, restored: true}
+			ch := &channel{ident: c.fe.ident(c.d, c.ev, sc.Identifier), stream: sc.Stream, signed: sc.Signed, restored: true}
 			c.addLocked(ch)
 			w.RestoredIDs = append(w.RestoredIDs, sc.Identifier)
 		}
 		c.mu.Unlock()
 	}
 	c.Conn().Send(wire.AppendWelcome(nil, c.d, w))
+	c.sseSubscribe()
 }
 
 // addLocked records a channel. c.mu must be held.
@@ -481,7 +492,7 @@ func (c *conn) Closed(clean bool) {
 		c.rpcClosed()
 	}
 	store := c.fe.cfg.Sessions
-	if store == nil || clean || !c.d.Ext() || c.Ident() == nil || c.rpc != nil && !c.rpc.jid {
+	if store == nil || clean || !c.d.Ext() || c.Ident() == nil || c.rpc != nil && !c.rpc.jid || c.ev != evNone {
 		// The channels are released all the same. A connection the
 		// application accepted is not kept: its identifiers and state are
 		// the application's, so a reconnect asks it again.

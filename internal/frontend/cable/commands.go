@@ -110,7 +110,7 @@ func (c *conn) subscribe(cmd *wire.Command) {
 		reject()
 		return
 	}
-	ch := &channel{ident: c.fe.ident(c.d, cmd.Identifier), stream: stream}
+	ch := &channel{ident: c.fe.ident(c.d, c.ev, cmd.Identifier), stream: stream}
 	m := &protocol.Subscribe{ID: subscribeID, S: stream}
 	var since int64 // unix ms
 	if c.d.Ext() {
@@ -223,7 +223,7 @@ func (c *conn) subscribeApp(cmd *wire.Command, reject func()) {
 		reject()
 		return
 	}
-	ch := &channel{ident: c.fe.ident(c.d, cmd.Identifier), rpc: &rpcChannel{}}
+	ch := &channel{ident: c.fe.ident(c.d, c.ev, cmd.Identifier), rpc: &rpcChannel{}}
 	if cmd.History != nil && c.d.Ext() {
 		// Its streams are the application's answer: their missed
 		// publications are replayed once it names them.

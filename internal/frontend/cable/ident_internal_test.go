@@ -10,9 +10,9 @@ import (
 // the last one to go forgets it, so the table holds only identifiers in use.
 func TestIdentShared(t *testing.T) {
 	f := &Frontend{wrappers: make(map[wrapperKey]*ident)}
-	a := f.ident(wire.ExtJSON, `{"channel":"$pubsub","stream_name":"s"}`)
-	b := f.ident(wire.ExtJSON, `{"channel":"$pubsub","stream_name":"s"}`)
-	other := f.ident(wire.JSON, `{"channel":"$pubsub","stream_name":"s"}`)
+	a := f.ident(wire.ExtJSON, evNone, `{"channel":"$pubsub","stream_name":"s"}`)
+	b := f.ident(wire.ExtJSON, evNone, `{"channel":"$pubsub","stream_name":"s"}`)
+	other := f.ident(wire.JSON, evNone, `{"channel":"$pubsub","stream_name":"s"}`)
 	if a != b || a == other {
 		t.Fatal("one identifier in one dialect must share one ident, and only that")
 	}
