@@ -95,6 +95,7 @@ func (d *devMode) announce(w io.Writer) {
     ws:       ws://%[1]s/ws
     token:    %[2]s
     api key:  %[3]s
+    listen:   curl -N 'http://%[1]s/events?stream=demo:room&token=%[2]s'
     try:      curl -H 'Authorization: Bearer %[3]s' -d '{"stream":"demo:room","data":{"text":"hi"}}' http://%[1]s/api/publish
 
 `, d.addr, tok, d.apiKey)

@@ -156,7 +156,7 @@ func run(args []string) error {
 	if srv.Portable() {
 		mode = "portable"
 	}
-	logger.Info("huddle listening", "addr", ln.Addr().String(), "ws", "ws://"+ln.Addr().String()+"/ws", "cable", "ws://"+ln.Addr().String()+"/cable", "transport", mode, "broker", o.brokerKind, "node", srv.Node())
+	logger.Info("huddle listening", "addr", ln.Addr().String(), "ws", "ws://"+ln.Addr().String()+"/ws", "cable", "ws://"+ln.Addr().String()+"/cable", "events", "http://"+ln.Addr().String()+"/events", "transport", mode, "broker", o.brokerKind, "node", srv.Node())
 	if dev != nil {
 		dev.announce(os.Stdout)
 	}
