@@ -1,8 +1,9 @@
-// Package transport owns WebSocket connections below any wire protocol: the
-// accept paths (raw epoll sockets on Linux, a reader and a writer goroutine
-// per connection elsewhere), the upgrade request's head, frame parsing, each
-// connection's outbound queue and writer, the bounded worker pool and the
-// whisper pacer.
+// Package transport owns long-lived connections below any wire protocol:
+// WebSockets, and HTTP responses that stream (server-sent events, Framed):
+// the accept paths (raw epoll sockets on Linux, a reader and a writer
+// goroutine per connection elsewhere), the request's head (and a short
+// body), frame parsing, each connection's outbound queue and writer, the
+// bounded worker pool and the whisper pacer.
 //
 // It knows no protocol's messages. At the upgrade a Handler gives every
 // connection a Session, which turns complete messages into work and encodes
