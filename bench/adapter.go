@@ -122,8 +122,10 @@ type Handler func(e *Event)
 // AdapterConfig selects and configures an adapter; it travels to worker
 // processes as JSON.
 type AdapterConfig struct {
-	// Name is the adapter: "huddle" (the default) or "cable" (Action
-	// Cable's $pubsub channel, as anycable-go serves it).
+	// Name is the adapter: "huddle" (the default), "cable" (Action
+	// Cable's $pubsub channel, as anycable-go serves it) or "sse" (one
+	// stream per GET /events response; publications go through the
+	// broadcast endpoint, as with cable).
 	Name string `json:"name"`
 	// URL is the server's WebSocket URL, e.g. ws://127.0.0.1:8080/ws.
 	URL string `json:"url"`
@@ -155,6 +157,7 @@ type AdapterConfig struct {
 var adapters = map[string]func(AdapterConfig) (Adapter, error){
 	"huddle": newHuddleAdapter,
 	"cable":  newCableAdapter,
+	"sse":    newSSEAdapter,
 }
 
 // NewAdapter returns the adapter cfg names.

@@ -194,6 +194,10 @@ type huddleConn struct {
 	// decoder: the connection is then only the WebSocket transport (the
 	// reactor, frames, masked writes) of another protocol (see cable.go).
 	onFrame func(frame []byte, now int64, ev *Event) error
+	// onBytes, when set, reads the socket's bytes in place of WebSocket
+	// frames (a response of server-sent events, see sse.go): it returns
+	// how many it used, the rest waiting for more.
+	onBytes func(b []byte, now int64) (int, error)
 }
 
 type reply struct {
@@ -479,7 +483,11 @@ func (c *huddleConn) readable(buf []byte) bool {
 		c.pend = append(c.pend, data...)
 		data = c.pend
 	}
-	used, err := c.frames(data, now)
+	parse := c.frames
+	if c.onBytes != nil {
+		parse = c.onBytes
+	}
+	used, err := parse(data, now)
 	if err != nil {
 		return false
 	}

@@ -19,6 +19,9 @@
 //	huddle-bench broadcast -n 1000 -rate 10 -duration 10s -size 100
 //	huddle-bench rooms -rooms 1000 -group 10 -slo 100ms
 //
+// -adapter sse listens to each client's stream as server-sent events (GET
+// /events?stream=S, one response per client) and publishes as cable does.
+//
 // -adapter cable speaks Action Cable ($pubsub streams, actioncable-v1-ext-json
 // or, with -codec json, actioncable-v1-json) to Huddle's /cable or to
 // anycable-go; publications go to POST /_broadcast (-broadcast-url,
@@ -214,9 +217,12 @@ func targetFlags(fs *flag.FlagSet) *target {
 func (t *target) adapterConfig(tg bench.Target) bench.AdapterConfig {
 	c := bench.AdapterConfig{Name: t.adapter, URL: tg.URL, Secret: t.secret, Codec: t.codec,
 		BroadcastURL: t.broadcastURL, BroadcastKey: t.broadcastKey}
-	if t.adapter == "cable" && tg.Started {
+	if (t.adapter == "cable" || t.adapter == "sse") && tg.Started {
 		if u, err := url.Parse(c.URL); err == nil {
 			u.Path = "/cable"
+			if t.adapter == "sse" {
+				u.Scheme, u.Path = "http", "/events"
+			}
 			c.URL = u.String()
 		}
 		if c.BroadcastKey == "" {
@@ -246,7 +252,7 @@ func (t *target) env(ctx context.Context, serverArgs []string) (*bench.Env, func
 			t.apiKey = "bench-api-key"
 		}
 		args := append(append([]string(nil), serverArgs...), t.serverFlags...)
-		if t.adapter == "cable" && !hasFlag(args, "--public") {
+		if (t.adapter == "cable" || t.adapter == "sse") && !hasFlag(args, "--public") {
 			args = append(args, "--public") // anonymous Action Cable clients, public $pubsub streams
 		}
 		flags := strings.Join(args, " ")
