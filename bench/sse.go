@@ -63,7 +63,7 @@ type sseConn struct {
 	o    DialOptions
 	h    Handler
 	t    atomic.Pointer[huddleConn] // the reactor's side, once subscribed
-	done chan struct{}             // closed by Close before Subscribe; else t's
+	done chan struct{}              // closed by Close before Subscribe; else t's
 
 	stream  []byte
 	ev      Event  // reactor only
