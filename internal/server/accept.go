@@ -24,7 +24,7 @@ type session interface {
 // the server-sent events that the transport holds like them.
 func (s *Server) UpgradePath(path string) bool {
 	path = strings.TrimSuffix(path, "/")
-	return path == huddlev1.Path || path == cable.Path || path == cable.EventsPath
+	return path == huddlev1.Path || path == cable.Path || path == cable.EventsPath || path == huddlev1.EventsPath
 }
 
 // Upgrade implements transport.Handler: the path picks the front-end.
@@ -34,6 +34,8 @@ func (s *Server) Upgrade(tc *transport.Conn, head []byte, w io.Writer) (transpor
 		return s.cable.Upgrade(tc, head, w)
 	case cable.EventsPath:
 		return s.cable.ServeEvents(tc, head, w)
+	case huddlev1.EventsPath:
+		return s.huddle.ServeEvents(tc, head, w)
 	}
 	return s.huddle.Upgrade(tc, head, w)
 }

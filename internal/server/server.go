@@ -338,8 +338,15 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		Pages:        cfg.Pages,
 		UpgradePaths: []string{huddlev1.Path, cable.Path},
 	}, httpNode{s})
+	s.huddle.UseTransport(s.tr)
 	s.http = &http.Server{
-		Handler:           s.api,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if huddlev1.IsHTTPPath(r.URL.Path) {
+				s.huddle.ServeHTTP(w, r) // huddle.v1 over HTTP: polls and sends
+				return
+			}
+			s.api.ServeHTTP(w, r)
+		}),
 		ReadHeaderTimeout: min(10*time.Second, cfg.HTTPReadTimeout),
 		ReadTimeout:       cfg.HTTPReadTimeout,
 		WriteTimeout:      max(time.Minute, 2*cfg.HTTPReadTimeout),

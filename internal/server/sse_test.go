@@ -37,13 +37,19 @@ type sseStream struct {
 // body of a refusal).
 func (h *harness) openSSE(method, query string, header http.Header, body string) *sseStream {
 	h.t.Helper()
+	return h.openSSEPath(method, "/events", query, header, body)
+}
+
+// openSSEPath is openSSE for another path.
+func (h *harness) openSSEPath(method, path, query string, header http.Header, body string) *sseStream {
+	h.t.Helper()
 	nc, err := net.DialTimeout("tcp", h.addr, wait)
 	if err != nil {
 		h.t.Fatal(err)
 	}
 	h.t.Cleanup(func() { nc.Close() })
 	var b strings.Builder
-	b.WriteString(method + " /events" + query + " HTTP/1.1\r\nHost: " + h.addr + "\r\n")
+	b.WriteString(method + " " + path + query + " HTTP/1.1\r\nHost: " + h.addr + "\r\n")
 	for k, vs := range header {
 		for _, v := range vs {
 			b.WriteString(k + ": " + v + "\r\n")
@@ -60,7 +66,7 @@ func (h *harness) openSSE(method, query string, header http.Header, body string)
 	s := &sseStream{t: h.t, nc: nc, br: bufio.NewReader(nc)}
 	resp, err := http.ReadResponse(s.br, nil)
 	if err != nil {
-		h.t.Fatalf("%s /events%s: %v", method, query, err)
+		h.t.Fatalf("%s %s%s: %v", method, path, query, err)
 	}
 	s.Status, s.Header = resp.StatusCode, resp.Header
 	if resp.StatusCode != http.StatusOK {

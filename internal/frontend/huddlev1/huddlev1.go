@@ -15,6 +15,7 @@ import (
 	"cmp"
 	"io"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/huddle-rt/huddle/internal/auth"
@@ -60,6 +61,9 @@ type Frontend struct {
 	formats [2]int // core format index by protocol.Codec
 	outputs [2]*output
 	keep    []string // upgrade headers kept: Authorization, and the connect hook's
+
+	sessions sync.Map             // session id -> *httpConn: the sessions over HTTP
+	tr       *transport.Transport // holds polled sessions (UseTransport)
 }
 
 // New registers huddle.v1's formats with node and returns the front-end.
@@ -141,6 +145,19 @@ func (f *Frontend) Upgrade(tc *transport.Conn, head []byte, w io.Writer) (transp
 		return nil, err
 	}
 	c := &conn{}
+	f.initConn(c, tc, r, codec)
+	if codec.Binary() {
+		tc.SetFraming(transport.BinaryConcat)
+	} else {
+		tc.SetFraming(transport.TextLines)
+	}
+	return c, nil
+}
+
+// initConn sets up c as a session of tc for the request r, in codec: its
+// output (through the hooks when there are any) and the token the request
+// carries (?token= or an Authorization bearer header).
+func (f *Frontend) initConn(c *conn, tc *transport.Conn, r *transport.Request, codec protocol.Codec) {
 	if f.cfg.Hooks == nil {
 		c.Init(tc, f.node, f.outputs[codec], f.formats[codec])
 	} else {
@@ -159,12 +176,6 @@ func (f *Frontend) Upgrade(tc *transport.Conn, head []byte, w io.Writer) (transp
 		token, _ = auth.BearerToken(r.Header.Get("Authorization"))
 	}
 	c.SetUpgradeToken(token)
-	if codec.Binary() {
-		tc.SetFraming(transport.BinaryConcat)
-	} else {
-		tc.SetFraming(transport.TextLines)
-	}
-	return c, nil
 }
 
 func joinOffered(list []string) string {
