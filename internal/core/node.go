@@ -201,6 +201,7 @@ type Node struct {
 	metrics  *Metrics
 	formats  []*Format // by index; fixed before the first session
 	relayFmt int       // index of the Relay format, -1 if none
+	direct   sync.Map  // stream -> func([]byte): ListenDirect's handlers
 }
 
 // New builds a node. Register its formats with AddFormat before sessions

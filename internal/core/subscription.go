@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -642,6 +643,12 @@ func (node *Node) HandlePublication(stream, epoch string, pub storage.Publicatio
 // relayed, as that node delivered it to its own subscribers: payload is the
 // message in msgpack, queued as it is to msgpack subscribers.
 func (node *Node) HandleEphemeral(stream string, payload []byte) {
+	if strings.HasPrefix(stream, directPrefix) {
+		if h, ok := node.direct.Load(stream); ok {
+			h.(func([]byte))(payload)
+		}
+		return
+	}
 	var arr [1]protocol.Decoded
 	msgs, err := protocol.DecodeServer(protocol.Msgpack, payload, arr[:0])
 	if err != nil || len(msgs) != 1 || msgs[0].Err != nil {

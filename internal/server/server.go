@@ -9,6 +9,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -341,6 +342,10 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.huddle.UseTransport(s.tr)
 	s.http = &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.ProtoMajor == 1 && s.UpgradePath(r.URL.Path) {
+				s.adopt(w, r) // a keep-alive connection's next request is the transport's
+				return
+			}
 			if huddlev1.IsHTTPPath(r.URL.Path) {
 				s.huddle.ServeHTTP(w, r) // huddle.v1 over HTTP: polls and sends
 				return
@@ -357,6 +362,33 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.wg.Add(1)
 	go s.sweep()
 	return s, nil
+}
+
+// adopt hands the connection of r, which net/http was serving (a
+// keep-alive connection), to the transport, which serves r (an endpoint it
+// holds: a WebSocket upgrade, server-sent events) and what follows.
+func (s *Server) adopt(w http.ResponseWriter, r *http.Request) {
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		http.Error(w, "open a new connection for "+r.URL.Path, http.StatusBadRequest)
+		return
+	}
+	nc, brw, err := hj.Hijack()
+	if err != nil {
+		return
+	}
+	var head bytes.Buffer
+	head.WriteString(r.Method + " " + r.RequestURI + " HTTP/1.1\r\nHost: " + r.Host + "\r\n")
+	if len(r.TransferEncoding) > 0 {
+		head.WriteString("Transfer-Encoding: " + strings.Join(r.TransferEncoding, ", ") + "\r\n")
+	}
+	_ = r.Header.Write(&head)
+	head.WriteString("\r\n")
+	if n := brw.Reader.Buffered(); n > 0 {
+		b, _ := brw.Reader.Peek(n)
+		head.Write(b)
+	}
+	s.tr.Adopt(nc, head.Bytes())
 }
 
 // MetricsHandler serves the Prometheus metrics with no authentication, for

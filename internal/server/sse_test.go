@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"runtime"
 	"strings"
@@ -425,5 +426,39 @@ func TestSSERPC(t *testing.T) {
 	}
 	if disconnects.Load() == before {
 		t.Fatal("the backend did not hear the disconnect of a closed response")
+	}
+}
+
+// TestSSEKeepAlive: a request for /events on a connection that served
+// another request first (browsers reuse idle connections) is an event
+// stream all the same.
+func TestSSEKeepAlive(t *testing.T) {
+	h := startCable(t)
+	tr := &http.Transport{MaxConnsPerHost: 1}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr}
+	resp, err := client.Get(h.HTTP + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	reused := false
+	ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { reused = i.Reused }})
+	req, _ := http.NewRequestWithContext(ctx, "GET", h.HTTP+"/events?stream=ka", nil)
+	resp, err = client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if !reused {
+		t.Fatal("the client did not reuse its connection; the test proves nothing")
+	}
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream; charset=utf-8" {
+		t.Fatalf("/events on a kept-alive connection: %s", resp.Status)
+	}
+	br := bufio.NewReader(resp.Body)
+	if line, _ := br.ReadString('\n'); line != "event: welcome\n" {
+		t.Fatalf("first line %q", line)
 	}
 }

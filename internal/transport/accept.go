@@ -202,3 +202,29 @@ func (l *chanListener) Close() error {
 }
 
 func (l *chanListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }
+
+// Adopt serves a connection that net/http has been serving (a keep-alive
+// connection) from its next request on, as if it had just been accepted:
+// replay is that request, head and all, and whatever was read after it.
+// A browser reuses an idle connection for an EventSource or a fetch, so an
+// endpoint the transport holds may be asked for on a connection that went
+// to net/http first.
+func (t *Transport) Adopt(nc net.Conn, replay []byte) {
+	if pc, ok := nc.(*prefixConn); ok {
+		replay = append(replay, pc.prefix...)
+		nc = pc.Conn
+	}
+	if len(replay) > maxHeaderBytes {
+		_, _ = io.WriteString(nc, "HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+		_ = nc.Close()
+		return
+	}
+	if t.poller != nil {
+		if fd, err := dupFd(nc); err == nil {
+			_ = nc.Close()
+			t.startRawWith(fd, replay)
+			return
+		}
+	}
+	go t.Handshake(&prefixConn{Conn: nc, prefix: replay})
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -68,16 +69,49 @@ func (t *Transport) AcceptRaw(ln *net.TCPListener) error {
 
 // startRaw registers an accepted socket; its HTTP request head is read by
 // workers as it arrives.
-func (t *Transport) startRaw(fd int) {
+func (t *Transport) startRaw(fd int) { t.startRawWith(fd, nil) }
+
+// startRawWith is startRaw for a socket whose first bytes were read
+// already (read).
+func (t *Transport) startRawWith(fd int, read []byte) {
 	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-	c := &Conn{t: t, fd: fd, created: time.Now().UnixNano()}
+	c := &Conn{t: t, fd: fd, created: time.Now().UnixNano(), partial: read}
 	c.handshaking.Store(true)
 	c.lastSeen.Store(c.created)
 	t.reg.add(c)
 	if err := t.poller.Add(fd, c.slot); err != nil {
 		t.log.Error("cannot watch connection", "err", err)
 		c.destroy(true)
+		return
 	}
+	if len(read) > 0 {
+		c.schedule(evRead) // no new bytes may come to make it readable
+	}
+}
+
+// dupFd returns a non-blocking duplicate of a TCP connection's socket.
+func dupFd(nc net.Conn) (int, error) {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return -1, errors.New("not a socket")
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	cerr := rc.Control(func(s uintptr) { fd, err = unix.Dup(int(s)) })
+	if cerr != nil {
+		return -1, cerr
+	}
+	if err != nil {
+		return -1, err
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
 }
 
 func rawRead(fd int, b []byte) (int, error) {

@@ -15,3 +15,5 @@ func rawWrite(fd int, b []byte) (int, error)             { return 0, errNoRaw }
 func closeFd(fd int)                                     {}
 func fdConn(fd int) (net.Conn, error)                    { return nil, errNoRaw }
 func peerIP(fd int) string                               { return "" }
+func dupFd(nc net.Conn) (int, error)                     { return -1, errNoRaw }
+func (t *Transport) startRawWith(fd int, read []byte)    {}

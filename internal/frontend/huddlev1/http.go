@@ -3,6 +3,7 @@ package huddlev1
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -70,15 +71,71 @@ func (c *httpConn) Closed(clean bool) {
 }
 
 // UseTransport gives the front-end the transport that holds its polled
-// sessions; without one PollPath answers 503.
-func (f *Frontend) UseTransport(t *transport.Transport) { f.tr = t }
+// sessions (without one PollPath answers 503), and starts taking the POSTs
+// other nodes relay to this node's sessions.
+func (f *Frontend) UseTransport(t *transport.Transport) {
+	f.tr = t
+	f.relayed = make(chan []byte, relayQueue)
+	go f.serveRelayed()
+	go func() {
+		for delay := 100 * time.Millisecond; ; delay = min(2*delay, 5*time.Second) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := f.node.ListenDirect(ctx, relayName(f.tag), func(p []byte) {
+				select {
+				case f.relayed <- p:
+				default:
+					f.node.Logger().Warn("a POST relayed from another node was dropped: too many waiting", "waiting", relayQueue)
+				}
+			})
+			cancel()
+			if err == nil {
+				return
+			}
+			f.node.Logger().Warn("cannot take POSTs relayed to this node's HTTP sessions; retrying", "err", err)
+			time.Sleep(delay)
+		}
+	}()
+}
 
-// newSessionID returns an unguessable session id: whoever holds it may
-// send as the session's client.
-func newSessionID() string {
-	var b [16]byte
+// relayQueue bounds the relayed POSTs waiting to be handled.
+const relayQueue = 1024
+
+// relayName is the node-to-node channel of the node whose tag is tag.
+func relayName(tag string) string { return "huddle.v1/http/" + tag }
+
+// tagLen is the length of a node's tag, the start of its session ids.
+const tagLen = 8
+
+// newNodeTag returns a node's tag: its session ids start with it, so that
+// a POST that reaches another node can be relayed to it.
+func newNodeTag() string {
+	var b [tagLen / 2]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// newSessionID returns an unguessable session id (the node's tag and 96
+// random bits): whoever holds it may send as the session's client.
+func (f *Frontend) newSessionID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return f.tag + hex.EncodeToString(b[:])
+}
+
+// serveRelayed handles the POSTs other nodes relayed here, in order.
+func (f *Frontend) serveRelayed() {
+	for p := range f.relayed {
+		id, rest, _ := bytes.Cut(p, []byte("\n"))
+		seqB, body, _ := bytes.Cut(rest, []byte("\n"))
+		v, ok := f.sessions.Load(string(id))
+		if !ok {
+			continue // it ended meanwhile; the client learns at its next request
+		}
+		seq, _ := strconv.ParseUint(string(seqB), 10, 64)
+		if status, why := v.(*httpConn).receive(seq, body); status >= 300 {
+			f.node.Logger().Debug("a relayed POST was refused", "status", status, "reason", why)
+		}
+	}
 }
 
 // request is what an HTTP request of a session says, for the gate and the
@@ -96,7 +153,7 @@ func request(r *http.Request) *transport.Request {
 // a WebSocket.
 func (f *Frontend) initHTTP(c *httpConn, tc *transport.Conn, r *transport.Request) {
 	f.initConn(&c.conn, tc, r, protocol.JSON)
-	c.fe, c.id = f, newSessionID()
+	c.fe, c.id = f, f.newSessionID()
 	f.sessions.Store(c.id, c)
 }
 
@@ -199,24 +256,29 @@ func (f *Frontend) session(w http.ResponseWriter, r *http.Request) *httpConn {
 	if v, ok := f.sessions.Load(id); ok && id != "" {
 		return v.(*httpConn)
 	}
-	http.Error(w, "unknown session "+transport.Quote(id)+" (it ended, or lives on another node): open a new one", http.StatusNotFound)
+	http.Error(w, "unknown session "+transport.Quote(id)+" (it ended): open a new one", http.StatusNotFound)
 	return nil
 }
 
 // serveSend hands a POST's body to its session as one frame. seq, when
 // given, numbers the POSTs from 1: one that comes again (a retry after a
 // lost answer) is answered without being handled again, and one that
-// skips a number is refused with 409.
+// skips a number is refused with 409. A POST for a session of another
+// node is relayed to it through the broker (202).
 func (f *Frontend) serveSend(w http.ResponseWriter, r *http.Request) {
-	c := f.session(w, r)
-	if c == nil {
-		return
+	id := r.URL.Query().Get("session")
+	v, local := f.sessions.Load(id)
+	limit := int64(f.node.MaxMessage())
+	if local {
+		limit = int64(v.(*httpConn).MaxMessage())
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(c.MaxMessage())))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var mb *http.MaxBytesError
 		if errors.As(err, &mb) {
-			c.CloseWith(protocol.CodeTooLarge, "message over the limit of "+strconv.Itoa(c.MaxMessage())+" bytes", false)
+			if local {
+				v.(*httpConn).CloseWith(protocol.CodeTooLarge, "message over the limit of "+strconv.FormatInt(limit, 10)+" bytes", false)
+			}
 			http.Error(w, "message too large", http.StatusRequestEntityTooLarge)
 			return
 		}
@@ -230,26 +292,47 @@ func (f *Frontend) serveSend(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if !local {
+		if len(id) == tagLen+24 && id[:tagLen] != f.tag {
+			p := make([]byte, 0, len(id)+len(body)+24)
+			p = append(append(p, id...), '\n')
+			p = append(strconv.AppendUint(p, seq, 10), '\n')
+			if f.node.SendDirect(relayName(id[:tagLen]), append(p, body...)) {
+				w.WriteHeader(http.StatusAccepted) // relayed; the answers come on the session
+				return
+			}
+		}
+		http.Error(w, "unknown session "+transport.Quote(id)+" (it ended): open a new one", http.StatusNotFound)
+		return
+	}
+	status, why := v.(*httpConn).receive(seq, body)
+	if status >= 300 {
+		http.Error(w, why, status)
+		return
+	}
+	w.WriteHeader(status)
+}
+
+// receive handles a POST's body (see serveSend) and returns the status to
+// answer with.
+func (c *httpConn) receive(seq uint64, body []byte) (int, string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch {
 	case seq != 0 && seq <= c.sent:
-		w.WriteHeader(http.StatusNoContent) // handled already
-		return
+		return http.StatusNoContent, "" // handled already
 	case seq != 0 && seq != c.sent+1:
-		http.Error(w, "seq "+strconv.FormatUint(seq, 10)+" after "+strconv.FormatUint(c.sent, 10)+": a POST is missing", http.StatusConflict)
-		return
+		return http.StatusConflict, "seq " + strconv.FormatUint(seq, 10) + " after " + strconv.FormatUint(c.sent, 10) + ": a POST is missing"
 	}
 	if !c.Conn().Accepting() {
-		http.Error(w, "the session is closing", http.StatusGone)
-		return
+		return http.StatusGone, "the session is closing"
 	}
 	c.sent = max(c.sent, seq)
 	c.Conn().Touch()
 	if len(bytes.TrimSpace(body)) > 0 {
 		c.OnMessage(body)
 	}
-	w.WriteHeader(http.StatusNoContent)
+	return http.StatusNoContent, ""
 }
 
 // servePoll opens a polled session (no session parameter: the answer

@@ -64,13 +64,15 @@ type Frontend struct {
 
 	sessions sync.Map             // session id -> *httpConn: the sessions over HTTP
 	tr       *transport.Transport // holds polled sessions (UseTransport)
+	tag      string               // starts this node's session ids
+	relayed  chan []byte          // POSTs other nodes relayed here
 }
 
 // New registers huddle.v1's formats with node and returns the front-end.
 // It must be the first front-end registered: its msgpack format is the
 // relay format between nodes.
 func New(node *core.Node, cfg Config) *Frontend {
-	f := &Frontend{cfg: cfg, node: node}
+	f := &Frontend{cfg: cfg, node: node, tag: newNodeTag()}
 	for _, codec := range []protocol.Codec{protocol.JSON, protocol.Msgpack} {
 		f.formats[codec] = node.AddFormat(&core.Format{
 			Name:    codec.Subprotocol(),
