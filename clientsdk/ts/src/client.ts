@@ -12,6 +12,7 @@ import {
 import { HuddleError } from "./errors.js";
 import { Events } from "./events.js";
 import { Stream, type StreamOptions } from "./stream.js";
+import { type FetchLike, HttpSocket, httpBase, type TransportName } from "./http.js";
 
 /** VERSION is the SDK's version, sent in connect.ua. */
 export const VERSION = "0.1.0";
@@ -48,6 +49,21 @@ export interface HuddleOptions {
   codec?: Codec;
   /** WebSocket is the constructor to use. Default globalThis.WebSocket. */
   WebSocket?: WebSocketConstructor;
+  /**
+   * transports are the ways to reach the server, in order of preference.
+   * When one cannot connect (the socket does not open, or no answer
+   * arrives within openTimeout) the next is tried; from a fallback the
+   * client tries the WebSocket again every upgradeInterval and moves back
+   * when it works. "sse" and "longpoll" are huddle.v1 over HTTP (JSON).
+   * Default ["websocket", "sse", "longpoll"].
+   */
+  transports?: TransportName[];
+  /** openTimeout is how long a transport has to connect before the next is tried, in ms. Default 5000. */
+  openTimeout?: number;
+  /** upgradeInterval is how often a client on a fallback transport tries the WebSocket again, in ms. Default 30000; 0 never. */
+  upgradeInterval?: number;
+  /** fetch is the fetch function of the HTTP transports. Default globalThis.fetch. */
+  fetch?: FetchLike;
   /** autoConnect connects from the constructor. Default true. */
   autoConnect?: boolean;
   /** minReconnectDelay is the first backoff step, in ms. Default 200. */
@@ -77,8 +93,8 @@ export type ConnectionState = "connecting" | "connected" | "disconnected";
 export interface ClientEvents {
   /** A connection attempt started; attempt counts from 1 after each disconnect. */
   connecting: { attempt: number };
-  /** The server accepted the connection. */
-  connected: { client: string; user: string; node?: string; exp?: number };
+  /** The server accepted the connection; transport says how it is reached. */
+  connected: { client: string; user: string; node?: string; exp?: number; transport: TransportName };
   /** The connection ended; reconnect says whether the client will try again. */
   disconnected: { code: number; reason: string; reconnect: boolean };
   /** The state changed. */
@@ -101,6 +117,9 @@ interface Waiting {
 interface Settings {
   url: string;
   codec: Codec;
+  transports: TransportName[];
+  openTimeout: number;
+  upgradeInterval: number;
   minReconnectDelay: number;
   maxReconnectDelay: number;
   drainJitter: number;
@@ -137,6 +156,11 @@ export class Huddle extends Events<ClientEvents> {
   private readonly opts: Settings;
   private readonly getToken: (() => string | Promise<string>) | undefined;
   private readonly WS: WebSocketConstructor;
+  private readonly fetchFn: FetchLike | undefined;
+  private tIdx = 0; // the transport in use (or being tried), an index of opts.transports
+  private wireCodec: Codec = "msgpack"; // the codec of the current socket
+  private upgradeTimer: unknown;
+  private openTimer: unknown;
   private readonly streamsByName = new Map<string, Stream>();
   private ws: WebSocketLike | undefined;
   private socketGen = 0; // bumps whenever the current socket is abandoned
@@ -166,16 +190,27 @@ export class Huddle extends Events<ClientEvents> {
     if (!options || typeof options.url !== "string" || options.url === "") {
       throw new TypeError("Huddle: options.url is required");
     }
+    const transports = options.transports ?? ["websocket", "sse", "longpoll"];
+    if (transports.length === 0 || transports.some((t) => t !== "websocket" && t !== "sse" && t !== "longpoll")) {
+      throw new TypeError(`Huddle: transports ${JSON.stringify(transports)}: use "websocket", "sse" and "longpoll"`);
+    }
     const WS = options.WebSocket ?? host.WebSocket;
-    if (!WS) {
+    if (!WS && transports.includes("websocket")) {
       throw new TypeError("Huddle: no global WebSocket here; pass options.WebSocket (on Node < 22: WebSocket from the 'ws' package)");
     }
-    this.WS = WS;
+    this.WS = WS ?? (class {} as unknown as WebSocketConstructor);
+    // Called as a plain function: a browser's fetch refuses to run as a
+    // method of another object ("Illegal invocation").
+    const f = options.fetch ?? (typeof fetch === "function" ? (fetch as FetchLike) : undefined);
+    this.fetchFn = f && ((url, init) => f(url, init));
     this.getToken = options.getToken;
     this.token = options.token;
     this.opts = {
       url: options.url,
       codec: options.codec ?? "msgpack",
+      transports,
+      openTimeout: options.openTimeout ?? 5000,
+      upgradeInterval: options.upgradeInterval ?? 30000,
       minReconnectDelay: options.minReconnectDelay ?? 200,
       maxReconnectDelay: options.maxReconnectDelay ?? 15000,
       drainJitter: options.drainJitter ?? 500,
@@ -328,7 +363,75 @@ export class Huddle extends Events<ClientEvents> {
     this.emit("error", err);
   }
 
+  /** transport is how the client reaches the server now (or is trying to). */
+  get transport(): TransportName {
+    return this.opts.transports[this.tIdx] ?? "websocket";
+  }
+
   // ---- connection lifecycle ----
+
+  // scheduleUpgrade tries the WebSocket again after upgradeInterval.
+  private scheduleUpgrade(): void {
+    clearTimeout(this.upgradeTimer);
+    this.upgradeTimer = setTimeout(() => this.probeWebSocket(), this.opts.upgradeInterval);
+  }
+
+  // probeWebSocket opens a WebSocket beside the fallback connection and
+  // connects on it; when the server answers, the client moves to the
+  // WebSocket: it reconnects there, and its streams recover from where they
+  // are, so nothing is lost or repeated. The fallback session is abandoned
+  // without a goodbye, so that presence holds it through its grace.
+  private probeWebSocket(): void {
+    if (this.state !== "connected" || this.tIdx === 0) return;
+    const gen = this.socketGen;
+    let ws: WebSocketLike;
+    try {
+      ws = new this.WS(this.opts.url, [subprotocols[this.opts.codec]]);
+    } catch {
+      this.scheduleUpgrade();
+      return;
+    }
+    let done = false;
+    const finish = (ok: boolean): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      ws.onopen = ws.onmessage = ws.onclose = null;
+      ws.onerror = () => {};
+      try {
+        ws.close(1000);
+      } catch {
+        // Already closed.
+      }
+      if (gen !== this.socketGen || this.state !== "connected") return;
+      if (!ok) {
+        this.scheduleUpgrade();
+        return;
+      }
+      this.tIdx = 0;
+      this.drop({ code: 0, reason: "moving to the WebSocket", reconnect: true }, undefined, 0);
+    };
+    const timer = setTimeout(() => finish(false), this.opts.openTimeout);
+    ws.binaryType = "arraybuffer";
+    ws.onopen = () => {
+      const c: ClientMessage = { t: "connect", id: 1, ua: this.opts.ua + " (probe)" };
+      if (this.token !== undefined) c.token = this.token;
+      try {
+        ws.send(encodeFrame(this.opts.codec, [c]));
+      } catch {
+        finish(false);
+      }
+    };
+    ws.onmessage = (ev) => {
+      try {
+        finish(decodeServerFrame(this.opts.codec, ev.data as Uint8Array | ArrayBuffer | string).messages.some((m) => m.t === "connected"));
+      } catch {
+        finish(false);
+      }
+    };
+    ws.onclose = () => finish(false);
+    ws.onerror = () => {};
+  }
 
   private async open(): Promise<void> {
     const gen = ++this.socketGen;
@@ -358,14 +461,31 @@ export class Huddle extends Events<ClientEvents> {
       this.setToken(token);
     }
     let ws: WebSocketLike;
+    const transport = this.opts.transports[this.tIdx] ?? "websocket";
     try {
-      ws = new this.WS(this.opts.url, [subprotocols[this.opts.codec]]);
+      if (transport === "websocket") {
+        this.wireCodec = this.opts.codec;
+        ws = new this.WS(this.opts.url, [subprotocols[this.opts.codec]]);
+      } else {
+        if (!this.fetchFn) throw new Error("no fetch here; pass options.fetch");
+        this.wireCodec = "json";
+        ws = new HttpSocket(httpBase(this.opts.url), transport, this.fetchFn);
+      }
     } catch (err) {
-      this.drop({ code: 0, reason: "cannot open WebSocket: " + String(err), reconnect: false });
+      this.drop({ code: 0, reason: `cannot open ${transport}: ` + String(err), reconnect: this.opts.transports.length > 1 });
       return;
     }
     ws.binaryType = "arraybuffer";
     this.ws = ws;
+    if (this.opts.transports.length > 1) {
+      // A transport that cannot connect in time gives way to the next.
+      clearTimeout(this.openTimer);
+      this.openTimer = setTimeout(() => {
+        if (gen === this.socketGen && this.state === "connecting") {
+          this.drop({ code: 0, reason: `no answer over ${transport} within ${this.opts.openTimeout} ms`, reconnect: true });
+        }
+      }, this.opts.openTimeout);
+    }
     ws.onopen = () => {
       if (gen !== this.socketGen) return;
       const id = this.nextId++;
@@ -399,6 +519,7 @@ export class Huddle extends Events<ClientEvents> {
       return;
     }
     clearTimeout(this.connectTimer);
+    clearTimeout(this.openTimer);
     this.connectedAt = Date.now();
     this.clientId = msg.client;
     this.user = msg.user;
@@ -416,7 +537,8 @@ export class Huddle extends Events<ClientEvents> {
       clearTimeout(w.pending.timer);
       this.sendRequest(w.build, w.pending);
     }
-    const connected: ClientEvents["connected"] = { client: msg.client, user: msg.user };
+    const connected: ClientEvents["connected"] = { client: msg.client, user: msg.user, transport: this.transport };
+    if (this.tIdx > 0 && this.opts.transports[0] === "websocket" && this.opts.upgradeInterval > 0) this.scheduleUpgrade();
     if (msg.node !== undefined) connected.node = msg.node;
     if (msg.exp !== undefined) connected.exp = msg.exp;
     this.emit("connected", connected);
@@ -448,8 +570,19 @@ export class Huddle extends Events<ClientEvents> {
     clearTimeout(this.connectTimer);
     clearTimeout(this.refreshTimer);
     clearTimeout(this.idleTimer);
+    clearTimeout(this.openTimer);
+    clearTimeout(this.upgradeTimer);
     this.outbox = [];
     this.flushQueued = false;
+    // A transport that failed before the server answered (a refused
+    // upgrade, a buffered response, a timeout; not a refusal by the server,
+    // whose codes are 4000 and up) gives way to the next one, at once;
+    // after the last one the first is tried again, with the backoff.
+    let nextTransport = false;
+    if (this.state === "connecting" && d.code < 4000 && this.opts.transports.length > 1 && delay === undefined) {
+      this.tIdx = (this.tIdx + 1) % this.opts.transports.length;
+      nextTransport = this.tIdx !== 0;
+    }
     // A connection that stayed up a while resets the backoff; one that the
     // server closes right after accepting it does not.
     if (this.state === "connected" && Date.now() - this.connectedAt > 10000) this.attempt = 0;
@@ -476,7 +609,7 @@ export class Huddle extends Events<ClientEvents> {
       readers = this.readyWaiters;
       this.readyWaiters = [];
     } else {
-      let wait = delay;
+      let wait = delay ?? (nextTransport ? 0 : undefined);
       if (wait === undefined) {
         if (d.code === Code.Shutdown) {
           wait = Math.random() * this.opts.drainJitter; // draining: go elsewhere soon, spread out
@@ -549,7 +682,7 @@ export class Huddle extends Events<ClientEvents> {
     const ws = this.ws;
     if (!ws) return;
     try {
-      ws.send(encodeFrame(this.opts.codec, batch));
+      ws.send(encodeFrame(this.wireCodec, batch));
     } catch (err) {
       this.emit("error", new HuddleError(0, "send failed: " + String(err)));
     }
@@ -559,7 +692,7 @@ export class Huddle extends Events<ClientEvents> {
     this.touchIdle();
     let frame;
     try {
-      frame = decodeServerFrame(this.opts.codec, data as Uint8Array | ArrayBuffer | string);
+      frame = decodeServerFrame(this.wireCodec, data as Uint8Array | ArrayBuffer | string);
     } catch (err) {
       this.emit("error", new HuddleError(Code.BadRequest, err instanceof FrameError ? err.message : String(err)));
       return;

@@ -3,3 +3,20 @@
 // Node libraries) keeps DOM assumptions out of the core at compile time.
 declare function setTimeout(fn: () => void, ms?: number): unknown;
 declare function clearTimeout(handle: unknown): void;
+
+// For the HTTP transports (src/http.ts).
+declare class AbortController {
+  readonly signal: unknown;
+  abort(): void;
+}
+declare class TextDecoder {
+  decode(input?: Uint8Array, options?: { stream?: boolean }): string;
+}
+declare class URL {
+  constructor(url: string);
+  protocol: string;
+  search: string;
+  hash: string;
+  toString(): string;
+}
+declare const fetch: unknown;

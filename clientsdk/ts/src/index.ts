@@ -1,5 +1,6 @@
 // @huddle/client: the Huddle client SDK. See README.md.
 export { Huddle, VERSION } from "./client.js";
+export type { TransportName, FetchLike } from "./http.js";
 export type { HuddleOptions, ClientEvents, ConnectionState, WebSocketLike, WebSocketConstructor } from "./client.js";
 export { Stream } from "./stream.js";
 export type { StreamOptions, StreamEvents, StreamState, Publication, WhisperEvent, HistoryOptions, HistoryPage } from "./stream.js";

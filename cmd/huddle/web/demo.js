@@ -33,6 +33,7 @@ function initials(name) {
 const nameOf = (user, info) => (info && typeof info.name === "string" && info.name) || user || "anonymous";
 
 // --- The client. -----------------------------------------------------------
+const params = new URLSearchParams(location.search);
 const wsURL = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws";
 const client = new Huddle({
   url: wsURL,
@@ -42,6 +43,9 @@ const client = new Huddle({
     return r.text();
   },
   ua: "huddle-demo",
+  // ?upgrade=<ms>: how often a page on a fallback transport tries the
+  // WebSocket again (the SDK's upgradeInterval).
+  ...(Number(params.get("upgrade")) > 0 ? { upgradeInterval: Number(params.get("upgrade")) } : {}),
 });
 const room = client.stream(STREAM, { presence: true, join: {} });
 window.huddle = client;
@@ -59,9 +63,10 @@ client.on("connecting", (e) => {
   if (lastDrop) setStatus("down", `reconnecting… (${lastDrop.code}${e && e.attempt > 1 ? `, try ${e.attempt}` : ""})`);
   else setStatus("wait", "connecting…");
 });
-client.on("connected", () => {
+client.on("connected", (e) => {
   lastDrop = null;
-  setStatus("ok", "live");
+  setStatus("ok", e.transport === "websocket" ? "live" : `live (${e.transport})`);
+  statusEl.dataset.transport = e.transport;
   statusEl.title = `connected as ${client.user} (${client.clientId})`;
 });
 client.on("disconnected", (e) => {

@@ -5,6 +5,7 @@
 // Streams), identifies clients by JWT (?jid=), a Huddle token or, with
 // --public, not at all, and maps commands onto core operations and core
 // events onto Action Cable messages. Its wire encoding is package wire.
+// The same channels are served as server-sent events at /events (sse.go).
 //
 // It must not reach into another front-end. Its per-connection state is
 // the identifiers of the connection's subscriptions.

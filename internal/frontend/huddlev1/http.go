@@ -237,7 +237,7 @@ func (f *Frontend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "private, no-cache, no-store, must-revalidate, max-age=0")
 	switch {
 	case r.Method == http.MethodOptions:
-		w.Header().Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+		w.Header().Set("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS")
 		w.Header().Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
 		w.Header().Set("Access-Control-Max-Age", "600")
 		w.WriteHeader(http.StatusNoContent)
@@ -245,8 +245,16 @@ func (f *Frontend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.serveSend(w, r)
 	case r.URL.Path == PollPath && r.Method == http.MethodGet:
 		f.servePoll(w, r, tr)
+	case r.URL.Path == PollPath && r.Method == http.MethodDelete:
+		// The client leaves a polled session (for another transport): it
+		// ends as a dropped connection would, so presence keeps the
+		// client through its grace.
+		if c := f.session(w, r); c != nil {
+			c.Conn().Destroy()
+			w.WriteHeader(http.StatusNoContent)
+		}
 	default:
-		http.Error(w, "use POST "+SendPath+" or GET "+PollPath, http.StatusMethodNotAllowed)
+		http.Error(w, "use POST "+SendPath+", or GET or DELETE "+PollPath, http.StatusMethodNotAllowed)
 	}
 }
 

@@ -4,11 +4,12 @@
 // messages. huddle.v1 is the core's own vocabulary, so the mapping is one
 // to one; what this package adds is the handshake, decoding, the connect
 // exchange, pings, the message rate limit and the application's hooks
-// (connect, subscribe, publish; see hooks.go).
+// (connect, subscribe, publish; see hooks.go), and the same protocol over
+// HTTP for clients without a working WebSocket (see http.go).
 //
 // It must not reach into another front-end, and it holds no state of its
 // own beyond a connection's core.Session and, with hooks, its queue of
-// hook calls and what they granted.
+// hook calls and what they granted; over HTTP, the sessions by id.
 package huddlev1
 
 import (
