@@ -204,6 +204,23 @@ func TestHTTPSession(t *testing.T) {
 			if w, err := wsclient.Wait[*protocol.Whisper](ws, wait); err != nil || w.Ev != "cursor" {
 				t.Fatalf("whisper from http: %+v %v", w, err)
 			}
+			// History, presence who, a token refresh and leaving presence.
+			s.post(map[string]any{"t": "history", "id": 10, "s": "doc:1", "limit": 10})
+			s.post(map[string]any{"t": "refresh", "id": 11, "token": token(t, "ann")})
+			s.post(map[string]any{"t": "leave", "id": 12, "s": "doc:1"})
+			replies := map[any]map[string]any{}
+			for len(replies) < 2 {
+				m := s.next()
+				if id, ok := m["id"].(float64); ok && id >= 10 {
+					replies[m["t"]] = m
+				}
+			}
+			if hist, _ := replies["history"]["pubs"].([]any); len(hist) != 4 {
+				t.Fatalf("history over HTTP: %v", replies["history"])
+			}
+			if replies["refreshed"] == nil {
+				t.Fatalf("refresh over HTTP: %v", replies)
+			}
 			if code := (&httpSession{h: h, id: "nope"}).post(pub); code != 404 {
 				t.Fatalf("unknown session: %d", code)
 			}
