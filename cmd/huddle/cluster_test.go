@@ -774,10 +774,16 @@ func TestCluster_OnRedisCluster(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		shard += len(chans)
+		for _, ch := range chans {
+			// Besides the streams', each node listens on a channel of its
+			// own (POSTs of HTTP sessions relayed to it).
+			if !strings.Contains(ch, "\x00direct:") {
+				shard++
+			}
+		}
 	}
 	if shard != 3 {
-		t.Errorf("%d sharded channels across the Redis Cluster, want 3 (one per stream)", shard)
+		t.Errorf("%d sharded channels of streams across the Redis Cluster, want 3 (one per stream)", shard)
 	}
 	c.running()
 }

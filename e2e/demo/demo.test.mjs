@@ -14,31 +14,13 @@
 // /usr/bin/chromium (or CHROMIUM).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { connect, createServer } from "node:net";
-import { chromium } from "playwright-core";
+import { startDev, launchChromium } from "./harness.mjs";
 
 const bin = process.env.HUDDLE_BIN;
 const shots = new URL("./screenshots/", import.meta.url).pathname;
 let server, browser, base, proxy;
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => { const { port } = s.address(); s.close(() => resolve(port)); });
-    s.on("error", reject);
-  });
-}
-
-async function waitReady(url, ms) {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    try { if ((await fetch(url)).ok) return; } catch {}
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`server not ready at ${url} within ${ms} ms`);
-}
 
 // A TCP proxy to the server whose connections can be cut at once; while
 // down it refuses new ones too.
@@ -65,16 +47,11 @@ function startProxy(port) {
 
 before(async () => {
   assert.ok(bin, "set HUDDLE_BIN to a built cmd/huddle");
-  const port = await freePort();
-  base = `http://127.0.0.1:${port}/`;
-  server = spawn(bin, ["--dev", "--addr", `127.0.0.1:${port}`, "--log-level", "warn"], { stdio: ["ignore", "ignore", "inherit"] });
-  await waitReady(base + "readyz", 10000);
-  proxy = await startProxy(port);
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  const dev = await startDev(bin);
+  server = dev.proc;
+  base = dev.base;
+  proxy = await startProxy(dev.port);
+  browser = await launchChromium();
   mkdirSync(shots, { recursive: true });
 });
 

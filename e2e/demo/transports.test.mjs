@@ -11,101 +11,21 @@
 // /usr/bin/chromium (or CHROMIUM).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdirSync } from "node:fs";
-import { connect, createServer } from "node:net";
-import { chromium } from "playwright-core";
+import { startHTTPProxy } from "../shared/http-proxy.mjs";
+import { startDev, launchChromium } from "./harness.mjs";
 
 const bin = process.env.HUDDLE_BIN;
 const shots = new URL("./screenshots/", import.meta.url).pathname;
 let server, browser, base, proxy;
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => { const { port } = s.address(); s.close(() => resolve(port)); });
-    s.on("error", reject);
-  });
-}
-
-async function waitReady(url, ms) {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    try { if ((await fetch(url)).ok) return; } catch {}
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`server not ready at ${url} within ${ms} ms`);
-}
-
-// An HTTP proxy with three modes: "open" forwards everything; "no-upgrade"
-// answers WebSocket upgrades 403; "buffered" also holds every response
-// until it is complete (a stream of events never arrives). Each request
-// goes upstream on its own connection. setMode drops every connection.
-function startHTTPProxy(port, mode) {
-  const socks = new Set();
-  const counts = { refused: 0, upgrades: 0 };
-  const track = (s) => { socks.add(s); s.on("close", () => socks.delete(s)); s.on("error", () => s.destroy()); };
-  const srv = createServer((down) => {
-    track(down);
-    let head = Buffer.alloc(0);
-    const onData = (chunk) => {
-      head = Buffer.concat([head, chunk]);
-      const end = head.indexOf("\r\n\r\n");
-      if (end < 0) return;
-      down.off("data", onData);
-      down.pause();
-      const text = head.subarray(0, end + 4).toString("latin1");
-      const rest = head.subarray(end + 4);
-      const upgrade = /\r\nupgrade:\s*websocket/i.test(text);
-      if (upgrade && mode !== "open") {
-        counts.refused++;
-        down.end("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-        return;
-      }
-      const up = connect(port, "127.0.0.1");
-      track(up);
-      up.on("close", () => down.destroy());
-      down.on("close", () => up.destroy());
-      if (upgrade) {
-        counts.upgrades++;
-        up.write(text);
-      } else {
-        const lines = text.split("\r\n").filter((l) => l !== "" && !/^connection:/i.test(l));
-        up.write(lines.join("\r\n") + "\r\nConnection: close\r\n\r\n");
-      }
-      up.write(rest);
-      down.pipe(up);
-      down.resume();
-      if (mode === "buffered" && !upgrade) {
-        const parts = [];
-        up.on("data", (c) => parts.push(c));
-        up.on("end", () => down.end(Buffer.concat(parts)));
-      } else {
-        up.pipe(down);
-      }
-    };
-    down.on("data", onData);
-  });
-  return new Promise((resolve) => srv.listen(0, "127.0.0.1", () => resolve({
-    url: `http://127.0.0.1:${srv.address().port}/`,
-    counts,
-    setMode(m) { mode = m; for (const s of [...socks]) s.destroy(); },
-    close() { for (const s of [...socks]) s.destroy(); srv.close(); },
-  })));
-}
-
 before(async () => {
   assert.ok(bin, "set HUDDLE_BIN to a built cmd/huddle");
-  const port = await freePort();
-  base = `http://127.0.0.1:${port}/`;
-  server = spawn(bin, ["--dev", "--addr", `127.0.0.1:${port}`, "--log-level", "warn"], { stdio: ["ignore", "ignore", "inherit"] });
-  await waitReady(base + "readyz", 10000);
-  proxy = await startHTTPProxy(port, "no-upgrade");
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  const dev = await startDev(bin);
+  server = dev.proc;
+  base = dev.base;
+  proxy = await startHTTPProxy(dev.port, "no-upgrade");
+  browser = await launchChromium();
   mkdirSync(shots, { recursive: true });
 });
 

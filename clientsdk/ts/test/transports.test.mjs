@@ -23,7 +23,7 @@ test("falls back to sse, then longpoll, moves back to the websocket; nothing los
   const proxy = await startHTTPProxy(srv.port, "no-upgrade");
   cleanups.push(() => proxy.close());
 
-  const c = clients.make(proxy.url, { token: mintToken({ sub: "ann" }), openTimeout: 1500, upgradeInterval: 500 });
+  const c = clients.make(proxy.wsUrl, { token: mintToken({ sub: "ann" }), openTimeout: 1500, upgradeInterval: 500 });
   const seen = record(c, "connected");
   const name = "tr:doc";
   const { s, pubs } = await subscribe(c, name, { presence: true, join: {} }, 10_000);
@@ -53,13 +53,16 @@ test("falls back to sse, then longpoll, moves back to the websocket; nothing los
   s.whisper("cursor", { x: 2 });
   await until(bs, "whisper", () => bobWhispers.length >= 1, 5000, "a whisper from sse");
 
-  // The proxy starts buffering: the event stream never arrives, long polls do.
-  const publishing = (async () => {
+  // Publications keep coming while the client changes transports.
+  const publishWhile = async () => {
     for (let k = 0; k < 10; k++) {
       await publish(3);
       await delay(100);
     }
-  })();
+  };
+
+  // The proxy starts buffering: the event stream never arrives, long polls do.
+  const publishing = publishWhile();
   proxy.setMode("buffered");
   await until(c, "connected", () => c.transport === "longpoll" && c.state === "connected", 20_000, "connected over longpoll");
   await publishing;
@@ -70,12 +73,7 @@ test("falls back to sse, then longpoll, moves back to the websocket; nothing los
   assert.ok(s.presence.users.has("bob"), "bob still present over longpoll");
 
   // The WebSocket works again: the client moves back by itself.
-  const publishing2 = (async () => {
-    for (let k = 0; k < 10; k++) {
-      await publish(3);
-      await delay(100);
-    }
-  })();
+  const publishing2 = publishWhile();
   proxy.setMode("open");
   await until(c, "connected", () => c.transport === "websocket" && c.state === "connected", 20_000, "moved back to the websocket");
   await publishing2;

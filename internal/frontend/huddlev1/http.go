@@ -34,6 +34,9 @@ const (
 // PollWait is how long a poll waits for a message before it answers empty.
 const PollWait = 25 * time.Second
 
+// MaxPolled bounds a node's polled sessions; past it a new one gets 503.
+const MaxPolled = 50_000
+
 // httpConn is a huddle.v1 session over HTTP.
 type httpConn struct {
 	conn
@@ -67,6 +70,9 @@ func (c *httpConn) End(dst []byte) []byte { return dst }
 // Closed implements transport.Session: the session is forgotten.
 func (c *httpConn) Closed(clean bool) {
 	c.fe.sessions.Delete(c.id)
+	if c.poll {
+		c.fe.polled.Add(-1)
+	}
 	c.conn.Closed(clean)
 }
 
@@ -354,6 +360,14 @@ func (f *Frontend) servePoll(w http.ResponseWriter, r *http.Request, tr *transpo
 	if r.URL.Query().Get("session") == "" {
 		if f.tr == nil {
 			http.Error(w, "long polling is not available", http.StatusServiceUnavailable)
+			return
+		}
+		// A polled session holds no socket, so nothing else bounds how
+		// many a client can open.
+		if f.polled.Add(1) > MaxPolled {
+			f.polled.Add(-1)
+			w.Header().Set("Retry-After", "5")
+			http.Error(w, "too many polled sessions on this node", http.StatusServiceUnavailable)
 			return
 		}
 		c := &httpConn{poll: true}

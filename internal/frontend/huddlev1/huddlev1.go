@@ -17,6 +17,7 @@ import (
 	"io"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/huddle-rt/huddle/internal/auth"
@@ -67,6 +68,7 @@ type Frontend struct {
 	tr       *transport.Transport // holds polled sessions (UseTransport)
 	tag      string               // starts this node's session ids
 	relayed  chan []byte          // POSTs other nodes relayed here
+	polled   atomic.Int64         // polled sessions open
 }
 
 // New registers huddle.v1's formats with node and returns the front-end.

@@ -1,0 +1,39 @@
+// What both demo suites need: a free port, the --dev server (HUDDLE_BIN)
+// and headless Chromium (CHROMIUM or Debian's /usr/bin/chromium).
+import { spawn } from "node:child_process";
+import { createServer } from "node:net";
+import { chromium } from "playwright-core";
+
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.listen(0, "127.0.0.1", () => { const { port } = s.address(); s.close(() => resolve(port)); });
+    s.on("error", reject);
+  });
+}
+
+export async function waitReady(url, ms) {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    try { if ((await fetch(url)).ok) return; } catch {}
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`server not ready at ${url} within ${ms} ms`);
+}
+
+/** startDev starts `huddle --dev` on a free port; resolves to { port, base, proc }. */
+export async function startDev(bin) {
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}/`;
+  const proc = spawn(bin, ["--dev", "--addr", `127.0.0.1:${port}`, "--log-level", "warn"], { stdio: ["ignore", "ignore", "inherit"] });
+  await waitReady(base + "readyz", 10000);
+  return { port, base, proc };
+}
+
+export function launchChromium() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+}
