@@ -35,12 +35,13 @@ var anycableEnv = map[string][]string{
 // applyEnv sets every flag not given on the command line from its
 // environment twin (or, failing that, its AnyCable name), so the command
 // line wins over the environment.
-func applyEnv(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+// It marks in set the flags it set.
+func applyEnv(fs *flag.FlagSet, lookup func(string) (string, bool), set map[string]bool) error {
+	cli := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { cli[f.Name] = true })
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] || err != nil {
+		if cli[f.Name] || err != nil {
 			return
 		}
 		name := envName(f.Name)
@@ -55,6 +56,7 @@ func applyEnv(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
 		if !ok {
 			return
 		}
+		set[f.Name] = true
 		if lv, isList := f.Value.(*listFlag); isList {
 			for _, item := range strings.Fields(v) {
 				if e := lv.Set(item); e != nil {
@@ -101,6 +103,7 @@ func (s *sizeFlag) Set(v string) error {
 }
 
 type options struct {
+	configFile      string
 	addr            string
 	secret          string
 	jwtPublicKey    string
@@ -171,6 +174,7 @@ type options struct {
 
 func newFlagSet(o *options) *flag.FlagSet {
 	fs := flag.NewFlagSet("huddle", flag.ContinueOnError)
+	fs.StringVar(&o.configFile, configFlag, "", "TOML file of settings: every flag is a key of the same name (api-key = \"…\", rule = [\"…\"]); the environment and the command line override it (huddle config prints the effective settings)")
 	fs.StringVar(&o.addr, "addr", "127.0.0.1:8080", "address to listen on (WebSocket at /ws, HTTP API, metrics)")
 	fs.StringVar(&o.secret, "secret", "", "HS256 secret that signs client tokens, at least 32 bytes (e.g. openssl rand -hex 32)")
 	fs.StringVar(&o.jwtPublicKey, "jwt-public-key", "", "PEM file with RS256/ES256 public key(s) that verify client tokens")
@@ -245,7 +249,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 
 func usage(fs *flag.FlagSet) {
 	w := fs.Output()
-	fmt.Fprintf(w, "Usage: huddle [flags]\n\nHuddle is a real-time collaboration server. Every flag has an environment twin\n(--api-key <-> HUDDLE_API_KEY); the command line wins.\n\nFlags:\n")
+	fmt.Fprintf(w, "Usage: huddle [flags]\n       huddle token ...    mint a client token (huddle token --help)\n       huddle config ...   print the effective settings, secrets masked\n       huddle version      print the version and commit\n\nHuddle is a real-time collaboration server. Every flag has an environment twin\n(--api-key <-> HUDDLE_API_KEY) and a key of the same name in the --config\nfile; the command line wins over the environment, which wins over the file.\n\nFlags:\n")
 	var names []string
 	fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
 	sort.Strings(names)
@@ -260,16 +264,31 @@ func usage(fs *flag.FlagSet) {
 }
 
 func parseOptions(args []string) (*options, error) {
+	o, _, err := parseFlags(args)
+	return o, err
+}
+
+// parseFlags reads the configuration: the flags' defaults, then the
+// --config file, then the environment, then the command line, each over
+// the one before.
+func parseFlags(args []string) (*options, *flag.FlagSet, error) {
 	o := &options{}
 	fs := newFlagSet(o)
 	if err := fs.Parse(args); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q (flags start with --)", fs.Arg(0))
+		return nil, nil, fmt.Errorf("unexpected argument %q (flags start with --; commands: token, config, version)", fs.Arg(0))
 	}
-	if err := applyEnv(fs, os.LookupEnv); err != nil {
-		return nil, err
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if err := applyEnv(fs, os.LookupEnv, set); err != nil {
+		return nil, nil, err
 	}
-	return o, nil
+	if o.configFile != "" {
+		if err := applyFile(fs, o.configFile, set); err != nil {
+			return nil, nil, err
+		}
+	}
+	return o, fs, nil
 }

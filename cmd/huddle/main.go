@@ -42,6 +42,9 @@ func main() {
 }
 
 func run(args []string) error {
+	if ok, err := command(args, os.Stdout); ok {
+		return err
+	}
 	o, err := parseOptions(args)
 	if err != nil {
 		return err
