@@ -21,6 +21,7 @@ type Tracker struct {
 	emit  Emit
 	stop  chan struct{}
 	done  chan struct{}
+	wake  chan struct{} // something is pending: the flush ticker must run
 
 	mu      sync.Mutex // guards the following
 	pending map[string]*diff
@@ -48,6 +49,7 @@ func NewTracker(cfg Config, store Store, emit Emit) *Tracker {
 		emit:    emit,
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
+		wake:    make(chan struct{}, 1),
 		pending: make(map[string]*diff),
 		updated: make(map[graceKey]time.Time),
 		local:   make(map[string]map[string]protocol.Member),
@@ -234,6 +236,12 @@ func (t *Tracker) leftLocked(stream string, who protocol.ClientInfo) {
 func (t *Tracker) diffLocked(stream, client string) *diff {
 	d := t.pending[stream]
 	if d == nil {
+		if len(t.pending) == 0 {
+			select { // the ticker may be stopped: nothing was pending
+			case t.wake <- struct{}{}:
+			default:
+			}
+		}
 		d = &diff{
 			joins:   make(map[string]protocol.Member),
 			leaves:  make(map[string]protocol.ClientInfo),
@@ -257,9 +265,16 @@ func (t *Tracker) Members(ctx context.Context, stream string) ([]protocol.Member
 func (t *Tracker) run() {
 	defer close(t.done)
 	// Joins and leaves go out every half tick; a member's updates at most
-	// once a tick (see flush).
-	tick := time.NewTicker(max(t.cfg.Tick/2, time.Millisecond))
-	defer tick.Stop()
+	// once a tick (see flush). The ticker runs only while something is
+	// pending, so an idle node does not wake 40 times a second.
+	every := max(t.cfg.Tick/2, time.Millisecond)
+	var tick *time.Ticker
+	var tickC <-chan time.Time
+	defer func() {
+		if tick != nil {
+			tick.Stop()
+		}
+	}()
 	beat := time.NewTicker(t.cfg.TTL / 3)
 	defer beat.Stop()
 	expire := time.NewTicker(time.Second)
@@ -268,14 +283,31 @@ func (t *Tracker) run() {
 		select {
 		case <-t.stop:
 			return
-		case <-tick.C:
+		case <-t.wake:
+			if tick == nil {
+				tick = time.NewTicker(every)
+				tickC = tick.C
+			}
+		case <-tickC:
 			t.flush()
+			if t.idle() {
+				// A change after this sends wake again.
+				tick.Stop()
+				tick, tickC = nil, nil
+			}
 		case <-beat.C:
 			t.heartbeat()
 		case now := <-expire.C:
 			t.expire(now)
 		}
 	}
+}
+
+// idle reports whether nothing waits for a flush.
+func (t *Tracker) idle() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.pending) == 0
 }
 
 // flush emits every stream's pending diff. It runs every half tick, so a
