@@ -17,6 +17,14 @@ import { type FetchLike, HttpSocket, httpBase, type TransportName } from "./http
 /** VERSION is the SDK's version, sent in connect.ua. */
 export const VERSION = "0.1.0";
 
+/**
+ * An event handler property. Declared as a method type so that the
+ * handlers of real WebSocket classes, which take their own event types
+ * (the `ws` package's `WebSocket.Event`, the DOM's `Event`), are accepted
+ * under `strict` (method parameters are compared bivariantly).
+ */
+export type Handler<E> = { bivarianceHack(ev: E): void }["bivarianceHack"];
+
 /** The part of the WebSocket API the SDK uses (browsers, React Native and the `ws` package all have it). */
 export interface WebSocketLike {
   binaryType: string;
@@ -24,10 +32,10 @@ export interface WebSocketLike {
   readonly protocol: string;
   send(data: string | Uint8Array): void;
   close(code?: number, reason?: string): void;
-  onopen: ((ev: unknown) => void) | null;
-  onmessage: ((ev: { data: unknown }) => void) | null;
-  onclose: ((ev: { code: number; reason: string }) => void) | null;
-  onerror: ((ev: unknown) => void) | null;
+  onopen: Handler<unknown> | null;
+  onmessage: Handler<{ data: unknown }> | null;
+  onclose: Handler<{ code: number; reason: string }> | null;
+  onerror: Handler<unknown> | null;
 }
 
 /** A WebSocket constructor. */
