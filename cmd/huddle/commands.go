@@ -7,6 +7,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"runtime/debug"
 	"strings"
@@ -29,6 +31,8 @@ func command(args []string, stdout io.Writer) (ok bool, err error) {
 		return true, nil
 	case "token":
 		return true, tokenCommand(args[1:], stdout)
+	case "health":
+		return true, healthCommand(args[1:], stdout)
 	case "config":
 		_, fs, err := parseFlags(args[1:])
 		if err != nil {
@@ -162,5 +166,35 @@ func tokenCommand(args []string, stdout io.Writer) error {
 		return err
 	}
 	fmt.Fprintln(stdout, tok)
+	return nil
+}
+
+// healthCommand asks a running server's /healthz, for container health
+// checks in an image that has nothing but this binary: exit 0 when it
+// answers 200.
+func healthCommand(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("huddle health", flag.ContinueOnError)
+	addr := fs.String("addr", cmp.Or(os.Getenv(envName("addr")), "127.0.0.1:8080"), "the server's --addr (default $HUDDLE_ADDR)")
+	timeout := fs.Duration("timeout", 2*time.Second, "how long to wait for the answer")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	host, port, err := net.SplitHostPort(*addr)
+	if err != nil {
+		return fmt.Errorf("health: --addr %q: %w", *addr, err)
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1" // listening everywhere: ask over loopback
+	}
+	c := &http.Client{Timeout: *timeout}
+	resp, err := c.Get("http://" + net.JoinHostPort(host, port) + "/healthz")
+	if err != nil {
+		return fmt.Errorf("health: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("health: /healthz answered %s", resp.Status)
+	}
+	fmt.Fprintln(stdout, "ok")
 	return nil
 }

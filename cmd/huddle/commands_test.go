@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -144,5 +146,32 @@ func TestVersion(t *testing.T) {
 	var out bytes.Buffer
 	if ok, _ := command([]string{"--version"}, &out); !ok || !strings.HasPrefix(out.String(), "huddle ") || !strings.Contains(out.String(), "go1.") {
 		t.Fatalf("--version: %q", out.String())
+	}
+}
+
+// TestHealthCommand: huddle health (the image's HEALTHCHECK) succeeds when
+// /healthz answers 200 and fails otherwise.
+func TestHealthCommand(t *testing.T) {
+	status := http.StatusOK
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/healthz" {
+			http.NotFound(w, r)
+			return
+		}
+		w.WriteHeader(status)
+	}))
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	var out bytes.Buffer
+	if _, err := command([]string{"health", "--addr", addr}, &out); err != nil || out.String() != "ok\n" {
+		t.Fatalf("healthy: %v %q", err, out.String())
+	}
+	status = http.StatusServiceUnavailable
+	if _, err := command([]string{"health", "--addr", addr}, &out); err == nil {
+		t.Fatal("503: no error")
+	}
+	srv.Close()
+	if _, err := command([]string{"health", "--addr", addr, "--timeout", "200ms"}, &out); err == nil {
+		t.Fatal("down: no error")
 	}
 }
