@@ -210,7 +210,7 @@ func newLogger(o *options) (*slog.Logger, error) {
 	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
 		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", o.logLevel)
 	}
-	hopts := &slog.HandlerOptions{Level: level}
+	hopts := &slog.HandlerOptions{Level: level, ReplaceAttr: readableDurations}
 	switch o.logFormat {
 	case "text":
 		return slog.New(slog.NewTextHandler(os.Stderr, hopts)), nil
@@ -218,6 +218,15 @@ func newLogger(o *options) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(os.Stderr, hopts)), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: want text or json", o.logFormat)
+}
+
+// readableDurations writes durations as Go spells them ("1.5s", "250ms")
+// in both formats: the JSON handler would write nanoseconds.
+func readableDurations(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		return slog.String(a.Key, a.Value.Duration().String())
+	}
+	return a
 }
 
 // minSecretLen is the shortest --secret accepted outside --dev: 32 bytes is

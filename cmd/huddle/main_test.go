@@ -191,6 +191,12 @@ func TestDrainOnSIGTERM(t *testing.T) {
 	if took >= shutdownTimeout {
 		t.Fatalf("drain took %v, not within --shutdown-timeout %v\n%s", took, shutdownTimeout, p.out.String())
 	}
+	// The drain's phases are in the log.
+	for _, phase := range []string{"draining", "drain: /readyz answers 503", "drain: every client was told", "drained"} {
+		if !strings.Contains(p.out.String(), phase) {
+			t.Errorf("the log has no %q:\n%s", phase, p.out.String())
+		}
+	}
 }
 
 // TestStartup covers the configuration the binary refuses or accepts.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/redis/rueidis"
 
@@ -55,6 +56,7 @@ type redisBackends struct {
 	prefix  string
 	// maxStreamBytes is --history-stream-memory.
 	maxStreamBytes int
+	stop           chan struct{} // ends watch
 }
 
 // newRedis connects to Redis. A Redis Cluster is detected by the client and
@@ -90,14 +92,49 @@ func (r *redisBackends) deps(d *server.Deps, logger *slog.Logger) {
 			redisbroker.Deps{Log: log, Client: r.client, Handler: h},
 		)
 	}
-	d.Check = func(ctx context.Context) error {
-		if err := r.client.Do(ctx, r.client.B().Ping().Build()).Error(); err != nil {
-			return fmt.Errorf("redis: %w", err)
+	d.Check = r.ping
+	r.stop = make(chan struct{})
+	go r.watch(logger, time.Second)
+}
+
+func (r *redisBackends) ping(ctx context.Context) error {
+	if err := r.client.Do(ctx, r.client.B().Ping().Build()).Error(); err != nil {
+		return fmt.Errorf("redis: %w", err)
+	}
+	return nil
+}
+
+// watch pings Redis every interval and logs when it stops answering and
+// when it answers again, with how long it was away.
+func (r *redisBackends) watch(log *slog.Logger, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	var downSince time.Time
+	for {
+		select {
+		case <-r.stop:
+			return
+		case <-t.C:
 		}
-		return nil
+		ctx, cancel := context.WithTimeout(context.Background(), every)
+		err := r.ping(ctx)
+		cancel()
+		switch {
+		case err != nil && downSince.IsZero():
+			downSince = time.Now()
+			log.Warn("Redis is unreachable: publishes and subscribes fail with 4500 (503 on the API), /readyz answers 503; connections stay open", "err", err)
+		case err == nil && !downSince.IsZero():
+			log.Info("Redis answers again", "down_for", time.Since(downSince).Round(time.Millisecond).String())
+			downSince = time.Time{}
+		}
 	}
 }
 
-// Close closes the command client, after the server (and so the broker)
-// stopped.
-func (r *redisBackends) Close() { r.client.Close() }
+// Close stops the watch and closes the command client, after the server
+// (and so the broker) stopped.
+func (r *redisBackends) Close() {
+	if r.stop != nil {
+		close(r.stop)
+	}
+	r.client.Close()
+}

@@ -4,6 +4,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/huddle-rt/huddle/internal/redistest"
 )
 
 func TestRedisOption(t *testing.T) {
@@ -58,4 +61,33 @@ func TestRedisStartup(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRedisOutageLogged: a node logs when Redis stops answering and when
+// it answers again, with how long it was away.
+func TestRedisOutageLogged(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and runs a private redis-server")
+	}
+	redis := redistest.Start(t)
+	bin := e2eBuild(t)
+	addr := e2eFreeAddr(t)
+	p := e2eStart(t, bin, nil, "--addr", addr, "--secret", e2eSecret, "--api-key", e2eAPIKey,
+		"--broker", "redis", "--redis-url", redis.URL())
+	p.waitReady(t)
+	waitLog := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for !strings.Contains(p.out.String(), what) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the log has no %q within 15s:\n%s", what, p.out.String())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	redis.Kill()
+	waitLog("Redis is unreachable")
+	redis.Restart()
+	waitLog("Redis answers again")
+	waitLog("down_for=")
 }

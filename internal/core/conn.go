@@ -1,6 +1,8 @@
 package core
 
 import (
+	"context"
+	"log/slog"
 	"math/rand/v2"
 	"sync/atomic"
 	"time"
@@ -127,6 +129,9 @@ func (c *Session) ConnectAs(id *auth.Identity, clientID string) {
 	if id.User != "" && c.node.events != nil && c.setUserEv(userEvConnected) == 0 {
 		c.node.events.OnUserConnected(id.User)
 	}
+	if c.node.log.Enabled(context.Background(), slog.LevelDebug) {
+		c.node.log.Debug("connected", "client", clientID, "user", id.User, "addr", c.tc.RemoteIP())
+	}
 }
 
 // pingJitter is the spread of first pings: a quarter of an interval.
@@ -198,6 +203,9 @@ func (c *Session) Closed(clean bool) {
 		node.metrics.Connected.Add(-1)
 		if told {
 			node.events.OnUserDisconnected(id.User)
+		}
+		if node.log.Enabled(context.Background(), slog.LevelDebug) {
+			node.log.Debug("closed", "client", c.clientID, "user", id.User, "clean", clean, "subscriptions", len(subs))
 		}
 	}
 }
@@ -275,10 +283,27 @@ func (c *Session) Goodbye(r transport.Reason, detail string) (uint16, []byte, bo
 // socket once they are flushed (or after transport.CloseGrace).
 func (c *Session) CloseWith(code protocol.Code, reason string, reconnect bool) {
 	c.tc.Lock()
+	open := c.tc.OpenLocked()
 	start := c.closeLocked(code, reason, reconnect)
 	c.tc.Unlock()
 	if start {
 		c.tc.Kick()
+	}
+	if open {
+		c.logClose(code, reason)
+	}
+}
+
+// logClose logs a close the server decided: refused identities at info
+// level, rate-limited and without the token; every close at debug level.
+func (c *Session) logClose(code protocol.Code, reason string) {
+	log := c.node.log
+	if c.ident.Load() == nil && (code == protocol.CodeUnauthorized || code == protocol.CodeTokenExpired) {
+		c.node.authRefusals.Log(log, slog.LevelInfo, "client refused", "code", int(code), "reason", reason, "addr", c.tc.RemoteIP())
+		return
+	}
+	if log.Enabled(context.Background(), slog.LevelDebug) {
+		log.Debug("closing", "client", c.clientID, "code", int(code), "reason", reason)
 	}
 }
 

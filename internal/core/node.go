@@ -28,6 +28,7 @@ import (
 	"github.com/huddle-rt/huddle/internal/auth"
 	"github.com/huddle-rt/huddle/internal/broker"
 	"github.com/huddle-rt/huddle/internal/hub"
+	"github.com/huddle-rt/huddle/internal/ratelog"
 	"github.com/huddle-rt/huddle/presence"
 	"github.com/huddle-rt/huddle/protocol"
 	"github.com/huddle-rt/huddle/storage"
@@ -202,6 +203,9 @@ type Node struct {
 	formats  []*Format // by index; fixed before the first session
 	relayFmt int       // index of the Relay format, -1 if none
 	direct   sync.Map  // stream -> func([]byte): ListenDirect's handlers
+	// authRefusals limits the log of refused connections (bad, expired
+	// or missing tokens) to a line every 10 seconds.
+	authRefusals ratelog.Limiter
 }
 
 // New builds a node. Register its formats with AddFormat before sessions
@@ -223,6 +227,7 @@ func New(cfg Config, deps Deps) (*Node, error) {
 		relayFmt: -1,
 		events:   deps.Events,
 	}
+	n.authRefusals.Every = 10 * time.Second
 	n.history = deps.Log
 	if n.history == nil {
 		n.history = storage.NewMemoryLog()

@@ -303,7 +303,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		if err != nil {
 			return nil, fmt.Errorf("server: %w", err)
 		}
-		s.rpc = rpc.NewGuard(c, rpc.GuardConfig{})
+		s.rpc = rpc.NewGuard(c, rpc.GuardConfig{Logger: s.log})
 		backend = s.rpc
 	}
 	s.cable = cable.New(s.node, cable.Config{
@@ -464,7 +464,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// Keep listening while draining: /readyz must answer 503 to the load
 	// balancer, and new WebSocket upgrades get 503 so clients go elsewhere.
 	s.draining.Store(true)
+	start := time.Now()
+	s.log.Info("drain: /readyz answers 503 and new connections are refused; telling every client to reconnect elsewhere (4009)", "connections", s.tr.Count())
 	err := s.tellDraining(ctx)
+	if err == nil {
+		s.log.Info("drain: every client was told; waiting for their connections to close", "left", s.tr.Count(), "took", time.Since(start).Round(time.Millisecond).String())
+	}
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 wait:
@@ -475,6 +480,9 @@ wait:
 			break wait
 		case <-tick.C:
 		}
+	}
+	if left := s.tr.Count(); left > 0 {
+		s.log.Warn("drain: the shutdown timeout passed; closing the connections left", "left", left)
 	}
 	for _, tc := range s.tr.Conns(nil) {
 		tc.Destroy()

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/huddle-rt/huddle/internal/netpoll"
+	"github.com/huddle-rt/huddle/internal/ratelog"
 )
 
 // HandshakeTimeout bounds how long a new connection may take to send its
@@ -123,11 +124,12 @@ type Transport struct {
 	stopOnce sync.Once
 
 	Counters Counters
+	slowLog  ratelog.Limiter // slow-consumer disconnects, a line every 10 s
 }
 
 // New builds a transport; h routes its connections.
 func New(cfg Config, h Handler) (*Transport, error) {
-	t := &Transport{cfg: cfg, log: cfg.Logger, handler: h, httpLn: newChanListener(), stop: make(chan struct{})}
+	t := &Transport{cfg: cfg, log: cfg.Logger, handler: h, httpLn: newChanListener(), stop: make(chan struct{}), slowLog: ratelog.Limiter{Every: 10 * time.Second}}
 	if t.log == nil {
 		t.log = slog.Default()
 	}

@@ -3,6 +3,7 @@ package rpc
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,6 +42,9 @@ type GuardConfig struct {
 	// ProbeEvery is how often a down backend is probed with a connect
 	// call (any answer brings it back up). Default 2s.
 	ProbeEvery time.Duration
+	// Logger hears when the backend goes down and comes back. Default
+	// slog.Default().
+	Logger *slog.Logger
 }
 
 // Guard is a Backend that retries calls that did not reach the backend,
@@ -77,6 +81,9 @@ func NewGuard(b Backend, cfg GuardConfig) *Guard {
 	}
 	if cfg.ProbeEvery <= 0 {
 		cfg.ProbeEvery = 2 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
 	}
 	return &Guard{b: b, cfg: cfg, stop: make(chan struct{})}
 }
@@ -161,8 +168,12 @@ func (g *Guard) isDown() bool {
 // answered records an answer: the backend is up.
 func (g *Guard) answered() {
 	g.mu.Lock()
-	defer g.mu.Unlock()
+	was, since := g.down, g.since
 	g.failures, g.down, g.lastErr = 0, false, nil
+	g.mu.Unlock()
+	if was {
+		g.cfg.Logger.Info("the application backend answers again", "down_for", time.Since(since).Round(time.Millisecond).String())
+	}
 }
 
 // failed records a call that got no answer.
@@ -173,6 +184,7 @@ func (g *Guard) failed(err error) {
 	g.lastErr = err
 	if !g.down && g.failures >= g.cfg.DownAfter {
 		g.down, g.since = true, time.Now()
+		g.cfg.Logger.Warn("the application backend is down: clients get disconnect with reconnect, /readyz answers 503; probing it", "calls_failed", g.failures, "err", err, "probe_every", g.cfg.ProbeEvery.String())
 	}
 	if g.down && !g.probing && !g.closed {
 		g.probing = true
