@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -57,6 +58,40 @@ type redisBackends struct {
 	// maxStreamBytes is --history-stream-memory.
 	maxStreamBytes int
 	stop           chan struct{} // ends watch
+	errors         *atomic.Int64 // failed commands
+}
+
+// countingClient counts the commands that fail (a nil answer is not a
+// failure) for the huddle_redis_errors_total metric.
+type countingClient struct {
+	rueidis.Client
+	errors atomic.Int64
+}
+
+func (c *countingClient) Do(ctx context.Context, cmd rueidis.Completed) rueidis.RedisResult {
+	r := c.Client.Do(ctx, cmd)
+	c.count(r.Error())
+	return r
+}
+
+// count counts err unless it is a nil answer or a script to load (the
+// script runs on the next call: not a failure).
+func (c *countingClient) count(err error) {
+	if err == nil || rueidis.IsRedisNil(err) {
+		return
+	}
+	if re, ok := rueidis.IsRedisErr(err); ok && re.IsNoScript() {
+		return
+	}
+	c.errors.Add(1)
+}
+
+func (c *countingClient) DoMulti(ctx context.Context, cmds ...rueidis.Completed) []rueidis.RedisResult {
+	rs := c.Client.DoMulti(ctx, cmds...)
+	for _, r := range rs {
+		c.count(r.Error())
+	}
+	return rs
 }
 
 // newRedis connects to Redis. A Redis Cluster is detected by the client and
@@ -66,12 +101,14 @@ func newRedis(o *options) (*redisBackends, error) {
 	if err != nil {
 		return nil, err
 	}
-	client, err := rueidis.NewClient(opt)
+	raw, err := rueidis.NewClient(opt)
 	if err != nil {
 		return nil, fmt.Errorf("connect to Redis at %s: %w", strings.Join(opt.InitAddress, ","), err)
 	}
+	client := &countingClient{Client: raw}
 	return &redisBackends{
 		client:         client,
+		errors:         &client.errors,
 		opt:            opt,
 		sharded:        client.Mode() == rueidis.ClientModeCluster,
 		prefix:         o.redisPrefix,
@@ -93,6 +130,7 @@ func (r *redisBackends) deps(d *server.Deps, logger *slog.Logger) {
 		)
 	}
 	d.Check = r.ping
+	d.RedisErrors = r.errors.Load
 	r.stop = make(chan struct{})
 	go r.watch(logger, time.Second)
 }

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"io"
+	"net/http"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -87,6 +90,18 @@ func TestRedisOutageLogged(t *testing.T) {
 	}
 	redis.Kill()
 	waitLog("Redis is unreachable")
+	// The failed commands are counted.
+	req, _ := http.NewRequest("GET", "http://"+addr+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+e2eAPIKey)
+	resp, err := e2eHTTP.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if m := regexp.MustCompile(`(?m)^huddle_redis_errors_total (\d+)`).FindSubmatch(b); m == nil || string(m[1]) == "0" {
+		t.Errorf("huddle_redis_errors_total after Redis went away: %q", m)
+	}
 	redis.Restart()
 	waitLog("Redis answers again")
 	waitLog("down_for=")

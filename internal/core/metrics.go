@@ -53,6 +53,11 @@ type Metrics struct {
 	// ObservePublish records the time from a publication being stored to
 	// it being queued for every local subscriber. Nil: not recorded.
 	ObservePublish func(time.Duration)
+	// ObserveDeliver records the time from a publication being stored
+	// (its timestamp, which with Redis another node may have taken) to it
+	// being queued for this node's subscribers: publish to deliver,
+	// broker transit included. Nil: not recorded.
+	ObserveDeliver func(time.Duration)
 }
 
 func newMetrics() *Metrics {
@@ -98,5 +103,14 @@ func (m *Metrics) CountDisconnect(code protocol.Code) {
 func (m *Metrics) observePublish(d time.Duration) {
 	if f := m.ObservePublish; f != nil {
 		f(d)
+	}
+}
+
+// observeDeliver records the publish-to-deliver time of a publication
+// stored at stored (unix ms) and queued now; a clock behind another
+// node's counts as 0.
+func (m *Metrics) observeDeliver(stored int64, now time.Time) {
+	if f := m.ObserveDeliver; f != nil && stored > 0 {
+		f(max(now.Sub(time.UnixMilli(stored)), 0))
 	}
 }

@@ -636,7 +636,11 @@ func (node *Node) HandlePublication(stream, epoch string, pub storage.Publicatio
 	frames := node.frames(&w)
 	n := node.hub.Broadcast(stream, hub.Message{Offset: pub.Offset, Epoch: epoch}, frames, nil)
 	node.metrics.CountOut(protocol.TypePub, n)
-	node.metrics.observePublish(time.Since(start))
+	now := time.Now()
+	node.metrics.observePublish(now.Sub(start))
+	if n > 0 {
+		node.metrics.observeDeliver(pub.Time, now)
+	}
 }
 
 // HandleEphemeral delivers a whisper or presence diff that another node

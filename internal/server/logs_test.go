@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/huddle-rt/huddle/internal/wsclient"
+	"github.com/huddle-rt/huddle/protocol"
 )
 
 // syncBuffer is a log destination safe for concurrent writers.
@@ -71,5 +72,36 @@ func TestLogs(t *testing.T) {
 	out = buf.String()
 	if !strings.Contains(out, "msg=connected") || !strings.Contains(out, "user=ann") || !strings.Contains(out, "msg=closed") {
 		t.Fatalf("no debug lines for a connection at debug level:\n%s", out)
+	}
+}
+
+// TestMetricsNames: /metrics has the Go runtime's and the process's
+// metrics, byte counters with their unit, and, once a publication reached a
+// subscriber, the publish-to-deliver histogram in seconds.
+func TestMetricsNames(t *testing.T) {
+	h := start(t)
+	c := dialUser(t, h, "ann")
+	subscribe(t, c, 1, "m:1", nil)
+	if code, body := h.apiPublish(`{"stream":"m:1","data":1}`); code != 200 {
+		t.Fatalf("publish: %d %s", code, body)
+	}
+	if _, err := wsclient.Wait[*protocol.Pub](c, wait); err != nil {
+		t.Fatal(err)
+	}
+	st, _, b := apiCall(t, h, "GET", "/metrics", "Bearer "+testAPIKey, "")
+	if st != 200 {
+		t.Fatalf("/metrics: %d", st)
+	}
+	for _, name := range []string{
+		"go_goroutines", "go_memstats_heap_alloc_bytes", "process_resident_memory_bytes", "process_cpu_seconds_total",
+		"huddle_received_bytes_total", "huddle_sent_bytes_total",
+		"huddle_publish_deliver_duration_seconds_bucket", "huddle_publish_enqueue_duration_seconds_bucket",
+	} {
+		if !strings.Contains(string(b), "\n"+name) {
+			t.Errorf("/metrics has no %s", name)
+		}
+	}
+	if t.Failed() {
+		t.Logf("/metrics:\n%s", b)
 	}
 }

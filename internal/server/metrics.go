@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/otel/attribute"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
@@ -22,12 +23,15 @@ import (
 type metrics struct {
 	handler http.Handler
 	latency metric.Float64Histogram
+	deliver metric.Float64Histogram
 }
 
 func newMetrics(s *Server) (*metrics, error) {
 	m := &metrics{}
 	cm := s.node.Metrics()
 	reg := prometheus.NewRegistry()
+	// The Go runtime's and the process's own (go_*, process_*).
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	exp, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutScopeInfo(), otelprom.WithoutTargetInfo())
 	if err != nil {
 		return nil, err
@@ -40,10 +44,21 @@ func newMetrics(s *Server) (*metrics, error) {
 				Boundaries: []float64{1e-6, 5e-6, 1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 5e-2, 0.1, 0.5, 1},
 			}},
 		)),
+		sdkmetric.WithView(sdkmetric.NewView(
+			sdkmetric.Instrument{Name: "huddle.publish.deliver.duration"},
+			sdkmetric.Stream{Aggregation: sdkmetric.AggregationExplicitBucketHistogram{
+				// Publication timestamps are in milliseconds.
+				Boundaries: []float64{0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5},
+			}},
+		)),
 	)
 	meter := provider.Meter("github.com/huddle-rt/huddle")
 	if m.latency, err = meter.Float64Histogram("huddle.publish.enqueue.duration", metric.WithUnit("s"),
 		metric.WithDescription("Time from a publication being stored to it being queued for every local subscriber.")); err != nil {
+		return nil, err
+	}
+	if m.deliver, err = meter.Float64Histogram("huddle.publish.deliver.duration", metric.WithUnit("s"),
+		metric.WithDescription("Time from a publication being stored (its timestamp, in ms) to it being queued for this node's subscribers: publish to deliver, the broker's transit included.")); err != nil {
 		return nil, err
 	}
 	gauge := func(name, desc string) metric.Int64ObservableGauge {
@@ -65,8 +80,9 @@ func newMetrics(s *Server) (*metrics, error) {
 	subs := gauge("huddle.subscriptions", "Subscriptions on this node.")
 	streams := gauge("huddle.streams", "Streams with subscribers on this node.")
 	accepted := counter("huddle.connections.accepted", "WebSocket connections accepted.", "")
-	bytesIn := counter("huddle.bytes.in", "Bytes read from WebSocket connections.", "By")
-	bytesOut := counter("huddle.bytes.out", "Bytes written to WebSocket connections.", "By")
+	bytesIn := counter("huddle.received", "Bytes read from client connections.", "By")
+	bytesOut := counter("huddle.sent", "Bytes written to client connections.", "By")
+	redisErrors := counter("huddle.redis.errors", "Redis commands that failed (not counting a nil answer).", "")
 	framesOut := counter("huddle.frames.out", "WebSocket data frames written (each may batch messages).", "")
 	msgIn := counter("huddle.messages.in", "Protocol messages received, by type.", "")
 	msgOut := counter("huddle.messages.out", "Protocol messages queued to connections, by type.", "")
@@ -82,6 +98,7 @@ func newMetrics(s *Server) (*metrics, error) {
 		return nil, err
 	}
 	cm.ObservePublish = func(d time.Duration) { m.latency.Record(context.Background(), d.Seconds()) }
+	cm.ObserveDeliver = func(d time.Duration) { m.deliver.Record(context.Background(), d.Seconds()) }
 	typeAttrs := make([]metric.ObserveOption, len(core.CountedTypes))
 	for i, t := range core.CountedTypes {
 		typeAttrs[i] = metric.WithAttributes(attribute.String("type", t))
@@ -138,8 +155,11 @@ func newMetrics(s *Server) (*metrics, error) {
 		if s.rpc != nil {
 			o.ObserveInt64(backendEvents, s.rpc.Retries(), metric.WithAttributes(attribute.String("event", "retries")))
 		}
+		if s.redisErrors != nil {
+			o.ObserveInt64(redisErrors, s.redisErrors())
+		}
 		return nil
-	}, conns, connected, subs, streams, accepted, bytesIn, bytesOut, framesOut, msgIn, msgOut, drops, disc, hsFail, conflated, droppedConns, brokerEvents, backendEvents, hookCalls)
+	}, conns, connected, subs, streams, accepted, bytesIn, bytesOut, framesOut, msgIn, msgOut, drops, disc, hsFail, conflated, droppedConns, brokerEvents, backendEvents, hookCalls, redisErrors)
 	if err != nil {
 		return nil, err
 	}

@@ -213,6 +213,9 @@ type Deps struct {
 	// Occupancy counts the streams and users of every node for webhooks.
 	// Default: in memory (one node; with several, a store they share).
 	Occupancy occupancy.Store
+	// RedisErrors counts the Redis commands that failed, for metrics. Nil:
+	// no Redis.
+	RedisErrors func() int64
 }
 
 // ErrClosed is returned by Serve once Shutdown has begun stopping the
@@ -237,6 +240,7 @@ type Server struct {
 
 	// handshakeFailures counts refused WebSocket upgrades.
 	handshakeFailures atomic.Int64
+	redisErrors       func() int64 // nil without Redis
 
 	draining atomic.Bool
 	stop     chan struct{}
@@ -255,7 +259,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if deps.Auth == nil {
 		return nil, errors.New("server: Deps.Auth is required")
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, check: deps.Check, stop: make(chan struct{})}
+	s := &Server{cfg: cfg, log: cfg.Logger, check: deps.Check, redisErrors: deps.RedisErrors, stop: make(chan struct{})}
 	var err error
 	if s.webhooks, err = newWebhookSink(&cfg, &deps); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
