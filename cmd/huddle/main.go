@@ -26,6 +26,7 @@ import (
 	"github.com/huddle-rt/huddle/internal/auth"
 	"github.com/huddle-rt/huddle/internal/hooks"
 	"github.com/huddle-rt/huddle/internal/server"
+	"github.com/huddle-rt/huddle/internal/tracing"
 	"github.com/huddle-rt/huddle/presence"
 	"github.com/huddle-rt/huddle/storage"
 	"github.com/huddle-rt/huddle/whisper"
@@ -52,6 +53,18 @@ func run(args []string) error {
 	logger, err := newLogger(o)
 	if err != nil {
 		return err
+	}
+	stopTraces, err := tracing.Setup(context.Background(), versionLine())
+	if err != nil {
+		return fmt.Errorf("traces (OTEL_EXPORTER_OTLP_*): %w", err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = stopTraces(ctx) // the spans still batched go out
+	}()
+	if tracing.Enabled() {
+		logger.Info("traces go to OTLP over HTTP", "endpoint", cmp.Or(os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT")))
 	}
 	deps := server.Deps{}
 	switch o.brokerKind {

@@ -17,6 +17,11 @@ import (
 	redisoccupancy "github.com/huddle-rt/huddle/internal/webhooks/occupancy/redis"
 	redispresence "github.com/huddle-rt/huddle/presence/redis"
 	redislog "github.com/huddle-rt/huddle/storage/redis"
+
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/huddle-rt/huddle/internal/tracing"
 )
 
 // redisOption reads --redis-url: one redis:// (or rediss://, unix://) URL,
@@ -69,9 +74,29 @@ type countingClient struct {
 }
 
 func (c *countingClient) Do(ctx context.Context, cmd rueidis.Completed) rueidis.RedisResult {
+	ctx, span := tracing.Child(ctx, "redis "+firstWord(cmd.Commands()), trace.SpanKindClient)
 	r := c.Client.Do(ctx, cmd)
 	c.count(r.Error())
+	endSpan(span, r.Error())
 	return r
+}
+
+// firstWord is a command's name, for its span.
+func firstWord(args []string) string {
+	if len(args) == 0 {
+		return ""
+	}
+	return args[0]
+}
+
+// endSpan ends a Redis command's span (a no-op span when no traced
+// request caused the command).
+func endSpan(span trace.Span, err error) {
+	if err != nil && !rueidis.IsRedisNil(err) {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
 }
 
 // count counts err unless it is a nil answer or a script to load (the
@@ -87,10 +112,20 @@ func (c *countingClient) count(err error) {
 }
 
 func (c *countingClient) DoMulti(ctx context.Context, cmds ...rueidis.Completed) []rueidis.RedisResult {
+	name := "redis pipeline"
+	if len(cmds) > 0 {
+		name += " " + firstWord(cmds[0].Commands())
+	}
+	ctx, span := tracing.Child(ctx, name, trace.SpanKindClient)
 	rs := c.Client.DoMulti(ctx, cmds...)
+	var first error
 	for _, r := range rs {
 		c.count(r.Error())
+		if first == nil {
+			first = r.Error()
+		}
 	}
+	endSpan(span, first)
 	return rs
 }
 

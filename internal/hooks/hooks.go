@@ -29,6 +29,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/huddle-rt/huddle/internal/tracing"
 	"github.com/huddle-rt/huddle/protocol"
 )
 
@@ -192,7 +193,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = cfg.Concurrency
-	c.http = &http.Client{Transport: tr}
+	c.http = &http.Client{Transport: tracing.Transport(tr)}
 	c.sem = make(chan struct{}, cfg.Concurrency)
 	c.cfg = cfg
 	return c, nil

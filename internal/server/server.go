@@ -34,6 +34,7 @@ import (
 	"github.com/huddle-rt/huddle/internal/frontend/huddlev1"
 	"github.com/huddle-rt/huddle/internal/hooks"
 	"github.com/huddle-rt/huddle/internal/httpapi"
+	"github.com/huddle-rt/huddle/internal/tracing"
 	"github.com/huddle-rt/huddle/internal/transport"
 	"github.com/huddle-rt/huddle/internal/webhooks"
 	"github.com/huddle-rt/huddle/internal/webhooks/occupancy"
@@ -344,17 +345,21 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		UpgradePaths: []string{huddlev1.Path, cable.Path},
 	}, httpNode{s})
 	s.huddle.UseTransport(s.tr)
+	// Each request is a span when traces are on (internal/tracing).
+	traced := tracing.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if huddlev1.IsHTTPPath(r.URL.Path) {
+			s.huddle.ServeHTTP(w, r) // huddle.v1 over HTTP: polls and sends
+			return
+		}
+		s.api.ServeHTTP(w, r)
+	}))
 	s.http = &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.ProtoMajor == 1 && s.UpgradePath(r.URL.Path) {
 				s.adopt(w, r) // a keep-alive connection's next request is the transport's
 				return
 			}
-			if huddlev1.IsHTTPPath(r.URL.Path) {
-				s.huddle.ServeHTTP(w, r) // huddle.v1 over HTTP: polls and sends
-				return
-			}
-			s.api.ServeHTTP(w, r)
+			traced.ServeHTTP(w, r)
 		}),
 		ReadHeaderTimeout: min(10*time.Second, cfg.HTTPReadTimeout),
 		ReadTimeout:       cfg.HTTPReadTimeout,

@@ -33,6 +33,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/huddle-rt/huddle/internal/tracing"
 )
 
 // Event types.
@@ -221,6 +223,7 @@ func (c *Config) setDefaults() {
 	}
 	if c.Client == nil {
 		c.Client = &http.Client{
+			Transport:     tracing.Transport(nil), // a span per call, and the trace context to the receiver
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
 	}

@@ -7,6 +7,11 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/huddle-rt/huddle/internal/tracing"
 )
 
 // unreachable marks a failure that happened before the backend could
@@ -91,18 +96,38 @@ func NewGuard(b Backend, cfg GuardConfig) *Guard {
 var _ Backend = (*Guard)(nil)
 
 // Connect calls the backend's connect, retrying.
-func (g *Guard) Connect(ctx context.Context, req *ConnectRequest) (*ConnectResponse, error) {
+func (g *Guard) Connect(ctx context.Context, req *ConnectRequest) (resp *ConnectResponse, err error) {
+	ctx, end := span(ctx, "anycable.rpc connect")
+	defer func() { end(err) }()
 	return guarded(g, ctx, func(ctx context.Context) (*ConnectResponse, error) { return g.b.Connect(ctx, req) })
 }
 
 // Command calls the backend's command, retrying.
-func (g *Guard) Command(ctx context.Context, req *CommandRequest) (*CommandResponse, error) {
+func (g *Guard) Command(ctx context.Context, req *CommandRequest) (resp *CommandResponse, err error) {
+	ctx, end := span(ctx, "anycable.rpc "+req.Command)
+	defer func() { end(err) }()
 	return guarded(g, ctx, func(ctx context.Context) (*CommandResponse, error) { return g.b.Command(ctx, req) })
 }
 
 // Disconnect calls the backend's disconnect, retrying.
-func (g *Guard) Disconnect(ctx context.Context, req *DisconnectRequest) (*DisconnectResponse, error) {
+func (g *Guard) Disconnect(ctx context.Context, req *DisconnectRequest) (resp *DisconnectResponse, err error) {
+	ctx, end := span(ctx, "anycable.rpc disconnect")
+	defer func() { end(err) }()
 	return guarded(g, ctx, func(ctx context.Context) (*DisconnectResponse, error) { return g.b.Disconnect(ctx, req) })
+}
+
+// span starts a client span for one RPC call, its retries included; end
+// records the outcome. The HTTP and gRPC clients carry its trace context
+// to the application.
+func span(ctx context.Context, name string) (context.Context, func(error)) {
+	ctx, s := tracing.Tracer().Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient))
+	return ctx, func(err error) {
+		if err != nil {
+			s.RecordError(err)
+			s.SetStatus(codes.Error, err.Error())
+		}
+		s.End()
+	}
 }
 
 // Backend is the guarded backend.

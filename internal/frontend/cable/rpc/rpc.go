@@ -21,6 +21,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/huddle-rt/huddle/internal/tracing"
 )
 
 // Status is a call's outcome.
@@ -200,7 +202,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = cfg.Concurrency
-	return &Client{cfg: cfg, base: u, http: &http.Client{Transport: tr}, sem: make(chan struct{}, cfg.Concurrency)}, nil
+	return &Client{cfg: cfg, base: u, http: &http.Client{Transport: tracing.Transport(tr)}, sem: make(chan struct{}, cfg.Concurrency)}, nil
 }
 
 // Connect calls base/connect.

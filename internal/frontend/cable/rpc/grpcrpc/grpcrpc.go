@@ -19,6 +19,8 @@ import (
 	"net/url"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
@@ -183,6 +185,12 @@ func (c *Client) begin(ctx context.Context) (_ context.Context, done func(), _ e
 	ctx = metadata.AppendToOutgoingContext(ctx, "protov", ProtoVersion)
 	if sid := rpc.Session(ctx); sid != "" {
 		ctx = metadata.AppendToOutgoingContext(ctx, "sid", sid)
+	}
+	// The trace context (traceparent) goes to the application as metadata.
+	carrier := propagation.MapCarrier{}
+	otel.GetTextMapPropagator().Inject(ctx, carrier)
+	for k, v := range carrier {
+		ctx = metadata.AppendToOutgoingContext(ctx, k, v)
 	}
 	return ctx, func() { cancel(); <-c.sem }, nil
 }
