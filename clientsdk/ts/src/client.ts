@@ -12,6 +12,7 @@ import {
 import { HuddleError } from "./errors.js";
 import { Events } from "./events.js";
 import { Stream, type StreamOptions } from "./stream.js";
+import type { PresenceState } from "./presence.js";
 import { type FetchLike, HttpSocket, httpBase, type TransportName } from "./http.js";
 
 /** VERSION is the SDK's version, sent in connect.ua. */
@@ -293,16 +294,21 @@ export class Huddle extends Events<ClientEvents> {
   /**
    * stream returns the stream called name, subscribing to it now and after
    * every reconnect. The same name returns the same Stream; options count
-   * on the first call only.
+   * on the first call only. The type parameters name what its payloads
+   * hold (they are not checked at run time): T a publication's data, S a
+   * presence state, C a cursor's value, e.g.
+   * `client.stream<Op, { name: string }, { x: number; y: number }>("doc:1")`.
    */
-  stream(name: string, options: StreamOptions = {}): Stream {
+  stream<T = unknown, S extends PresenceState = PresenceState, C = unknown>(name: string, options: StreamOptions<S> = {}): Stream<T, S, C> {
     let s = this.streamsByName.get(name);
     if (!s) {
-      s = new Stream(this, name, options);
+      s = new Stream<T, S, C>(this, name, options) as unknown as Stream;
       this.streamsByName.set(name, s);
       if (this.state === "connected") s._subscribe();
     }
-    return s;
+    // The type parameters only describe the payloads: a stream is one
+    // object per name whatever the caller says they hold.
+    return s as unknown as Stream<T, S, C>;
   }
 
   /** streams lists the streams of this client. */

@@ -1,5 +1,6 @@
 import type { Huddle } from "./client.js";
 import { Events } from "./events.js";
+import type { PresenceState } from "./presence.js";
 import type { Stream, WhisperEvent } from "./stream.js";
 
 /** Options of {@link Stream.cursors}. */
@@ -17,18 +18,18 @@ export interface CursorsOptions {
 }
 
 /** Cursor is another connection's latest cursor. */
-export interface Cursor {
+export interface Cursor<C = unknown> {
   user: string;
   client: string;
   /** info is the user's public info, when the stream has presence. */
   info?: unknown;
-  data: unknown;
+  data: C;
 }
 
 /** The events of {@link Cursors}. */
-export interface CursorsEvents {
+export interface CursorsEvents<C = unknown> {
   /** change carries every other connection's latest cursor, by client id. */
-  change: ReadonlyMap<string, Cursor>;
+  change: ReadonlyMap<string, Cursor<C>>;
 }
 
 type Raf = (fn: () => void) => unknown;
@@ -40,24 +41,24 @@ type Raf = (fn: () => void) => unknown;
  * cache fills others at once on subscribe; a connection's cursor goes when
  * it leaves presence or calls hide.
  */
-export class Cursors extends Events<CursorsEvents> {
+export class Cursors<C = unknown> extends Events<CursorsEvents<C>> {
   /** others maps client id to that connection's latest cursor. */
-  readonly others = new Map<string, Cursor>();
+  readonly others = new Map<string, Cursor<C>>();
   readonly ev: string;
 
   private readonly client: Huddle;
-  private readonly stream: Stream;
+  private readonly stream: Stream<unknown, PresenceState, C>;
   private readonly interval: number;
   private readonly offs: (() => void)[] = [];
-  private pending: unknown;
+  private pending: C | undefined;
   private hasPending = false;
-  private last: unknown;
+  private last: C | undefined;
   private shown = false;
   private scheduled = false;
   private lastSent = 0;
 
   /** @internal Use {@link Stream.cursors}. */
-  constructor(client: Huddle, stream: Stream, opts: CursorsOptions & { ev: string }) {
+  constructor(client: Huddle, stream: Stream<unknown, PresenceState, C>, opts: CursorsOptions & { ev: string }) {
     super();
     this.client = client;
     this.stream = stream;
@@ -96,7 +97,7 @@ export class Cursors extends Events<CursorsEvents> {
   }
 
   /** move sets the own cursor; only the latest value is sent, at most once per frame. */
-  move(value: unknown): void {
+  move(value: C): void {
     this.pending = value;
     this.hasPending = true;
     this.shown = true;
@@ -151,8 +152,8 @@ export class Cursors extends Events<CursorsEvents> {
     this.stream.whisper(this.ev, this.pending);
   }
 
-  private cursorOf(w: WhisperEvent): Cursor {
-    const c: Cursor = { user: w.from.user, client: w.from.client, data: w.data };
+  private cursorOf(w: WhisperEvent): Cursor<C> {
+    const c: Cursor<C> = { user: w.from.user, client: w.from.client, data: w.data as C };
     const info = this.stream.presence.connection(w.from.client)?.info;
     if (info !== undefined) c.info = info;
     return c;

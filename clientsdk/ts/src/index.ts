@@ -1,11 +1,11 @@
 // @huddle/client: the Huddle client SDK. See README.md.
 export { Huddle, VERSION } from "./client.js";
 export type { TransportName, FetchLike } from "./http.js";
-export type { HuddleOptions, ClientEvents, ConnectionState, WebSocketLike, WebSocketConstructor } from "./client.js";
+export type { HuddleOptions, ClientEvents, ConnectionState, WebSocketLike, WebSocketConstructor, Handler } from "./client.js";
 export { Stream } from "./stream.js";
 export type { StreamOptions, StreamEvents, StreamState, Publication, WhisperEvent, HistoryOptions, HistoryPage } from "./stream.js";
 export { Presence } from "./presence.js";
-export type { PresenceUser, PresenceConnection, PresenceEvents } from "./presence.js";
+export type { PresenceUser, PresenceConnection, PresenceEvents, PresenceState } from "./presence.js";
 export { Cursors } from "./cursors.js";
 export type { Cursor, CursorsOptions, CursorsEvents } from "./cursors.js";
 export { HuddleError } from "./errors.js";

@@ -6,62 +6,65 @@ import { Events } from "./events.js";
 import type { Stream } from "./stream.js";
 
 /** PresenceConnection is one connection present in a stream. */
-export interface PresenceConnection {
+export interface PresenceConnection<S extends PresenceState = PresenceState> {
   user: string;
   client: string;
   /** info is the public user info from the connection's token. */
   info?: unknown;
-  state?: unknown;
+  state?: S;
 }
 
 /** PresenceUser is one user present in a stream, with all its connections. */
-export interface PresenceUser {
+export interface PresenceUser<S extends PresenceState = PresenceState> {
   user: string;
   info?: unknown;
   /** state is the state of the user's most recently changed connection. */
-  state?: unknown;
+  state?: S;
   /** connections in the order they arrived. */
-  connections: PresenceConnection[];
+  connections: PresenceConnection<S>[];
 }
 
 /** The events of a {@link Presence}. */
-export interface PresenceEvents {
+export interface PresenceEvents<S extends PresenceState = PresenceState> {
   /** join: the user's first connection arrived. */
-  join: PresenceUser;
+  join: PresenceUser<S>;
   /** leave: the user's last connection left. */
-  leave: PresenceUser;
+  leave: PresenceUser<S>;
   /** update: a state changed, or a further connection came or went. */
-  update: PresenceUser;
+  update: PresenceUser<S>;
   /** change follows any of the above, with every user in join order. */
-  change: PresenceUser[];
+  change: PresenceUser<S>[];
   /** diff reports the same change per connection. */
-  diff: { joined: PresenceConnection[]; left: PresenceConnection[]; updated: PresenceConnection[] };
+  diff: { joined: PresenceConnection<S>[]; left: PresenceConnection<S>[]; updated: PresenceConnection<S>[] };
 }
 
-interface UserEntry {
+interface UserEntry<S extends PresenceState = PresenceState> {
   seq: number;
   last: string; // client changed most recently
-  conns: Map<string, PresenceConnection>;
+  conns: Map<string, PresenceConnection<S>>;
 }
 
 type StateMap = Record<string, unknown>;
+
+/** PresenceState is the shape of a presence state: a JSON object. */
+export type PresenceState = Record<string, unknown>;
 
 /**
  * Presence is who is in a stream, grouped by user: several tabs of one user
  * are one user with several connections. It also holds the own presence
  * state, which is rejoined after every reconnect.
  */
-export class Presence extends Events<PresenceEvents> {
+export class Presence<S extends PresenceState = PresenceState> extends Events<PresenceEvents<S>> {
   /** joined says whether this client is in the stream's presence (or will be after reconnecting). */
   joined = false;
   /** state is this client's own presence state. */
-  state: StateMap | undefined;
+  state: S | undefined;
 
   private readonly client: Huddle;
   private readonly stream: Stream;
-  private readonly entries = new Map<string, UserEntry>();
+  private readonly entries = new Map<string, UserEntry<S>>();
   private seq = 0;
-  private cache: Map<string, PresenceUser> | undefined;
+  private cache: Map<string, PresenceUser<S>> | undefined;
 
   /** @internal Use {@link Stream.presence}. */
   constructor(client: Huddle, stream: Stream) {
@@ -71,23 +74,23 @@ export class Presence extends Events<PresenceEvents> {
   }
 
   /** users maps each present user id to its entry. */
-  get users(): ReadonlyMap<string, PresenceUser> {
+  get users(): ReadonlyMap<string, PresenceUser<S>> {
     if (!this.cache) {
-      const m = new Map<string, PresenceUser>();
+      const m = new Map<string, PresenceUser<S>>();
       const sorted = Array.from(this.entries.entries()).sort((a, b) => a[1].seq - b[1].seq);
-      for (const [user, e] of sorted) m.set(user, toUser(user, e));
+      for (const [user, e] of sorted) m.set(user, toUser<S>(user, e));
       this.cache = m;
     }
     return this.cache;
   }
 
   /** list returns the present users in join order. */
-  list(): PresenceUser[] {
+  list(): PresenceUser<S>[] {
     return Array.from(this.users.values());
   }
 
   /** get returns a user's entry. */
-  get(user: string): PresenceUser | undefined {
+  get(user: string): PresenceUser<S> | undefined {
     return this.users.get(user);
   }
 
@@ -97,12 +100,12 @@ export class Presence extends Events<PresenceEvents> {
   }
 
   /** me is this client's user entry, once present. */
-  get me(): PresenceUser | undefined {
+  get me(): PresenceUser<S> | undefined {
     return this.client.user !== undefined ? this.users.get(this.client.user) : undefined;
   }
 
   /** connection returns a present connection by its client id. */
-  connection(client: string): PresenceConnection | undefined {
+  connection(client: string): PresenceConnection<S> | undefined {
     for (const e of this.entries.values()) {
       const c = e.conns.get(client);
       if (c) return c;
@@ -111,7 +114,7 @@ export class Presence extends Events<PresenceEvents> {
   }
 
   /** join enters the stream's presence with state, or replaces the own state. */
-  async join(state: StateMap = {}): Promise<void> {
+  async join(state: S = {} as S): Promise<void> {
     this._remember(state);
     try {
       await this.client._call((id) => ({ t: "join", id, s: this.stream.name, state }), "ack");
@@ -133,14 +136,14 @@ export class Presence extends Events<PresenceEvents> {
    * ephemeral: while disconnected only the merged state is kept, and it is
    * sent with the rejoin.
    */
-  update(patch: StateMap): void {
+  update(patch: Partial<{ [K in keyof S]: S[K] | null }>): void {
     if (!this.joined) {
       const state: StateMap = {};
       for (const [k, v] of Object.entries(patch)) if (v !== null) state[k] = v;
-      this.join(state).catch((err) => this.client._emitError(err));
+      this.join(state as S).catch((err) => this.client._emitError(err));
       return;
     }
-    this.state = merge(this.state ?? {}, patch);
+    this.state = merge(this.state ?? {}, patch as StateMap) as S;
     this.client._send({ t: "update", s: this.stream.name, state: patch });
   }
 
@@ -154,7 +157,7 @@ export class Presence extends Events<PresenceEvents> {
   // ---- driven by the stream ----
 
   /** @internal */
-  _remember(state: StateMap): void {
+  _remember(state: S): void {
     this.joined = true;
     this.state = { ...state };
   }
@@ -163,34 +166,34 @@ export class Presence extends Events<PresenceEvents> {
   _onSnapshot(members: Member[]): void {
     const next = new Map<string, Member>();
     for (const m of members) next.set(m.client, m);
-    const joined: PresenceConnection[] = [];
+    const joined: PresenceConnection<S>[] = [];
     const left: string[] = [];
-    const updated: PresenceConnection[] = [];
+    const updated: PresenceConnection<S>[] = [];
     for (const e of this.entries.values()) {
       for (const c of e.conns.keys()) if (!next.has(c)) left.push(c);
     }
     for (const m of next.values()) {
       const cur = this.connection(m.client);
-      if (!cur) joined.push(toConn(m));
-      else if (!sameValue(cur.state, m.state) || !sameValue(cur.info, m.info)) updated.push(toConn(m));
+      if (!cur) joined.push(toConn<S>(m));
+      else if (!sameValue(cur.state, m.state) || !sameValue(cur.info, m.info)) updated.push(toConn<S>(m));
     }
     this.apply(joined, left, updated);
   }
 
   /** @internal */
   _onDiff(d: PresenceDiff): void {
-    const joined: PresenceConnection[] = [];
-    const updated: PresenceConnection[] = [];
+    const joined: PresenceConnection<S>[] = [];
+    const updated: PresenceConnection<S>[] = [];
     for (const m of d.joins ?? []) {
-      if (this.connection(m.client)) updated.push(toConn(m));
-      else joined.push(toConn(m));
+      if (this.connection(m.client)) updated.push(toConn<S>(m));
+      else joined.push(toConn<S>(m));
     }
     for (const u of d.updates ?? []) {
       const cur = this.connection(u.client);
       if (!cur) continue;
       const patch = u.state;
       const state = isMap(patch) ? merge(isMap(cur.state) ? cur.state : {}, patch) : patch;
-      updated.push({ ...cur, state });
+      updated.push({ ...cur, state: state as S });
     }
     this.apply(joined, (d.leaves ?? []).map((l) => l.client), updated);
   }
@@ -202,13 +205,13 @@ export class Presence extends Events<PresenceEvents> {
     this.apply([], left, []);
   }
 
-  private apply(joined: PresenceConnection[], leftClients: string[], updated: PresenceConnection[]): void {
+  private apply(joined: PresenceConnection<S>[], leftClients: string[], updated: PresenceConnection<S>[]): void {
     if (joined.length === 0 && leftClients.length === 0 && updated.length === 0) return;
-    const before = new Map<string, PresenceUser | undefined>();
+    const before = new Map<string, PresenceUser<S> | undefined>();
     const touch = (user: string): void => {
       if (!before.has(user)) before.set(user, this.users.get(user));
     };
-    const left: PresenceConnection[] = [];
+    const left: PresenceConnection<S>[] = [];
     for (const client of leftClients) {
       for (const [user, e] of this.entries) {
         const c = e.conns.get(client);
@@ -243,17 +246,17 @@ export class Presence extends Events<PresenceEvents> {
   }
 }
 
-function toConn(m: Member): PresenceConnection {
-  const c: PresenceConnection = { user: m.user, client: m.client };
+function toConn<S extends PresenceState>(m: Member): PresenceConnection<S> {
+  const c: PresenceConnection<S> = { user: m.user, client: m.client };
   if (m.info !== undefined) c.info = m.info;
-  if (m.state !== undefined) c.state = m.state;
+  if (m.state !== undefined) c.state = m.state as S;
   return c;
 }
 
-function toUser(user: string, e: UserEntry): PresenceUser {
+function toUser<S extends PresenceState>(user: string, e: UserEntry<S>): PresenceUser<S> {
   const connections = Array.from(e.conns.values());
   const last = e.conns.get(e.last) ?? connections[connections.length - 1];
-  const u: PresenceUser = { user, connections };
+  const u: PresenceUser<S> = { user, connections };
   const info = last?.info ?? connections.find((c) => c.info !== undefined)?.info;
   if (info !== undefined) u.info = info;
   if (last?.state !== undefined) u.state = last.state;

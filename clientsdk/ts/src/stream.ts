@@ -4,14 +4,14 @@ import type { Huddle } from "./client.js";
 import { Cursors, type CursorsOptions } from "./cursors.js";
 import { HuddleError } from "./errors.js";
 import { Events } from "./events.js";
-import { Presence } from "./presence.js";
+import { Presence, type PresenceState } from "./presence.js";
 
 /** Options of {@link Huddle.stream}. */
-export interface StreamOptions {
+export interface StreamOptions<S extends PresenceState = PresenceState> {
   /** presence receives the stream's presence snapshot and diffs. Default false. */
   presence?: boolean;
   /** join joins presence with this state at once (implies presence). */
-  join?: Record<string, unknown>;
+  join?: S;
   /** recover resubscribes with the last position seen, so nothing is missed. Default true. */
   recover?: boolean;
   /** since is a position saved earlier to recover from on the first subscribe. */
@@ -19,12 +19,12 @@ export interface StreamOptions {
 }
 
 /** Publication is one publication of a stream. */
-export interface Publication {
+export interface Publication<T = unknown> {
   stream: string;
   /** offset numbers the publication within its epoch: previous + 1. */
   offset: number;
   epoch: string;
-  data: unknown;
+  data: T;
   /** from is the publishing connection; absent for server-side publishes. */
   from?: ClientInfo;
   /** ts is the publish time, unix ms. */
@@ -45,7 +45,7 @@ export interface WhisperEvent {
 }
 
 /** The events of a {@link Stream}. */
-export interface StreamEvents {
+export interface StreamEvents<T = unknown> {
   /**
    * subscribed follows every (re)subscribe. recovered is set when the
    * subscribe asked to recover: false means publications were missed and
@@ -57,7 +57,7 @@ export interface StreamEvents {
    */
   subscribed: { epoch: string; offset: number; recovered?: boolean; missed: number };
   /** publication delivers publications in offset order, each once. */
-  publication: Publication;
+  publication: Publication<T>;
   whisper: WhisperEvent;
   /** unsubscribed reports that the server refused or ended the subscription. */
   unsubscribed: { code: number; reason: string };
@@ -81,8 +81,8 @@ export interface HistoryOptions {
 }
 
 /** HistoryPage is the answer of {@link Stream.history}. */
-export interface HistoryPage {
-  pubs: Publication[];
+export interface HistoryPage<T = unknown> {
+  pubs: Publication<T>[];
   /** epoch and offset are the stream's top. */
   epoch: string;
   offset: number;
@@ -99,18 +99,18 @@ export interface HistoryPage {
  * in order exactly once across reconnects, and carries the stream's
  * presence, whispers and cursors.
  */
-export class Stream extends Events<StreamEvents> {
+export class Stream<T = unknown, S extends PresenceState = PresenceState, C = unknown> extends Events<StreamEvents<T>> {
   readonly name: string;
   /** state is the subscription's state. */
   state: StreamState = "unsubscribed";
   /** position is the last publication seen (or the top at subscribe). Save it to resume later with `since`. */
   position: Position | undefined;
   /** presence is the stream's presence, grouped by user. */
-  readonly presence: Presence;
+  readonly presence: Presence<S>;
 
   private readonly client: Huddle;
-  private readonly opts: StreamOptions;
-  private readonly cursorSets = new Map<string, Cursors>();
+  private readonly opts: StreamOptions<S>;
+  private readonly cursorSets = new Map<string, Cursors<C>>();
   private readonly latestWhispers = new Map<string, WhisperEvent>(); // by ev + "\n" + client
   private closed = false;
   private subGen = 0;
@@ -121,13 +121,13 @@ export class Stream extends Events<StreamEvents> {
   private recoverTop: Position | undefined;
 
   /** @internal Use {@link Huddle.stream}. */
-  constructor(client: Huddle, name: string, opts: StreamOptions) {
+  constructor(client: Huddle, name: string, opts: StreamOptions<S>) {
     super();
     this.client = client;
     this.name = name;
     this.opts = { ...opts };
     this.position = opts.since ? { ...opts.since } : undefined;
-    this.presence = new Presence(client, this);
+    this.presence = new Presence<S>(client, this as unknown as Stream);
     if (opts.join) this.presence._remember(opts.join);
     this.presence.on("diff", (d) => {
       for (const c of d.left) {
@@ -137,7 +137,7 @@ export class Stream extends Events<StreamEvents> {
   }
 
   /** publish appends data to the stream and resolves with its offset and epoch. */
-  async publish(data: unknown): Promise<{ offset: number; epoch: string }> {
+  async publish(data: T): Promise<{ offset: number; epoch: string }> {
     const ack = await this.client._call((id) => ({ t: "pub", id, s: this.name, data }), "ack");
     return { offset: ack.offset ?? 0, epoch: ack.epoch ?? "" };
   }
@@ -148,7 +148,7 @@ export class Stream extends Events<StreamEvents> {
    * least one); more: true says there are more. See historyPages to read
    * them all.
    */
-  async history(opts: HistoryOptions = {}): Promise<HistoryPage> {
+  async history(opts: HistoryOptions = {}): Promise<HistoryPage<T>> {
     const h = await this.client._call((id) => {
       const m: ClientMessage = { t: "history", id, s: this.name };
       if (opts.since) m.since = opts.since;
@@ -156,7 +156,7 @@ export class Stream extends Events<StreamEvents> {
       if (opts.reverse) m.reverse = true;
       return m;
     }, "history");
-    return { pubs: h.pubs.map((p) => toPublication(p, false)), epoch: h.epoch, offset: h.offset, more: h.more ?? false };
+    return { pubs: h.pubs.map((p) => toPublication<T>(p, false)), epoch: h.epoch, offset: h.offset, more: h.more ?? false };
   }
 
   /**
@@ -168,7 +168,7 @@ export class Stream extends Events<StreamEvents> {
    * goes forward only; for the newest publications first, use history with
    * reverse (one page).
    */
-  async *historyPages(opts: Omit<HistoryOptions, "reverse"> = {}): AsyncGenerator<HistoryPage, void, undefined> {
+  async *historyPages(opts: Omit<HistoryOptions, "reverse"> = {}): AsyncGenerator<HistoryPage<T>, void, undefined> {
     if ((opts as HistoryOptions).reverse) throw new TypeError("Huddle: historyPages pages forward only; use history({ reverse: true }) for one page of the newest");
     let since = opts.since ? { ...opts.since } : undefined;
     for (;;) {
@@ -188,8 +188,8 @@ export class Stream extends Events<StreamEvents> {
    * following more through as many pages as it takes (see historyPages).
    * All of it is held in memory: prefer historyPages for large histories.
    */
-  async historyAll(opts: Omit<HistoryOptions, "reverse"> = {}): Promise<Publication[]> {
-    const out: Publication[] = [];
+  async historyAll(opts: Omit<HistoryOptions, "reverse"> = {}): Promise<Publication<T>[]> {
+    const out: Publication<T>[] = [];
     for await (const page of this.historyPages(opts)) out.push(...page.pubs);
     return out;
   }
@@ -217,11 +217,11 @@ export class Stream extends Events<StreamEvents> {
   }
 
   /** cursors returns the cursor helper for event ev (default "cursor"); the same ev returns the same helper. */
-  cursors(opts: CursorsOptions = {}): Cursors {
+  cursors(opts: CursorsOptions = {}): Cursors<C> {
     const ev = opts.ev ?? "cursor";
     let c = this.cursorSets.get(ev);
     if (!c) {
-      c = new Cursors(this.client, this, { ...opts, ev });
+      c = new Cursors<C>(this.client, this as unknown as Stream<unknown, PresenceState, C>, { ...opts, ev });
       this.cursorSets.set(ev, c);
     }
     return c;
@@ -245,7 +245,7 @@ export class Stream extends Events<StreamEvents> {
     this.latestWhispers.clear();
     for (const c of this.cursorSets.values()) c._destroy();
     this.cursorSets.clear();
-    this.client._forget(this);
+    this.client._forget(this as unknown as Stream);
   }
 
   // ---- driven by the client ----
@@ -390,12 +390,12 @@ export class Stream extends Events<StreamEvents> {
       return;
     }
     this.position = { epoch: p.epoch, offset: p.offset };
-    this.emit("publication", toPublication(p, recovered));
+    this.emit("publication", toPublication<T>(p, recovered));
   }
 }
 
-function toPublication(p: Pub, recovered: boolean): Publication {
-  const out: Publication = { stream: p.s, offset: p.offset, epoch: p.epoch, data: p.data, ts: p.ts, recovered };
+function toPublication<T>(p: Pub, recovered: boolean): Publication<T> {
+  const out: Publication<T> = { stream: p.s, offset: p.offset, epoch: p.epoch, data: p.data as T, ts: p.ts, recovered };
   if (p.from) out.from = p.from;
   return out;
 }

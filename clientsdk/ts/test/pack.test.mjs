@@ -33,10 +33,29 @@ console.log(c.state, typeof Code.Shutdown);
 `);
   const out = await run("node", ["main.mjs"], { cwd: project });
   assert.equal(out.stdout.trim(), "disconnected number");
-  writeFileSync(join(project, "main.ts"), `import { Huddle } from "@huddle/client";
+  // Typed payloads: what a stream's publications, presence states and
+  // cursors hold; a wrong type is a compile error (@ts-expect-error fails
+  // the build if the line compiles).
+  writeFileSync(join(project, "main.ts"), `import { Huddle, type Publication } from "@huddle/client";
 import WebSocket from "ws";
 const c = new Huddle({ url: "ws://127.0.0.1:1/ws", WebSocket, autoConnect: false });
 c.on("connected", (e) => console.log(e.transport));
+type Op = { op: "insert" | "delete"; at: number };
+const doc = c.stream<Op, { name: string }, { x: number; y: number }>("doc:1", { presence: true, join: { name: "Ann" } });
+doc.on("publication", (p: Publication<Op>) => console.log(p.data.at + 1));
+void doc.publish({ op: "insert", at: 3 });
+// @ts-expect-error: not an Op
+void doc.publish({ op: "paste" });
+doc.presence.on("change", (users) => users.forEach((u) => console.log(u.state?.name.toUpperCase())));
+// @ts-expect-error: name is a string
+doc.presence.update({ name: 42 });
+const cur = doc.cursors();
+cur.move({ x: 1, y: 2 });
+cur.on("change", (m) => m.forEach((k) => console.log(k.data.x)));
+// @ts-expect-error: not a cursor
+cur.move("here");
+const untyped = c.stream("other");
+untyped.on("publication", (p) => console.log(p.data));
 `);
   writeFileSync(join(project, "tsconfig.json"), JSON.stringify({ compilerOptions: { strict: true, module: "nodenext", moduleResolution: "nodenext", target: "es2022", noEmit: true } }));
   await run("npx", ["tsc", "-p", "."], { cwd: project }).catch((err) => assert.fail(`strict tsc: ${err.stdout}${err.stderr}`));
