@@ -9,6 +9,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/huddle-rt/huddle/internal/wsclient"
+	"github.com/huddle-rt/huddle/protocol"
 )
 
 // TestCluster_HTTPSessionRelay: a huddle.v1 session over HTTP whose events
@@ -101,4 +104,46 @@ func TestCluster_HTTPSessionRelay(t *testing.T) {
 	if m := next(); m["t"] != "pub" || m["data"] != "hello" {
 		t.Fatalf("publication %v", m)
 	}
+}
+
+// TestCluster_Admin: /admin on either node shows both nodes, their
+// connections and the cluster's busiest stream, from the snapshots they
+// keep in Redis.
+func TestCluster_Admin(t *testing.T) {
+	c := startCluster(t, 2, nil, "--admin-password", "admin-pw")
+	a, _ := clusterDialT(t, c.url(0), "ann")
+	b, _ := clusterDialT(t, c.url(1), "bob")
+	for _, cl := range []*wsclient.Client{a, b} {
+		if err := cl.Send(&protocol.Subscribe{ID: 2, S: "busy:1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	var last string
+	for time.Now().Before(deadline) {
+		req, _ := http.NewRequest("GET", "http://"+c.addrs[1]+"/admin/api/cluster", nil)
+		req.SetBasicAuth("admin", "admin-pw")
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			last = string(b)
+			var cl struct {
+				Nodes []struct {
+					Node        string `json:"node"`
+					Connections int    `json:"connections"`
+				} `json:"nodes"`
+				Streams []struct {
+					Stream      string `json:"stream"`
+					Subscribers int    `json:"subscribers"`
+				} `json:"streams"`
+			}
+			if json.Unmarshal(b, &cl) == nil && len(cl.Nodes) == 2 && cl.Nodes[0].Node == "n0" && cl.Nodes[0].Connections >= 1 &&
+				cl.Nodes[1].Connections >= 1 && len(cl.Streams) > 0 && cl.Streams[0].Stream == "busy:1" && cl.Streams[0].Subscribers == 2 {
+				return
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("/admin/api/cluster on node 1 never showed both nodes and busy:1 with 2 subscribers; last: %s", last)
 }

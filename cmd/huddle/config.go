@@ -126,6 +126,7 @@ type options struct {
 	pingInterval    time.Duration
 	shutdownTimeout time.Duration
 	drainWindow     time.Duration
+	adminPassword   string
 	workers         int
 	node            string
 	dev             bool
@@ -199,6 +200,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.DurationVar(&o.pingInterval, "ping-interval", 25*time.Second, "server ping interval; two silent intervals close with 4011")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "longest graceful drain on SIGTERM")
 	fs.DurationVar(&o.drainWindow, "drain-window", 5*time.Second, "a drain's disconnects (4009) are spread over this long, at least 200 a second, ending 2s before --shutdown-timeout (0: all at once)")
+	fs.StringVar(&o.adminPassword, "admin-password", "", "password of the /admin page (HTTP Basic, any user name); the API key opens it too (empty and no API key: closed)")
 	fs.IntVar(&o.workers, "workers", 128, "worker goroutines that read, process and write for connections")
 	fs.StringVar(&o.node, "node", "", "node name shown to clients (default: random)")
 	fs.BoolVar(&o.dev, "dev", false, "development mode (loopback only): generated secret, token printed, demo page at /")

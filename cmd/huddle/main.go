@@ -132,6 +132,7 @@ func run(args []string) error {
 		HTTPReadTimeout: o.httpReadTimeout,
 		WhisperPace:     pace(o.whisperPace),
 		DrainWindow:     o.drainWindow,
+		AdminPassword:   o.adminPassword,
 		Logger:          logger,
 
 		StreamsSecret:     []byte(cmp.Or(o.streamsSecret, o.secret)),

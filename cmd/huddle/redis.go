@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"github.com/huddle-rt/huddle/internal/admin/redisadmin"
 	"github.com/huddle-rt/huddle/internal/broker"
 	redisbroker "github.com/huddle-rt/huddle/internal/broker/redis"
 	"github.com/huddle-rt/huddle/internal/frontend/cable/redissessions"
@@ -165,6 +166,7 @@ func (r *redisBackends) deps(d *server.Deps, logger *slog.Logger) {
 		)
 	}
 	d.Check = r.ping
+	d.Admin = redisadmin.New(r.client, r.prefix)
 	d.RedisErrors = r.errors.Load
 	r.stop = make(chan struct{})
 	go r.watch(logger, time.Second)

@@ -21,11 +21,11 @@ export async function waitReady(url, ms) {
   throw new Error(`server not ready at ${url} within ${ms} ms`);
 }
 
-/** startDev starts `huddle --dev` on a free port; resolves to { port, base, proc }. */
-export async function startDev(bin) {
+/** startDev starts `huddle --dev` (with extra flags) on a free port; resolves to { port, base, proc }. */
+export async function startDev(bin, extra = []) {
   const port = await freePort();
   const base = `http://127.0.0.1:${port}/`;
-  const proc = spawn(bin, ["--dev", "--addr", `127.0.0.1:${port}`, "--log-level", "warn"], { stdio: ["ignore", "ignore", "inherit"] });
+  const proc = spawn(bin, ["--dev", "--addr", `127.0.0.1:${port}`, "--log-level", "warn", ...extra], { stdio: ["ignore", "ignore", "inherit"] });
   await waitReady(base + "readyz", 10000);
   return { port, base, proc };
 }

@@ -313,6 +313,9 @@ func (node *Node) Broker() broker.Broker { return node.broker }
 // Stats returns the streams and subscriptions on this node.
 func (node *Node) Stats() (streams, subscriptions int) { return node.hub.Stats() }
 
+// TopStreams returns the n streams with the most subscribers on this node.
+func (node *Node) TopStreams(n int) []hub.StreamCount { return node.hub.Top(n) }
+
 // WhispersCached returns the number of cached whispers.
 func (node *Node) WhispersCached() int { return node.whispers.Len() }
 

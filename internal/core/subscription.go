@@ -614,7 +614,11 @@ func (node *Node) dropSubscription(sub *subscription) {
 // bounds from the rules.
 func (node *Node) publish(ctx context.Context, stream string, pub storage.Publication) (storage.Publication, storage.Position, error) {
 	opts := node.auth.StreamOptions(stream)
-	return node.broker.Publish(ctx, stream, pub, storage.Options{Size: opts.HistorySize, TTL: opts.HistoryTTL})
+	p, pos, err := node.broker.Publish(ctx, stream, pub, storage.Options{Size: opts.HistorySize, TTL: opts.HistoryTTL})
+	if err == nil {
+		node.metrics.Published.Add(1)
+	}
+	return p, pos, err
 }
 
 // publishBatch publishes pubs[i] to streams[i], in order, as one broker
@@ -625,7 +629,13 @@ func (node *Node) publishBatch(ctx context.Context, streams []string, pubs []sto
 		opts := node.auth.StreamOptions(streams[i])
 		items[i] = broker.Item{Stream: streams[i], Pub: pub, Opts: storage.Options{Size: opts.HistorySize, TTL: opts.HistoryTTL}}
 	}
-	return node.broker.PublishBatch(ctx, items)
+	res, err := node.broker.PublishBatch(ctx, items)
+	for _, r := range res {
+		if r.Err == nil {
+			node.metrics.Published.Add(1)
+		}
+	}
+	return res, err
 }
 
 // HandlePublication delivers a stored publication to this node's

@@ -11,6 +11,8 @@ package hub
 
 import (
 	"hash/maphash"
+	"slices"
+	"strings"
 	"sync"
 )
 
@@ -192,4 +194,31 @@ func (h *Hub) Stats() (streams, subscriptions int) {
 		sh.mu.Unlock()
 	}
 	return streams, subscriptions
+}
+
+// StreamCount is a stream and its local subscribers.
+type StreamCount struct {
+	Stream      string
+	Subscribers int
+}
+
+// Top returns the n streams with the most local subscribers, most first.
+// It holds each shard's lock only to copy its counts.
+func (h *Hub) Top(n int) []StreamCount {
+	var all []StreamCount
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.mu.Lock()
+		for name, st := range sh.streams {
+			all = append(all, StreamCount{Stream: name, Subscribers: len(st.subs)})
+		}
+		sh.mu.Unlock()
+	}
+	slices.SortFunc(all, func(a, b StreamCount) int {
+		if a.Subscribers != b.Subscribers {
+			return b.Subscribers - a.Subscribers
+		}
+		return strings.Compare(a.Stream, b.Stream)
+	})
+	return all[:min(n, len(all))]
 }

@@ -25,6 +25,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/huddle-rt/huddle/internal/admin"
 	"github.com/huddle-rt/huddle/internal/auth"
 	"github.com/huddle-rt/huddle/internal/broker"
 	"github.com/huddle-rt/huddle/internal/core"
@@ -134,6 +135,9 @@ type Config struct {
 	// URLs, their timeouts, the calls in flight, the connect's headers
 	// (see docs/hooks.md). No URL: no hooks.
 	Hooks hooks.Config
+	// AdminPassword opens /admin (HTTP Basic, any user name); the API key
+	// opens it too. Empty and no API key: /admin answers 401.
+	AdminPassword string
 	// DrainWindow spreads a drain's disconnects (4009) over this long, in
 	// a random order, so that the clients of a node that restarts do not
 	// all reconnect at once; the connections not told yet keep receiving.
@@ -217,6 +221,9 @@ type Deps struct {
 	// RedisErrors counts the Redis commands that failed, for metrics. Nil:
 	// no Redis.
 	RedisErrors func() int64
+	// Admin keeps the nodes' snapshots for /admin. Default: in memory
+	// (this node only; with several, a store they share).
+	Admin admin.Store
 }
 
 // ErrClosed is returned by Serve once Shutdown has begun stopping the
@@ -242,6 +249,7 @@ type Server struct {
 	// handshakeFailures counts refused WebSocket upgrades.
 	handshakeFailures atomic.Int64
 	redisErrors       func() int64 // nil without Redis
+	admin             *admin.Reporter
 
 	draining atomic.Bool
 	stop     chan struct{}
@@ -345,8 +353,18 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		UpgradePaths: []string{huddlev1.Path, cable.Path},
 	}, httpNode{s})
 	s.huddle.UseTransport(s.tr)
+	adminStore := deps.Admin
+	if adminStore == nil {
+		adminStore = &admin.MemoryStore{}
+	}
+	s.admin = admin.NewReporter(s.cfg.Node, s.adminCounts, adminStore, 2*time.Second, s.log)
+	adminPage := admin.Handler(adminStore, cfg.AdminPassword, cfg.APIKey)
 	// Each request is a span when traces are on (internal/tracing).
 	traced := tracing.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/admin" || strings.HasPrefix(r.URL.Path, "/admin/") {
+			adminPage.ServeHTTP(w, r)
+			return
+		}
 		if huddlev1.IsHTTPPath(r.URL.Path) {
 			s.huddle.ServeHTTP(w, r) // huddle.v1 over HTTP: polls and sends
 			return
@@ -371,6 +389,31 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.wg.Add(1)
 	go s.sweep()
 	return s, nil
+}
+
+// adminCounts is what /admin shows of this node.
+func (s *Server) adminCounts() admin.Counts {
+	cm := s.node.Metrics()
+	streams, subs := s.node.Stats()
+	c := admin.Counts{
+		Connections: s.tr.Count(), Clients: int(cm.Connected.Load()), Streams: streams, Subscriptions: subs,
+		Published: cm.Published.Load(), Disconnects: map[int]int64{},
+	}
+	for code, n := range cm.Disconnects {
+		if v := n.Load(); v > 0 {
+			c.Disconnects[int(code)] = v
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	for _, t := range s.node.TopStreams(10) {
+		st := admin.StreamStat{Stream: t.Stream, Subscribers: t.Subscribers}
+		if members, err := s.node.Members(ctx, t.Stream); err == nil {
+			st.Members = len(members)
+		}
+		c.Top = append(c.Top, st)
+	}
+	return c
 }
 
 // adopt hands the connection of r, which net/http was serving (a
@@ -519,6 +562,7 @@ wait:
 	for _, tc := range s.tr.Conns(nil) {
 		tc.Destroy()
 	}
+	s.admin.Close()
 	s.cable.Close(ctx)
 	if s.rpc != nil {
 		s.rpc.Close()
