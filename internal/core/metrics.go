@@ -46,7 +46,7 @@ var CountedCodes = []protocol.Code{
 type Metrics struct {
 	Connected     atomic.Int64 // sessions past connect
 	Subscriptions atomic.Int64
-	Published     atomic.Int64 // publications stored through this node (API and clients)
+	Published     atomic.Int64   // publications stored through this node (API and clients)
 	MsgIn, MsgOut []atomic.Int64 // by CountedTypes index
 	Drops         [NumDropReasons]atomic.Int64
 	Disconnects   map[protocol.Code]*atomic.Int64 // by CountedCodes
