@@ -1,6 +1,6 @@
 // @huddle/client: the Huddle client SDK. See README.md.
 export { Huddle, VERSION } from "./client.js";
-export type { TransportName, FetchLike } from "./http.js";
+export type { TransportName, FetchLike, ResponseLike } from "./http.js";
 export type { HuddleOptions, ClientEvents, ConnectionState, WebSocketLike, WebSocketConstructor, Handler } from "./client.js";
 export { Stream } from "./stream.js";
 export type { StreamOptions, StreamEvents, StreamState, Publication, WhisperEvent, HistoryOptions, HistoryPage } from "./stream.js";
@@ -14,4 +14,4 @@ export { Code, codeText, codeReconnects } from "./gen/index.js";
 export type * as protocol from "./gen/messages.js";
 export type { Position, ClientInfo, Member } from "./gen/index.js";
 export { encodeFrame, decodeServerFrame, decodeClientFrame, subprotocols, FrameError } from "./gen/index.js";
-export type { Codec, ClientMessage, ServerMessage } from "./gen/index.js";
+export type { Codec, ClientMessage, ServerMessage, DecodedFrame } from "./gen/index.js";
