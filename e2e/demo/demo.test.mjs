@@ -16,7 +16,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 import { connect, createServer } from "node:net";
-import { startDev, launchChromium } from "./harness.mjs";
+import { startDev, launchChromium, avatarsAre, cursorAt } from "./harness.mjs";
 
 const bin = process.env.HUDDLE_BIN;
 const shots = new URL("./screenshots/", import.meta.url).pathname;
@@ -62,15 +62,7 @@ after(async () => {
 });
 
 // In-page checks (run by waitForFunction, so they see the page's DOM).
-const avatarsAre = (want) => [...document.querySelectorAll("#avatars .avatar")].map((a) => a.dataset.user).sort().join() === want;
 const badgeOf = ([user, n]) => (document.querySelector(`#avatars .avatar[data-user="${user}"] .badge`)?.textContent ?? "") === n;
-const cursorAt = ([user, x, y]) => {
-  const el = document.querySelector(`#cursors .cursor[data-user="${user}"]`);
-  if (!el || el.querySelector(".label").textContent !== user) return false;
-  const layer = document.getElementById("cursors").getBoundingClientRect();
-  const r = el.getBoundingClientRect();
-  return Math.abs(r.left - layer.left - x) <= 2 && Math.abs(r.top - layer.top - y) <= 2;
-};
 const noCursorOf = (user) => !document.querySelector(`#cursors .cursor[data-user="${user}"]`);
 const notesAre = (want) => [...document.querySelectorAll("#notes li")].map((li) => li.querySelector(".who").textContent + ": " + li.querySelector(".text").textContent).join("|") === want;
 

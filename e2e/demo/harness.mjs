@@ -37,3 +37,17 @@ export function launchChromium() {
       "--disable-background-networking", "--disable-component-update", "--disable-sync"],
   });
 }
+
+// In-page checks for waitForFunction (they run in the page and see its DOM).
+
+/** avatarsAre: the avatar stack shows exactly these users (sorted, comma-joined). */
+export const avatarsAre = (want) => [...document.querySelectorAll("#avatars .avatar")].map((a) => a.dataset.user).sort().join() === want;
+
+/** cursorAt: user's cursor is drawn, labelled, at x, y px from the board's corner. */
+export const cursorAt = ([user, x, y]) => {
+  const el = document.querySelector(`#cursors .cursor[data-user="${user}"]`);
+  if (!el || el.querySelector(".label").textContent !== user) return false;
+  const layer = document.getElementById("cursors").getBoundingClientRect();
+  const r = el.getBoundingClientRect();
+  return Math.abs(r.left - layer.left - x) <= 2 && Math.abs(r.top - layer.top - y) <= 2;
+};

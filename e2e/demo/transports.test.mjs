@@ -13,7 +13,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 import { startHTTPProxy } from "../shared/http-proxy.mjs";
-import { startDev, launchChromium } from "./harness.mjs";
+import { startDev, launchChromium, avatarsAre, cursorAt } from "./harness.mjs";
 
 const bin = process.env.HUDDLE_BIN;
 const shots = new URL("./screenshots/", import.meta.url).pathname;
@@ -35,14 +35,6 @@ after(async () => {
   server?.kill("SIGTERM");
 });
 
-const avatarsAre = (want) => [...document.querySelectorAll("#avatars .avatar")].map((a) => a.dataset.user).sort().join() === want;
-const cursorAt = ([user, x, y]) => {
-  const el = document.querySelector(`#cursors .cursor[data-user="${user}"]`);
-  if (!el) return false;
-  const layer = document.getElementById("cursors").getBoundingClientRect();
-  const r = el.getBoundingClientRect();
-  return Math.abs(r.left - layer.left - x) <= 2 && Math.abs(r.top - layer.top - y) <= 2;
-};
 const notes = () => [...document.querySelectorAll("#notes li")].map((li) => li.querySelector(".text").textContent);
 const transportIs = (t) => document.querySelector("#status.ok")?.dataset.transport === t;
 
