@@ -44,7 +44,19 @@ type Connect struct {
 	ID    uint64 `msgpack:"id" json:"id"`
 	Token string `msgpack:"token,omitempty" json:"token,omitempty"`
 	UA    string `msgpack:"ua,omitempty" json:"ua,omitempty"`
+	// Ping asks for a ping interval, in seconds, for this connection (a
+	// tracker saving battery asks for a long one); the server grants it
+	// within [MinPing, MaxPing] and says so in connected.ping. 0: the
+	// server's.
+	Ping uint32 `msgpack:"ping,omitempty" json:"ping,omitempty"`
 }
+
+// The bounds of a ping interval a client may ask for in connect.ping, in
+// seconds.
+const (
+	MinPing = 5
+	MaxPing = 300
+)
 
 // Subscribe asks for a stream's publications, optionally recovering missed
 // ones, receiving presence, and joining presence at once.

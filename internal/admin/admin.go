@@ -105,14 +105,15 @@ func (m *MemoryStore) All(context.Context) ([]Snapshot, error) {
 
 // Reporter reports this node's snapshot every interval.
 type Reporter struct {
-	node    string
-	collect func() Counts
-	store   Store
-	every   time.Duration
-	log     *slog.Logger
-	started time.Time
-	stop    chan struct{}
-	done    chan struct{}
+	node      string
+	collect   func() Counts
+	store     Store
+	every     time.Duration
+	log       *slog.Logger
+	started   time.Time
+	stop      chan struct{}
+	closeOnce sync.Once
+	done      chan struct{}
 
 	// Owned by run.
 	lastAt    time.Time
@@ -129,9 +130,9 @@ func NewReporter(node string, collect func() Counts, store Store, every time.Dur
 	return r
 }
 
-// Close stops the reporter.
+// Close stops the reporter; calling it again does nothing.
 func (r *Reporter) Close() {
-	close(r.stop)
+	r.closeOnce.Do(func() { close(r.stop) })
 	<-r.done
 }
 

@@ -34,9 +34,10 @@ type Session struct {
 	// one at a time).
 	flooded int32 // messages dropped by msgLimiter
 	// fmtEv packs the index of the node Format the connection receives
-	// (the low byte, set by Init) and its user's Events state (userEv*
-	// shifted by 8, any goroutine): one word, next to flooded, keeps
-	// Session in its size class.
+	// (the low byte, set by Init), its user's Events state (userEv*
+	// shifted by 8, any goroutine) and the ping interval the client asked
+	// for (seconds, the high 16 bits; 0: the node's): one word, next to
+	// flooded, keeps Session in its size class.
 	fmtEv      atomic.Uint32
 	rare       *connRare // state few connections need, allocated on first use
 	msgLimiter whisper.Limiter
@@ -140,13 +141,34 @@ func (c *Session) ConnectAs(id *auth.Identity, clientID string) {
 // read together, a burst of 2N syscalls that stalls the rest of the node
 // (about 150 ms every 25 s at 10,000 connections). A ping never comes later
 // than one interval.
-func (c *Session) pingJitter() time.Duration { return c.node.cfg.PingInterval / 4 }
+func (c *Session) pingJitter() time.Duration { return c.PingInterval() / 4 }
+
+// PingInterval is the connection's ping interval: the one its client
+// asked for, else the node's.
+func (c *Session) PingInterval() time.Duration {
+	if s := c.fmtEv.Load() >> 16; s > 0 {
+		return time.Duration(s) * time.Second
+	}
+	return c.node.cfg.PingInterval
+}
+
+// SetPingInterval gives the connection a ping interval of its own (whole
+// seconds, at most 65535); the caller bounds it.
+func (c *Session) SetPingInterval(d time.Duration) {
+	s := uint32(min(max(d/time.Second, 1), 0xffff))
+	for {
+		old := c.fmtEv.Load()
+		if c.fmtEv.CompareAndSwap(old, old&0xffff|s<<16) {
+			return
+		}
+	}
+}
 
 // PingDue reports whether a ping is due at now, every interval (0: the
 // node's), and if so counts it as sent.
 func (c *Session) PingDue(now time.Time, interval time.Duration) bool {
 	if interval <= 0 {
-		interval = c.node.cfg.PingInterval
+		interval = c.PingInterval()
 	}
 	if now.Sub(time.Unix(0, c.lastPing.Load())) < interval {
 		return false
@@ -336,7 +358,7 @@ func (c *Session) CheckDeadlines(now time.Time, connectTimeout time.Duration) bo
 		c.closeWith(protocol.CodeTokenExpired, "token expired", true)
 		return false
 	}
-	if now.Sub(time.Unix(0, c.tc.LastSeen())) > 2*c.node.cfg.PingInterval {
+	if now.Sub(time.Unix(0, c.tc.LastSeen())) > 2*c.PingInterval() {
 		c.closeWith(protocol.CodeNoPong, "no pong within two ping intervals", true)
 		return false
 	}
@@ -351,11 +373,11 @@ func (c *Session) Format() int { return int(uint8(c.fmtEv.Load())) }
 func (c *Session) setUserEv(state uint32) (prev uint32) {
 	for {
 		old := c.fmtEv.Load()
-		prev = old >> 8
+		prev = old >> 8 & 0xff
 		if state == userEvConnected && prev != 0 {
 			return prev
 		}
-		if c.fmtEv.CompareAndSwap(old, old&0xff|state<<8) {
+		if c.fmtEv.CompareAndSwap(old, old&^0xff00|state<<8) {
 			return prev
 		}
 	}

@@ -115,6 +115,11 @@ func quote(s string) string {
 }
 
 func (c *conn) onConnect(m *protocol.Connect) {
+	if m.Ping > 0 {
+		// The client's own ping interval, within bounds (connected.ping
+		// says what it got).
+		c.SetPingInterval(time.Duration(min(max(m.Ping, protocol.MinPing), protocol.MaxPing)) * time.Second)
+	}
 	token := m.Token
 	if token == "" {
 		token = c.UpgradeToken()
@@ -144,7 +149,7 @@ func (c *conn) connected(reqID uint64, id *auth.Identity) {
 		ID:     reqID,
 		Client: c.ClientID(),
 		User:   id.User,
-		Ping:   int(c.out().fe.cfg.PingInterval / time.Second),
+		Ping:   int(c.PingInterval() / time.Second),
 		Node:   c.out().fe.cfg.Node,
 	}
 	if !id.Expires.IsZero() {

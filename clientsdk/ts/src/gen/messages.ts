@@ -25,6 +25,13 @@ export interface Connect {
   id: number;
   token?: string;
   ua?: string;
+  /**
+   * Ping asks for a ping interval, in seconds, for this connection (a
+   * tracker saving battery asks for a long one); the server grants it
+   * within [MinPing, MaxPing] and says so in connected.ping. 0: the
+   * server's.
+   */
+  ping?: number;
 }
 
 /** Connected accepts a Connect. */

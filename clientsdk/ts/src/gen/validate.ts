@@ -41,6 +41,8 @@ export function validConnect(v: unknown): v is m.Connect {
   if (v["token"] !== undefined && !(typeof v["token"] === "string")) return false;
   if (v["ua"] === null) delete v["ua"];
   if (v["ua"] !== undefined && !(typeof v["ua"] === "string")) return false;
+  if (v["ping"] === null) delete v["ping"];
+  if (v["ping"] !== undefined && !(typeof v["ping"] === "number")) return false;
   return true;
 }
 
