@@ -28,18 +28,26 @@ func (l *Limiter) Log(log *slog.Logger, level slog.Level, msg string, args ...an
 	if log == nil || !log.Enabled(context.Background(), level) {
 		return
 	}
+	if held, ok := l.Take(); ok {
+		if held > 0 {
+			args = append(args, "also", held, "over", l.Every.String())
+		}
+		log.Log(context.Background(), level, msg, args...)
+	}
+}
+
+// Take reports whether a line may go out now, and how many events were
+// held back since the last one; when not, it counts this one. It does no
+// I/O: a caller holding a lock can decide, and write the line after.
+func (l *Limiter) Take() (held int, ok bool) {
 	now := time.Now()
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	if !l.last.IsZero() && now.Sub(l.last) < l.Every {
 		l.held++
-		l.mu.Unlock()
-		return
+		return 0, false
 	}
-	held := l.held
+	held = l.held
 	l.last, l.held = now, 0
-	l.mu.Unlock()
-	if held > 0 {
-		args = append(args, "also", held, "over", l.Every.String())
-	}
-	log.Log(context.Background(), level, msg, args...)
+	return held, true
 }

@@ -1,7 +1,6 @@
 package transport
 
 import (
-	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -298,8 +297,10 @@ func (c *Conn) enqueueLocked(it outItem) bool {
 	}
 	if c.queued+c.pendingLen+len(b) > c.t.cfg.MaxQueue {
 		c.t.Counters.SlowConsumers.Add(1)
-		// Logged off the lock (and at most every 10 s): the caller holds it.
-		go c.t.slowLog.Log(c.t.log, slog.LevelInfo, "a slow consumer was disconnected: its outbound queue passed --max-queue", "max_queue", c.t.cfg.MaxQueue)
+		// At most a line every 10 s, written off the lock the caller holds.
+		if held, ok := c.t.slowLog.Take(); ok {
+			go c.t.log.Info("a slow consumer was disconnected: its outbound queue passed --max-queue", "max_queue", c.t.cfg.MaxQueue, "also", held)
+		}
 		code, msg, reconnect := c.sess.Goodbye(SlowConsumer, "outbound queue over its bound")
 		// Whether a worker must be started is CloseLocked's to say: one
 		// may be running already, and a second must never run beside it.
