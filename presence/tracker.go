@@ -23,6 +23,8 @@ type Tracker struct {
 	done  chan struct{}
 	wake  chan struct{} // something is pending: the flush ticker must run
 
+	stopOnce sync.Once
+
 	mu      sync.Mutex // guards the following
 	pending map[string]*diff
 	updated map[graceKey]time.Time                // when a member's last update went out
@@ -66,11 +68,7 @@ func (t *Tracker) Config() Config { return t.cfg }
 // period leave at once, as nothing will keep them alive any more, and the
 // last diffs go out.
 func (t *Tracker) Close() {
-	select {
-	case <-t.stop:
-	default:
-		close(t.stop)
-	}
+	t.stopOnce.Do(func() { close(t.stop) }) // two Closes at once must not both close it
 	<-t.done
 	t.mu.Lock()
 	leaving := make([]graceKey, 0, len(t.graces))

@@ -327,11 +327,14 @@ func TestSSEDrain(t *testing.T) {
 	s := h.openSSE("GET", streamQuery("d"), nil, "")
 	s.Expect("welcome")
 	s.Expect("confirm_subscription")
+	drained := make(chan struct{})
 	go func() {
+		defer close(drained)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = h.srv.Shutdown(ctx)
 	}()
+	defer func() { <-drained }() // before the harness's own Shutdown
 	ev := s.Expect("disconnect")
 	if !strings.Contains(ev.Data, wire.ReasonServerRestart) || ev.Retry != "" {
 		t.Fatalf("drain: %+v", ev)
