@@ -264,7 +264,8 @@ func (t *Tracker) run() {
 	defer close(t.done)
 	// Joins and leaves go out every half tick; a member's updates at most
 	// once a tick (see flush). The ticker runs only while something is
-	// pending, so an idle node does not wake 40 times a second.
+	// pending or the node has members, so an idle node does not wake 40
+	// times a second.
 	every := max(t.cfg.Tick/2, time.Millisecond)
 	var tick *time.Ticker
 	var tickC <-chan time.Time
@@ -301,11 +302,13 @@ func (t *Tracker) run() {
 	}
 }
 
-// idle reports whether nothing waits for a flush.
+// idle reports whether the ticker may stop: nothing waits for a flush and
+// this node has no members (while it has, flushes keep their steady
+// half-tick rhythm).
 func (t *Tracker) idle() bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return len(t.pending) == 0
+	return len(t.pending) == 0 && len(t.local) == 0
 }
 
 // flush emits every stream's pending diff. It runs every half tick, so a
