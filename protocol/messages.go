@@ -81,6 +81,17 @@ type Publish struct {
 	Data Raw    `msgpack:"data" json:"data"`
 }
 
+// Compact stores Data as the snapshot of a document stream: the state of
+// the document through Offset in Epoch, which replaces the publications up
+// to it for every later reader. It needs the pub op.
+type Compact struct {
+	ID     uint64 `msgpack:"id" json:"id"`
+	S      string `msgpack:"s" json:"s"`
+	Epoch  string `msgpack:"epoch" json:"epoch"`
+	Offset uint64 `msgpack:"offset" json:"offset"`
+	Data   Raw    `msgpack:"data" json:"data"`
+}
+
 // SendWhisper relays an ephemeral event to the stream's other subscribers.
 type SendWhisper struct {
 	S    string `msgpack:"s" json:"s"`
@@ -170,6 +181,10 @@ type Unsubscribed struct {
 }
 
 // Pub is one publication of a stream. From is nil for server-side publishes.
+// Snap, when set (always to true), marks a document's snapshot: Data is the
+// state of the document through Offset, replacing every publication up to
+// it. A pointer, so that encoding the ordinary pub does not allocate to
+// find the flag empty.
 type Pub struct {
 	S      string      `msgpack:"s" json:"s"`
 	Offset uint64      `msgpack:"offset" json:"offset"`
@@ -177,6 +192,7 @@ type Pub struct {
 	Data   Raw         `msgpack:"data" json:"data"`
 	From   *ClientInfo `msgpack:"from,omitempty" json:"from,omitempty"`
 	TS     int64       `msgpack:"ts" json:"ts"`
+	Snap   *bool       `msgpack:"snap,omitempty" json:"snap,omitempty"`
 }
 
 // Whisper is an ephemeral event from another subscriber.
@@ -212,12 +228,16 @@ type Who struct {
 	Members []Member `msgpack:"members" json:"members"`
 }
 
-// Ack confirms a Publish (with S, Offset, Epoch), a Join or a Leave (ID only).
+// Ack confirms a Publish (with S, Offset, Epoch), a Compact (Offset is the
+// document's snapshot offset afterwards), a Join or a Leave (ID only).
+// Compact on a Publish's ack asks the publisher for a snapshot of the
+// document (see Compact).
 type Ack struct {
-	ID     uint64 `msgpack:"id" json:"id"`
-	S      string `msgpack:"s,omitempty" json:"s,omitempty"`
-	Offset uint64 `msgpack:"offset,omitempty" json:"offset,omitempty"`
-	Epoch  string `msgpack:"epoch,omitempty" json:"epoch,omitempty"`
+	ID      uint64 `msgpack:"id" json:"id"`
+	S       string `msgpack:"s,omitempty" json:"s,omitempty"`
+	Offset  uint64 `msgpack:"offset,omitempty" json:"offset,omitempty"`
+	Epoch   string `msgpack:"epoch,omitempty" json:"epoch,omitempty"`
+	Compact bool   `msgpack:"compact,omitempty" json:"compact,omitempty"`
 }
 
 // Refreshed confirms a Refresh with the new expiry (unix seconds).
@@ -262,6 +282,7 @@ const (
 	TypeHistory      = "history"
 	TypeWho          = "who"
 	TypeRefresh      = "refresh"
+	TypeCompact      = "compact"
 	TypePing         = "ping"
 	TypePong         = "pong"
 	TypeConnected    = "connected"
@@ -285,6 +306,7 @@ func (Leave) Type() string          { return TypeLeave }
 func (HistoryRequest) Type() string { return TypeHistory }
 func (WhoRequest) Type() string     { return TypeWho }
 func (Refresh) Type() string        { return TypeRefresh }
+func (Compact) Type() string        { return TypeCompact }
 func (Ping) Type() string           { return TypePing }
 func (Pong) Type() string           { return TypePong }
 func (Connected) Type() string      { return TypeConnected }
@@ -315,6 +337,7 @@ var ClientMessages = map[string]func() Message{
 	TypeHistory: func() Message { return new(HistoryRequest) },
 	TypeWho:     func() Message { return new(WhoRequest) },
 	TypeRefresh: func() Message { return new(Refresh) },
+	TypeCompact: func() Message { return new(Compact) },
 	TypePing:    func() Message { return new(Ping) },
 	TypePong:    func() Message { return new(Pong) },
 }

@@ -68,18 +68,25 @@ func (m *MemoryLog) WindowCap(stream string) int {
 // The byte totals are only checked against each other when no Append,
 // Read or sweep runs concurrently.
 func (m *MemoryLog) ConsistencyCheck() error {
-	total := 0
+	total, docs := 0, 0
 	for i := range m.shards {
 		sh := &m.shards[i]
 		sh.mu.Lock()
 		for _, s := range sh.streams {
-			total += s.bytes
+			if s.opts.Document {
+				docs += s.bytes
+			} else {
+				total += s.bytes
+			}
 		}
 		err := sh.consistencyCheckLocked(m)
 		sh.mu.Unlock()
 		if err != nil {
 			return err
 		}
+	}
+	if used := m.docUsed.Load(); used != int64(docs) {
+		return fmt.Errorf("log counts %d bytes of documents, its documents hold %d", used, docs)
 	}
 	if m.maxBytes == 0 {
 		return nil
@@ -104,6 +111,15 @@ func (sh *memoryShard) consistencyCheckLocked(m *MemoryLog) error {
 		r := &s.ring
 		if r.n < 0 || r.n > len(r.buf) || (len(r.buf) > 0 && (r.head < 0 || r.head >= len(r.buf))) {
 			return fmt.Errorf("stream %q: ring n=%d head=%d len=%d", name, r.n, r.head, len(r.buf))
+		}
+		if s.opts.Document {
+			if err := s.docCheckLocked(name); err != nil {
+				return err
+			}
+			continue
+		}
+		if s.snap != nil {
+			return fmt.Errorf("stream %q: has a snapshot but is no document", name)
 		}
 		if r.n > s.opts.Size {
 			return fmt.Errorf("stream %q: holds %d publications, size bound %d", name, r.n, s.opts.Size)
@@ -143,6 +159,34 @@ func (sh *memoryShard) consistencyCheckLocked(m *MemoryLog) error {
 				return fmt.Errorf("stream %q: free slot %d still holds a publication", name, j)
 			}
 		}
+	}
+	return nil
+}
+
+// docCheckLocked checks a document stream: its window runs on from its
+// snapshot to its top, its bytes count both, and the budget does not see it.
+func (s *memoryStream) docCheckLocked(name string) error {
+	r := &s.ring
+	next := uint64(1)
+	bytes := 0
+	if s.snap != nil {
+		next = s.snap.Offset + 1
+		bytes = s.snap.StoredBytes()
+	}
+	if want := s.offset - next + 1; uint64(r.n) != want {
+		return fmt.Errorf("document %q: holds %d publications after its snapshot, want %d", name, r.n, want)
+	}
+	for j := 0; j < r.n; j++ {
+		if got := r.at(j).Offset; got != next+uint64(j) {
+			return fmt.Errorf("document %q: window #%d has offset %d, want %d", name, j, got, next+uint64(j))
+		}
+		bytes += r.at(j).StoredBytes()
+	}
+	if bytes != s.bytes {
+		return fmt.Errorf("document %q: counts %d bytes, holds %d", name, s.bytes, bytes)
+	}
+	if s.ref != nil {
+		return fmt.Errorf("document %q: is in the eviction queue", name)
 	}
 	return nil
 }

@@ -41,7 +41,17 @@ const (
 	DefaultMaxBytes = 256 << 20
 	// DefaultMaxStreamBytes is the cap of one stream: 16 MiB.
 	DefaultMaxStreamBytes = 16 << 20
+	// DefaultMaxDocumentBytes is the cap of one document stream, its
+	// snapshot and the publications after it: 64 MiB.
+	DefaultMaxDocumentBytes = 64 << 20
+	// DefaultDocumentBudget is what all document streams together may
+	// hold: 1 GiB.
+	DefaultDocumentBudget = 1 << 30
 )
+
+// documentLife stands for "as long as the node lives": a document's epoch
+// does not expire.
+const documentLife = 100 * 365 * 24 * time.Hour
 
 // MemoryConfig bounds what a MemoryLog holds in bytes, on top of the count
 // and age bounds each stream's Options set. Sizes are in
@@ -58,9 +68,21 @@ type MemoryConfig struct {
 	// stream's oldest publications are evicted, but never its newest: a
 	// publication larger than the cap is kept alone.
 	MaxStreamBytes int
+	// MaxDocumentBytes caps each document stream (Options.Document): its
+	// snapshot and the publications after it. 0 means no cap. Over it an
+	// Append fails with ErrDocumentFull; nothing is evicted.
+	MaxDocumentBytes int
+	// DocumentBudget is what all document streams together may hold; 0
+	// means no bound. Over it, Appends to documents fail with
+	// ErrDocumentFull. Documents do not count against MaxBytes and the
+	// budget eviction never touches them.
+	DocumentBudget int
 }
 
-var _ Log = (*MemoryLog)(nil)
+var (
+	_ Log       = (*MemoryLog)(nil)
+	_ Compactor = (*MemoryLog)(nil)
+)
 
 // MemoryLog is a Log held in process memory: the single-node default.
 //
@@ -90,6 +112,9 @@ type MemoryLog struct {
 
 	maxBytes       int // the log's budget; 0: none, and no queue is kept
 	maxStreamBytes int // each stream's cap; 0: none
+	maxDocBytes    int // each document's cap; 0: none
+	docBudget      int // all documents' budget; 0: none
+	docUsed        atomic.Int64
 	// used is the StoredBytes of every held publication, kept only when
 	// maxBytes > 0. It changes under the shard lock of the stream whose
 	// publications come or go, so it equals the sum of the streams' bytes
@@ -119,15 +144,21 @@ type memoryStream struct {
 	ring        pubRing   // the retained window, oldest first, contiguous offsets
 	bytes       int       // StoredBytes of the publications in ring
 	// ref names this epoch of the stream in the eviction queue; nil when
-	// the log has no budget.
+	// the log has no budget, and for documents.
 	ref *streamRef
+	// snap is a document's snapshot, nil until the first Compact. Its
+	// StoredBytes count in bytes; the ring holds what came after it.
+	snap *Publication
 }
 
 // NewMemoryLog returns an empty MemoryLog with the default byte budgets
 // (DefaultMaxBytes, DefaultMaxStreamBytes) and a background sweep that
 // frees idle streams. Call Close to stop the sweep.
 func NewMemoryLog() *MemoryLog {
-	return NewMemoryLogWith(MemoryConfig{MaxBytes: DefaultMaxBytes, MaxStreamBytes: DefaultMaxStreamBytes})
+	return NewMemoryLogWith(MemoryConfig{
+		MaxBytes: DefaultMaxBytes, MaxStreamBytes: DefaultMaxStreamBytes,
+		MaxDocumentBytes: DefaultMaxDocumentBytes, DocumentBudget: DefaultDocumentBudget,
+	})
 }
 
 // NewMemoryLogWith is NewMemoryLog with the byte bounds of cfg; negative
@@ -143,6 +174,8 @@ func newMemoryLog(cfg MemoryConfig, now func() time.Time, sweep time.Duration) *
 		now:            now,
 		maxBytes:       max(cfg.MaxBytes, 0),
 		maxStreamBytes: max(cfg.MaxStreamBytes, 0),
+		maxDocBytes:    max(cfg.MaxDocumentBytes, 0),
+		docBudget:      max(cfg.DocumentBudget, 0),
 		stop:           make(chan struct{}),
 	}
 	m.queue.compactAt = minQueueCompact
@@ -181,6 +214,10 @@ func (m *MemoryLog) Append(ctx context.Context, stream string, pub Publication, 
 
 	sh.mu.Lock()
 	s := m.streamLocked(sh, stream, now)
+	if opts.Document || s.opts.Document {
+		defer sh.mu.Unlock()
+		return m.appendDocLocked(s, pub, now)
+	}
 	s.opts = opts
 	s.offset++
 	s.metaExpires = now.Add(opts.MetaTTL)
@@ -227,6 +264,81 @@ func (m *MemoryLog) Append(ctx context.Context, stream string, pub Publication, 
 	}
 	return pub, pos, nil
 }
+
+// appendDocLocked is Append to a document stream: nothing is evicted, and
+// a publication over a byte bound is refused. Its shard's mu must be held.
+func (m *MemoryLog) appendDocLocked(s *memoryStream, pub Publication, now time.Time) (Publication, Position, error) {
+	m.makeDocLocked(s, now)
+	cost := pub.StoredBytes()
+	if m.maxDocBytes > 0 && s.bytes+cost > m.maxDocBytes ||
+		m.docBudget > 0 && m.docUsed.Load()+int64(cost) > int64(m.docBudget) {
+		return Publication{}, Position{}, ErrDocumentFull
+	}
+	s.offset++
+	pub.Offset = s.offset
+	pub.Time = now.UnixMilli()
+	s.ring.push(pub, math.MaxInt)
+	s.bytes += cost
+	m.docUsed.Add(int64(cost))
+	return pub, Position{Epoch: s.epoch, Offset: s.offset}, nil
+}
+
+// makeDocLocked turns s into a document for as long as the log lives: its
+// epoch no longer expires, its bounds are gone, and its bytes move from
+// the log's budget to the documents'. The shard's mu must be held.
+func (m *MemoryLog) makeDocLocked(s *memoryStream, now time.Time) {
+	if s.opts.Document {
+		return
+	}
+	s.opts = Options{Document: true, MetaTTL: documentLife}
+	s.metaExpires = now.Add(documentLife)
+	if s.ref != nil {
+		s.ref.kill() // the budget eviction must never reach a document
+		s.ref = nil
+		m.used.Add(-int64(s.bytes))
+	}
+	m.docUsed.Add(int64(s.bytes))
+}
+
+// Compact stores data as the snapshot of the document stream through
+// at.Offset and drops the publications it covers; see Compactor.
+func (m *MemoryLog) Compact(ctx context.Context, stream string, at Position, data []byte, opts Options) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	now := m.now()
+	sh := m.shard(stream)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	s := m.streamLocked(sh, stream, now)
+	switch {
+	case at.Epoch != s.epoch:
+		return false, ErrEpochMismatch
+	case at.Offset > s.offset:
+		return false, ErrSnapshotAhead
+	case at.Offset == 0 || s.snap != nil && s.snap.Offset >= at.Offset:
+		return false, nil
+	}
+	m.makeDocLocked(s, now)
+	freed := 0
+	for s.ring.n > 0 && s.ring.at(0).Offset <= at.Offset {
+		freed += s.popOldestLocked()
+	}
+	if s.snap != nil {
+		c := s.snap.StoredBytes()
+		s.bytes -= c
+		freed += c
+	}
+	s.snap = &Publication{Offset: at.Offset, Data: data, Time: now.UnixMilli()}
+	added := s.snap.StoredBytes()
+	s.bytes += added
+	m.docUsed.Add(int64(added - freed))
+	return true, nil
+}
+
+// DocumentBytes returns what all document streams hold together, in
+// Publication.StoredBytes.
+func (m *MemoryLog) DocumentBytes() int64 { return m.docUsed.Load() }
 
 // evictOverBudget evicts the publications at the head of the eviction
 // queue until the log is within its budget. It must be called with no
@@ -284,6 +396,31 @@ func (m *MemoryLog) Read(ctx context.Context, stream string, q Query) (Result, e
 		return res, ErrEpochMismatch
 	}
 	after := q.After.Offset
+	if s.snap != nil && after < s.snap.Offset && !q.Reverse {
+		// A document read from before its snapshot starts with it: the
+		// publications it replaced are gone.
+		res.Pubs = append(res.Pubs, *s.snap)
+		res.Snapshot = true
+		after = s.snap.Offset
+		if q.Limit > 0 {
+			if q.Limit == 1 {
+				res.More = after < s.offset
+				res.Complete = true
+				return res, nil
+			}
+			q.Limit--
+		}
+		if q.MaxBytes > 0 {
+			// The snapshot was the one that always goes; what follows
+			// must fit what is left.
+			q.MaxBytes = max(q.MaxBytes-len(s.snap.Data), 0)
+			if q.MaxBytes == 0 {
+				res.More = after < s.offset
+				res.Complete = true
+				return res, nil
+			}
+		}
+	}
 	if after >= s.offset {
 		// Nothing after the caller's position, so nothing can be missing.
 		res.Complete = true
@@ -319,17 +456,20 @@ func (m *MemoryLog) Read(ctx context.Context, stream string, q Query) (Result, e
 		sum := 0
 		for i := range count {
 			sum += len(s.ring.at(index(i)).Data)
-			if sum > q.MaxBytes && i > 0 {
+			if sum > q.MaxBytes && (i > 0 || res.Snapshot) {
 				count = i
 				res.More = true
 				break
 			}
 		}
 	}
-	res.Pubs = make([]Publication, count)
-	for i := range res.Pubs {
-		res.Pubs[i] = *s.ring.at(index(i))
+	k := len(res.Pubs) // 1 after a snapshot
+	pubs := make([]Publication, k+count)
+	copy(pubs, res.Pubs)
+	for i := range count {
+		pubs[k+i] = *s.ring.at(index(i))
 	}
+	res.Pubs = pubs
 	return res, nil
 }
 
@@ -482,7 +622,7 @@ func (m *MemoryLog) sweep() {
 		freed := 0
 		sh.mu.Lock()
 		for name, s := range sh.streams {
-			if !now.Before(s.metaExpires) || crowded && s.ring.n == 0 {
+			if !now.Before(s.metaExpires) || crowded && s.ring.n == 0 && s.snap == nil {
 				freed += s.clearLocked()
 				if s.ref != nil {
 					s.ref.kill()

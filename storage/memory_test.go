@@ -2,6 +2,7 @@ package storage_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -510,5 +511,57 @@ func BenchmarkMemoryLog_Read(b *testing.B) {
 				m.Read(ctx, "s", bm.q)
 			}
 		})
+	}
+}
+
+// A document over its cap, or documents over their budget, refuse the
+// publication rather than evict; the history budget never touches them.
+func TestMemoryLogDocumentBounds(t *testing.T) {
+	m := storage.NewMemoryLogWith(storage.MemoryConfig{MaxBytes: 4096, MaxDocumentBytes: 1000, DocumentBudget: 1500})
+	defer m.Close()
+	ctx := context.Background()
+	doc := storage.Options{Document: true}
+	pub := storage.Publication{Data: make([]byte, 72)} // 200 bytes stored
+	for i := range 5 {
+		if _, _, err := m.Append(ctx, "doc:a", pub, doc); err != nil {
+			t.Fatalf("append #%d: %v", i, err)
+		}
+	}
+	if _, _, err := m.Append(ctx, "doc:a", pub, doc); !errors.Is(err, storage.ErrDocumentFull) {
+		t.Fatalf("append over the document cap: %v, want ErrDocumentFull", err)
+	}
+	if top, _ := m.Top(ctx, "doc:a"); top.Offset != 5 {
+		t.Fatalf("a refused publication was numbered: top %d", top.Offset)
+	}
+	for i := range 2 {
+		if _, _, err := m.Append(ctx, "doc:b", pub, doc); err != nil {
+			t.Fatalf("doc:b append #%d: %v", i, err)
+		}
+	}
+	if _, _, err := m.Append(ctx, "doc:b", pub, doc); !errors.Is(err, storage.ErrDocumentFull) {
+		t.Fatalf("append over the documents' budget: %v, want ErrDocumentFull", err)
+	}
+	// A flood of ordinary history over the log's budget leaves the
+	// documents whole.
+	for i := range 200 {
+		m.Append(ctx, fmt.Sprintf("chat:%d", i), pub, storage.Options{Size: 100})
+	}
+	res, err := m.Read(ctx, "doc:a", storage.Query{})
+	if err != nil || len(res.Pubs) != 5 || !res.Complete {
+		t.Fatalf("doc:a after the flood: %d pubs, complete %v, err %v", len(res.Pubs), res.Complete, err)
+	}
+	// A snapshot makes room.
+	top, _ := m.Top(ctx, "doc:a")
+	if ok, err := m.Compact(ctx, "doc:a", top, []byte("state"), doc); !ok || err != nil {
+		t.Fatalf("compact: %v %v", ok, err)
+	}
+	if _, _, err := m.Append(ctx, "doc:b", pub, doc); err != nil {
+		t.Fatalf("append after the compact freed room: %v", err)
+	}
+	if got := m.DocumentBytes(); got != int64(len("state")+storage.PublicationOverhead+3*pub.StoredBytes()) {
+		t.Fatalf("DocumentBytes = %d", got)
+	}
+	if err := m.ConsistencyCheck(); err != nil {
+		t.Fatal(err)
 	}
 }

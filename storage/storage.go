@@ -19,6 +19,13 @@ var (
 	ErrEpochMismatch = errors.New("storage: epoch mismatch")
 	// ErrUnavailable means the backend cannot be reached; nothing was stored.
 	ErrUnavailable = errors.New("storage: backend unavailable")
+	// ErrDocumentFull means a document stream is at its byte cap: the
+	// publication was refused, not numbered, and nothing was evicted. A
+	// snapshot (Compact) makes room.
+	ErrDocumentFull = errors.New("storage: document is at its size cap; compact it")
+	// ErrSnapshotAhead means a snapshot named an offset the stream has not
+	// reached.
+	ErrSnapshotAhead = errors.New("storage: snapshot offset is past the stream's top")
 )
 
 // Publication is one stored message of a stream.
@@ -64,6 +71,13 @@ type Options struct {
 	// after its last publication; 0 means the implementation default
 	// (24 hours). When it lapses the stream restarts with a new epoch.
 	MetaTTL time.Duration
+	// Document makes the stream a durable document: it keeps its latest
+	// snapshot (see Compactor) and every publication after it, with no
+	// count or age bound, and its epoch does not expire. Size, TTL and
+	// MetaTTL are ignored. Byte caps still hold, but refuse a publication
+	// (ErrDocumentFull) instead of evicting: a document that lost an
+	// update would be wrong for every later reader.
+	Document bool
 }
 
 // Query selects publications of one stream.
@@ -97,6 +111,12 @@ type Result struct {
 	Complete bool
 	// More reports that Limit or MaxBytes cut the result short.
 	More bool
+	// Snapshot reports that Pubs[0] is a document's snapshot rather than a
+	// publication: the state of the document through its Offset, which
+	// replaces the publications up to it. A document stream's Read starts
+	// with the snapshot whenever After.Offset is below the snapshot's
+	// offset; Reverse reads never include it.
+	Snapshot bool
 }
 
 // Log is ordered, bounded stream history. Implementations are safe for
@@ -113,4 +133,16 @@ type Log interface {
 	// Top returns the stream's current position. A stream never published
 	// to has offset 0 and a fresh epoch, which later Appends keep.
 	Top(ctx context.Context, stream string) (Position, error)
+}
+
+// Compactor is a Log that keeps document streams (Options.Document).
+type Compactor interface {
+	// Compact replaces the document's snapshot with data, the state of the
+	// document through at.Offset, and drops the publications up to it. It
+	// reports false, storing nothing, when the document already has a
+	// snapshot at or past at.Offset. at.Epoch must be the stream's epoch
+	// (ErrEpochMismatch otherwise) and at.Offset at most its top
+	// (ErrSnapshotAhead) and above 0. opts are the stream's options, with
+	// Document set.
+	Compact(ctx context.Context, stream string, at Position, data []byte, opts Options) (bool, error)
 }

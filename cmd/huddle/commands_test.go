@@ -76,7 +76,7 @@ func TestExampleConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.drainWindow != 10*time.Second || len(o.rules) != 2 {
+	if o.drainWindow != 10*time.Second || len(o.rules) != 3 {
 		t.Fatalf("example: %+v", o)
 	}
 }

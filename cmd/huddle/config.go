@@ -119,6 +119,9 @@ type options struct {
 	historyTTL      time.Duration
 	historyMemory   sizeFlag // memory broker only
 	historyStream   sizeFlag // both brokers
+	documentMemory  sizeFlag // memory broker only
+	documentMax     sizeFlag // both brokers
+	compactEvery    int
 	rules           listFlag
 	maxMessage      sizeFlag
 	maxQueue        sizeFlag
@@ -192,7 +195,11 @@ func newFlagSet(o *options) *flag.FlagSet {
 	o.historyMemory, o.historyStream = 256<<20, 16<<20 // storage.DefaultMaxBytes, storage.DefaultMaxStreamBytes
 	fs.Var(&o.historyMemory, "history-memory", "history kept in memory by --broker memory, all streams together; over it the oldest publications of any stream go (0: no bound)")
 	fs.Var(&o.historyStream, "history-stream-memory", "history kept per stream, in memory or in Redis; over it the stream's oldest publications go, never its newest (0: no bound)")
-	fs.Var(&o.rules, "rule", "stream rule PREFIX=OPS[;deny=OPS][;history=N][;ttl=D][;presence=on|off][;whisper=on|off][;subscribe-hook=on|off][;publish-hook=on|off] (repeatable)")
+	o.documentMemory, o.documentMax = 1<<30, 64<<20 // storage.DefaultDocumentBudget, storage.DefaultMaxDocumentBytes
+	fs.Var(&o.documentMemory, "document-memory", "document streams (rule option document=on) kept in memory by --broker memory, all together; over it publishes to documents are refused with 4005 (0: no bound)")
+	fs.Var(&o.documentMax, "document-max-bytes", "what one document stream may hold, its snapshot and the publications since, in memory or in Redis; over it publishes are refused with 4005 until a snapshot makes room (0: no bound)")
+	fs.IntVar(&o.compactEvery, "document-compact-every", 1000, "publications of a document stream between two requests to the publisher for a snapshot (ack.compact)")
+	fs.Var(&o.rules, "rule", "stream rule PREFIX=OPS[;deny=OPS][;history=N][;ttl=D][;presence=on|off][;whisper=on|off][;subscribe-hook=on|off][;publish-hook=on|off][;document=on|off] (repeatable)")
 	o.maxMessage, o.maxQueue = 1<<20, 4<<20
 	fs.Var(&o.maxMessage, "max-message", "largest WebSocket message accepted (larger closes with 4005)")
 	fs.Var(&o.maxQueue, "max-queue", "per-connection outbound queue bound (over it closes with 4008)")

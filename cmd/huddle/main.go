@@ -66,10 +66,16 @@ func run(args []string) error {
 	if tracing.Enabled() {
 		logger.Info("traces go to OTLP over HTTP", "endpoint", cmp.Or(os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT")))
 	}
+	if o.compactEvery < 1 {
+		return fmt.Errorf("--document-compact-every %d: want at least 1", o.compactEvery)
+	}
 	deps := server.Deps{}
 	switch o.brokerKind {
 	case "memory":
-		history := storage.NewMemoryLogWith(storage.MemoryConfig{MaxBytes: int(o.historyMemory), MaxStreamBytes: int(o.historyStream)})
+		history := storage.NewMemoryLogWith(storage.MemoryConfig{
+			MaxBytes: int(o.historyMemory), MaxStreamBytes: int(o.historyStream),
+			MaxDocumentBytes: int(o.documentMax), DocumentBudget: int(o.documentMemory),
+		})
 		defer history.Close() // for the early returns; the server's Shutdown closes it too
 		deps.Log = history
 	case "redis":
@@ -120,6 +126,7 @@ func run(args []string) error {
 		MaxQueue:         int(o.maxQueue),
 		ConnectTimeout:   o.connectTimeout,
 		PingInterval:     o.pingInterval,
+		CompactEvery:     o.compactEvery,
 		Workers:          o.workers,
 		ForcePortable:    o.portable,
 		Profiling:        o.pprof,

@@ -63,8 +63,10 @@ type redisBackends struct {
 	prefix  string
 	// maxStreamBytes is --history-stream-memory.
 	maxStreamBytes int
-	stop           chan struct{} // ends watch
-	errors         *atomic.Int64 // failed commands
+	// maxDocBytes is --document-max-bytes.
+	maxDocBytes int
+	stop        chan struct{} // ends watch
+	errors      *atomic.Int64 // failed commands
 }
 
 // countingClient counts the commands that fail (a nil answer is not a
@@ -149,12 +151,13 @@ func newRedis(o *options) (*redisBackends, error) {
 		sharded:        client.Mode() == rueidis.ClientModeCluster,
 		prefix:         o.redisPrefix,
 		maxStreamBytes: int(o.historyStream),
+		maxDocBytes:    int(o.documentMax),
 	}, nil
 }
 
 // deps fills the server's backends with the Redis ones.
 func (r *redisBackends) deps(d *server.Deps, logger *slog.Logger) {
-	log := redislog.New(r.client, redislog.Config{Prefix: r.prefix, ShardedPubSub: r.sharded, MaxStreamBytes: r.maxStreamBytes})
+	log := redislog.New(r.client, redislog.Config{Prefix: r.prefix, ShardedPubSub: r.sharded, MaxStreamBytes: r.maxStreamBytes, MaxDocumentBytes: r.maxDocBytes})
 	d.Log = log
 	d.Presence = redispresence.New(r.client, redispresence.Config{Prefix: r.prefix})
 	d.Sessions = redissessions.New(r.client, r.prefix)

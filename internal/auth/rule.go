@@ -62,6 +62,11 @@ type Rule struct {
 	// PublishHook routes client publishes to matching streams to the
 	// publish hook (--publish-hook) like SubscribeHook does for subscribes.
 	PublishHook *bool
+	// Document makes matching streams durable documents: a snapshot plus
+	// every publication since, with no count or age bound (HistorySize
+	// and HistoryTTL do not apply). nil leaves the choice to a shorter
+	// rule (default off).
+	Document *bool
 }
 
 // ParseRule reads a rule in the compact syntax of the --rule flag:
@@ -81,6 +86,7 @@ type Rule struct {
 //	whisper=on|off    whisper feature (also true|false)
 //	subscribe-hook=on|off  subscribes go to the subscribe hook (also true|false)
 //	publish-hook=on|off    client publishes go to the publish hook (also true|false)
+//	document=on|off   the stream is a durable document: snapshot plus tail (also true|false)
 //
 // An option may appear once. Examples:
 //
@@ -89,6 +95,7 @@ type Rule struct {
 //	cursor:*=;history=off;whisper=on
 //	internal:*=;deny=sub,pub,whisper,presence,history
 //	doc:*=;subscribe-hook=off;publish-hook=on
+//	doc:*=sub,pub;document=on
 func ParseRule(s string) (Rule, error) {
 	prefix, rest, ok := strings.Cut(s, "=")
 	if !ok {
@@ -151,7 +158,7 @@ func (r *Rule) setOption(key, val string) error {
 			return fmt.Errorf("ttl=%q: want a positive duration such as 5m", val)
 		}
 		r.HistoryTTL = d
-	case "presence", "whisper", "subscribe-hook", "publish-hook":
+	case "presence", "whisper", "subscribe-hook", "publish-hook", "document":
 		var on bool
 		switch val {
 		case "on", "true":
@@ -167,11 +174,13 @@ func (r *Rule) setOption(key, val string) error {
 			r.Whisper = &on
 		case "subscribe-hook":
 			r.SubscribeHook = &on
+		case "document":
+			r.Document = &on
 		default:
 			r.PublishHook = &on
 		}
 	default:
-		return fmt.Errorf("unknown option %q (want deny, history, ttl, presence, whisper, subscribe-hook or publish-hook)", key)
+		return fmt.Errorf("unknown option %q (want deny, history, ttl, presence, whisper, subscribe-hook, publish-hook or document)", key)
 	}
 	return nil
 }
@@ -217,6 +226,7 @@ func (r Rule) String() string {
 	writeSwitch(&b, "whisper", r.Whisper)
 	writeSwitch(&b, "subscribe-hook", r.SubscribeHook)
 	writeSwitch(&b, "publish-hook", r.PublishHook)
+	writeSwitch(&b, "document", r.Document)
 	return b.String()
 }
 
@@ -244,6 +254,9 @@ type StreamOptions struct {
 	Presence bool
 	// Whisper reports whether whispers are on.
 	Whisper bool
+	// Document reports whether the stream is a durable document; history
+	// size and TTL are then 0, as they do not apply.
+	Document bool
 }
 
 // toggle is a Rule's *bool switch copied by value: unset, on or off.
@@ -277,6 +290,7 @@ type rule struct {
 	whisper     toggle
 	subHook     toggle
 	pubHook     toggle
+	document    toggle
 }
 
 // compileRules validates rules and orders them longest prefix first, later
@@ -299,6 +313,7 @@ func compileRules(rules []Rule) ([]rule, error) {
 			whisper:     toggleOf(r.Whisper),
 			subHook:     toggleOf(r.SubscribeHook),
 			pubHook:     toggleOf(r.PublishHook),
+			document:    toggleOf(r.Document),
 		})
 	}
 	slices.SortStableFunc(out, func(a, b rule) int {
@@ -313,7 +328,7 @@ func compileRules(rules []Rule) ([]rule, error) {
 // whispers on).
 func (a *Authenticator) StreamOptions(stream string) StreamOptions {
 	size, ttl := 0, time.Duration(0)
-	presence, whisper := unset, unset
+	presence, whisper, document := unset, unset, unset
 	for i := range a.rules {
 		r := &a.rules[i]
 		if !strings.HasPrefix(stream, r.prefix) {
@@ -331,6 +346,9 @@ func (a *Authenticator) StreamOptions(stream string) StreamOptions {
 		if whisper == unset {
 			whisper = r.whisper
 		}
+		if document == unset {
+			document = r.document
+		}
 	}
 	if size == 0 {
 		size = a.historySize
@@ -338,7 +356,7 @@ func (a *Authenticator) StreamOptions(stream string) StreamOptions {
 	if ttl == 0 {
 		ttl = a.historyTTL
 	}
-	if size == HistoryDisabled {
+	if size == HistoryDisabled || document == on {
 		size, ttl = 0, 0
 	}
 	return StreamOptions{
@@ -346,6 +364,7 @@ func (a *Authenticator) StreamOptions(stream string) StreamOptions {
 		HistoryTTL:  ttl,
 		Presence:    presence != off,
 		Whisper:     whisper != off,
+		Document:    document == on,
 	}
 }
 

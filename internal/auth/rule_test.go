@@ -178,6 +178,14 @@ func TestStreamOptions(t *testing.T) {
 			want: auth.StreamOptions{Presence: true, Whisper: true},
 		},
 		{
+			name: "document", rules: []string{"doc:=sub,pub;document=on;history=5"}, stream: "doc:1",
+			want: auth.StreamOptions{Presence: true, Whisper: true, Document: true},
+		},
+		{
+			name: "longer rule turns document off", rules: []string{"doc:=;document=on", "doc:scratch:=;document=off"}, stream: "doc:scratch:1",
+			want: def,
+		},
+		{
 			name: "longer rule overrides history off", rules: []string{"=;history=off", "log:=;history=1000"}, stream: "log:x",
 			want: auth.StreamOptions{HistorySize: 1000, HistoryTTL: 5 * time.Minute, Presence: true, Whisper: true},
 		},

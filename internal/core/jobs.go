@@ -38,6 +38,17 @@ func (node *Node) replyRoom() int { return node.cfg.MaxQueue / 4 }
 // when the job runs. A presence snapshot larger than that (thousands of
 // members with kilobytes of state each) is refused with 4005 rather than
 // queued, which would end the connection with 4008 on every try.
+// DefaultCompactEvery is Config.CompactEvery's default: a document is
+// asked for a snapshot every 1,000 publications.
+const DefaultCompactEvery = 1000
+
+func (node *Node) compactEvery() int {
+	if node.cfg.CompactEvery > 0 {
+		return node.cfg.CompactEvery
+	}
+	return DefaultCompactEvery
+}
+
 func (node *Node) maxReply() int { return node.cfg.MaxQueue - node.replyRoom() }
 
 func snapshotTooLarge(members, size int) string {
@@ -212,7 +223,7 @@ func (j historyJob) step(c *Session) bool {
 	}
 	c.send(&protocol.History{
 		ID: m.ID, S: m.S, Epoch: res.Top.Epoch, Offset: res.Top.Offset,
-		Pubs: WirePubs(m.S, res.Top.Epoch, res.Pubs), More: res.More,
+		Pubs: WirePubs(m.S, res.Top.Epoch, res.Pubs, res.Snapshot), More: res.More,
 	})
 	return true
 }

@@ -28,7 +28,7 @@ var DropReasonNames = [NumDropReasons]string{"slow_consumer", "recovery_gap", "l
 var CountedTypes = []string{
 	protocol.TypeConnect, protocol.TypeSub, protocol.TypeUnsub, protocol.TypePub,
 	protocol.TypeWhisper, protocol.TypeJoin, protocol.TypeUpdate, protocol.TypeLeave,
-	protocol.TypeHistory, protocol.TypeWho, protocol.TypeRefresh, protocol.TypePing,
+	protocol.TypeHistory, protocol.TypeWho, protocol.TypeRefresh, protocol.TypeCompact, protocol.TypePing,
 	protocol.TypePong, protocol.TypeConnected, protocol.TypeSubscribed,
 	protocol.TypeUnsubscribed, protocol.TypePresence, protocol.TypeAck,
 	protocol.TypeRefreshed, protocol.TypeError, protocol.TypeDisconnect, "invalid", "other",
@@ -47,6 +47,7 @@ type Metrics struct {
 	Connected     atomic.Int64 // sessions past connect
 	Subscriptions atomic.Int64
 	Published     atomic.Int64   // publications stored through this node (API and clients)
+	Compactions   atomic.Int64   // document snapshots stored through this node
 	MsgIn, MsgOut []atomic.Int64 // by CountedTypes index
 	Drops         [NumDropReasons]atomic.Int64
 	Disconnects   map[protocol.Code]*atomic.Int64 // by CountedCodes

@@ -44,6 +44,7 @@ type Config struct {
 	MessageRate      float64 // messages a second a connection may send
 	MessageBurst     int
 	PingInterval     time.Duration // how often sessions ping; two silent intervals end one
+	CompactEvery     int           // publications of a document between requests for a snapshot; 0: DefaultCompactEvery
 	Whisper          whisper.Config
 	Presence         presence.Config
 	Logger           *slog.Logger

@@ -126,10 +126,54 @@ func (c *Session) Publish(m *protocol.Publish) {
 	defer cancel()
 	pub, pos, err := c.node.publish(ctx, m.S, storage.Publication{Data: data, User: id.User, Client: c.clientID})
 	if err != nil {
+		if errors.Is(err, storage.ErrDocumentFull) {
+			c.sendError(m.ID, m.S, protocol.CodeTooLarge, "publish refused: the document is at its size cap; send a snapshot (compact) to make room")
+			return
+		}
 		c.sendError(m.ID, m.S, protocol.CodeInternal, "publish failed: "+err.Error())
 		return
 	}
-	c.send(&protocol.Ack{ID: m.ID, S: m.S, Offset: pub.Offset, Epoch: pos.Epoch})
+	ack := &protocol.Ack{ID: m.ID, S: m.S, Offset: pub.Offset, Epoch: pos.Epoch}
+	if pub.Offset%uint64(c.node.compactEvery()) == 0 && c.node.auth.StreamOptions(m.S).Document {
+		ack.Compact = true
+	}
+	c.send(ack)
+}
+
+// Compact stores a client's snapshot of a document stream (see
+// protocol.Compact). It needs the pub op on the stream.
+func (c *Session) Compact(m *protocol.Compact) {
+	id := c.ident.Load()
+	if !c.streamCheck(id, m.ID, m.S, auth.OpPub) {
+		return
+	}
+	if !c.node.auth.StreamOptions(m.S).Document {
+		c.sendError(m.ID, m.S, protocol.CodeBadRequest, "compact: "+m.S+" is not a document stream (a rule with document=on makes it one)")
+		return
+	}
+	comp, ok := c.node.history.(storage.Compactor)
+	if !ok {
+		c.sendError(m.ID, m.S, protocol.CodeInternal, "compact: this server's storage keeps no documents")
+		return
+	}
+	if len(m.Data) == 0 || m.Offset == 0 || m.Epoch == "" {
+		c.sendError(m.ID, m.S, protocol.CodeBadRequest, "compact needs epoch, an offset above 0 and data")
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	_, err := comp.Compact(ctx, m.S, storage.Position{Epoch: m.Epoch, Offset: m.Offset}, m.Data, storage.Options{Document: true})
+	switch {
+	case errors.Is(err, storage.ErrEpochMismatch):
+		c.sendError(m.ID, m.S, protocol.CodeInsufficientState, "compact: the document's epoch is not "+m.Epoch+" any more")
+	case errors.Is(err, storage.ErrSnapshotAhead):
+		c.sendError(m.ID, m.S, protocol.CodeBadRequest, "compact: offset "+strconv.FormatUint(m.Offset, 10)+" is past the document's top")
+	case err != nil:
+		c.sendError(m.ID, m.S, protocol.CodeInternal, "compact failed: "+err.Error())
+	default:
+		c.node.metrics.Compactions.Add(1)
+		c.send(&protocol.Ack{ID: m.ID, S: m.S, Offset: m.Offset, Epoch: m.Epoch})
+	}
 }
 
 func (c *Session) History(m *protocol.HistoryRequest) {
@@ -228,11 +272,18 @@ func wirePub(stream, epoch string, p *storage.Publication) protocol.Pub {
 	return w
 }
 
-// WirePubs turns stored publications into their wire messages.
-func WirePubs(stream, epoch string, pubs []storage.Publication) []protocol.Pub {
+// snapFlag is the value of protocol.Pub.Snap on a snapshot.
+var snapFlag = func() *bool { t := true; return &t }()
+
+// WirePubs turns stored publications into their wire messages; snap says
+// that pubs[0] is a document's snapshot (storage.Result.Snapshot).
+func WirePubs(stream, epoch string, pubs []storage.Publication, snap bool) []protocol.Pub {
 	out := make([]protocol.Pub, len(pubs))
 	for i := range pubs {
 		out[i] = wirePub(stream, epoch, &pubs[i])
+	}
+	if snap && len(out) > 0 {
+		out[0].Snap = snapFlag
 	}
 	return out
 }

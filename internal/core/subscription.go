@@ -335,20 +335,26 @@ func (node *Node) announce(sub *subscription, m *protocol.Subscribe) (ok, done b
 	_, apart := c.out.(Liveness) // missed publications go as messages of their own
 	var history []storage.Publication
 	var after uint64
-	more := false
+	more, snap := false, false
 	var err error
 	since := sub.pend.since
-	if m.Recover != nil || since > 0 {
+	// A document is sent whole to a subscriber that does not recover, or
+	// cannot: its snapshot and every publication since.
+	doc := node.auth.StreamOptions(m.S).Document
+	if m.Recover != nil || since > 0 || doc {
 		from := storage.Position{}
 		if m.Recover != nil {
 			from = storage.Position{Epoch: m.Recover.Epoch, Offset: m.Recover.Offset}
 		}
+		read := func() (storage.Result, error) {
+			return node.history.Read(ctx, m.S, storage.Query{
+				After:    from,
+				MaxBytes: node.stepBytes(c.textual()),
+				Limit:    node.stepPubs(c.textual(), m.S),
+			})
+		}
 		var res storage.Result
-		res, err = node.history.Read(ctx, m.S, storage.Query{
-			After:    from,
-			MaxBytes: node.stepBytes(c.textual()),
-			Limit:    node.stepPubs(c.textual(), m.S),
-		})
+		res, err = read()
 		recovered := err == nil && res.Complete && from.Offset <= res.Top.Offset
 		if since > 0 && err == nil && !res.Complete && len(res.Pubs) > 0 && res.Pubs[0].Time <= since {
 			// Not all of history, but all of it since the time asked for.
@@ -357,17 +363,27 @@ func (node *Node) announce(sub *subscription, m *protocol.Subscribe) (ok, done b
 		if errors.Is(err, storage.ErrEpochMismatch) {
 			err = nil
 		}
+		deliver := recovered
+		if doc && !recovered && err == nil {
+			from = storage.Position{}
+			res, err = read()
+			deliver = err == nil && res.Complete
+		}
 		reply.Epoch, reply.Offset = res.Top.Epoch, res.Top.Offset
-		reply.Recovered = &recovered
-		sub.recover = recoverFailed
-		if recovered {
-			sub.recover = recoverOK
-			history, after, more = res.Pubs, from.Offset, res.More
+		if m.Recover != nil || since > 0 {
+			reply.Recovered = &recovered
+			sub.recover = recoverFailed
+			if recovered {
+				sub.recover = recoverOK
+			}
+		}
+		if deliver {
+			history, after, more, snap = res.Pubs, from.Offset, res.More, res.Snapshot
 			if since > 0 && len(history) > 0 {
 				after = history[0].Offset - 1
 			}
 			if !apart {
-				reply.Pubs = WirePubs(m.S, res.Top.Epoch, history)
+				reply.Pubs = WirePubs(m.S, res.Top.Epoch, history, snap)
 			}
 		} else {
 			after = res.Top.Offset
@@ -398,7 +414,7 @@ func (node *Node) announce(sub *subscription, m *protocol.Subscribe) (ok, done b
 	frame, err := c.encode(reply)
 	var pubFrames [][]byte
 	if apart && err == nil {
-		pubFrames, err = c.encodePubs(m.S, reply.Epoch, history, since)
+		pubFrames, err = c.encodePubs(m.S, reply.Epoch, history, since, snap)
 	}
 	if err != nil {
 		node.dropSubscription(sub)
@@ -485,7 +501,7 @@ func (node *Node) catchUp(sub *subscription) (done bool) {
 		c.closeWith(protocol.CodeInsufficientState, reason, true)
 		return true
 	}
-	frames, err := c.encodePubs(sub.stream, pos.Epoch, res.Pubs, since)
+	frames, err := c.encodePubs(sub.stream, pos.Epoch, res.Pubs, since, res.Snapshot)
 	if err != nil {
 		node.log.Error("encode publication failed", "stream", sub.stream, "err", err)
 		c.closeWith(protocol.CodeInternal, "could not encode a missed publication", true)
@@ -576,14 +592,18 @@ func (s *subscription) goLiveLocked() (kick bool) {
 }
 
 // encodePubs encodes stored publications as pub messages with the
-// session's Output, leaving out those stored before since (unix ms).
-func (c *Session) encodePubs(stream, epoch string, pubs []storage.Publication, since int64) ([][]byte, error) {
+// session's Output, leaving out those stored before since (unix ms); snap
+// says that pubs[0] is a document's snapshot.
+func (c *Session) encodePubs(stream, epoch string, pubs []storage.Publication, since int64, snap bool) ([][]byte, error) {
 	frames := make([][]byte, 0, len(pubs))
 	for i := range pubs {
 		if pubs[i].Time < since {
 			continue
 		}
 		w := wirePub(stream, epoch, &pubs[i])
+		if snap && i == 0 {
+			w.Snap = snapFlag
+		}
 		f, err := c.encode(&w)
 		if err != nil {
 			return nil, err
@@ -613,12 +633,17 @@ func (node *Node) dropSubscription(sub *subscription) {
 // publish stores and delivers a publication, with the stream's history
 // bounds from the rules.
 func (node *Node) publish(ctx context.Context, stream string, pub storage.Publication) (storage.Publication, storage.Position, error) {
-	opts := node.auth.StreamOptions(stream)
-	p, pos, err := node.broker.Publish(ctx, stream, pub, storage.Options{Size: opts.HistorySize, TTL: opts.HistoryTTL})
+	p, pos, err := node.broker.Publish(ctx, stream, pub, node.storageOptions(stream))
 	if err == nil {
 		node.metrics.Published.Add(1)
 	}
 	return p, pos, err
+}
+
+// storageOptions are the history bounds of stream, from the rules.
+func (node *Node) storageOptions(stream string) storage.Options {
+	opts := node.auth.StreamOptions(stream)
+	return storage.Options{Size: opts.HistorySize, TTL: opts.HistoryTTL, Document: opts.Document}
 }
 
 // publishBatch publishes pubs[i] to streams[i], in order, as one broker
@@ -626,8 +651,7 @@ func (node *Node) publish(ctx context.Context, stream string, pub storage.Public
 func (node *Node) publishBatch(ctx context.Context, streams []string, pubs []storage.Publication) ([]broker.Result, error) {
 	items := make([]broker.Item, len(pubs))
 	for i, pub := range pubs {
-		opts := node.auth.StreamOptions(streams[i])
-		items[i] = broker.Item{Stream: streams[i], Pub: pub, Opts: storage.Options{Size: opts.HistorySize, TTL: opts.HistoryTTL}}
+		items[i] = broker.Item{Stream: streams[i], Pub: pub, Opts: node.storageOptions(streams[i])}
 	}
 	res, err := node.broker.PublishBatch(ctx, items)
 	for _, r := range res {

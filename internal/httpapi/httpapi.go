@@ -37,7 +37,8 @@ type Node interface {
 	// ReadHistory reads a stream's stored publications.
 	ReadHistory(ctx context.Context, stream string, q storage.Query) (storage.Result, error)
 	// WirePubs turns stored publications into their wire form.
-	WirePubs(stream, epoch string, pubs []storage.Publication) []protocol.Pub
+	// snap says that pubs[0] is a document's snapshot.
+	WirePubs(stream, epoch string, pubs []storage.Publication, snap bool) []protocol.Pub
 	// Members returns a stream's presence.
 	Members(ctx context.Context, stream string) ([]protocol.Member, error)
 	// DisconnectUser closes every connection of user (4000, no
@@ -301,8 +302,11 @@ func (s *api) publishItems(w http.ResponseWriter, r *http.Request, batch []apiPu
 	}
 	if err != nil {
 		status := http.StatusInternalServerError
-		if publishErrCode(err) == "unavailable" {
+		switch publishErrCode(err) {
+		case "unavailable":
 			status = http.StatusServiceUnavailable
+		case "document_full":
+			status = http.StatusRequestEntityTooLarge
 		}
 		writeJSON(w, status, map[string]any{
 			"error":   apiErr{Code: "publish_failed", Message: err.Error()},
@@ -313,12 +317,15 @@ func (s *api) publishItems(w http.ResponseWriter, r *http.Request, batch []apiPu
 	ok(results)
 }
 
-// publishErrCode names what a failed publish left stored: "skipped" and
-// "publish_failed" stored nothing, "unavailable" may have stored it.
+// publishErrCode names what a failed publish left stored: "skipped",
+// "document_full" and "publish_failed" stored nothing, "unavailable" may
+// have stored it.
 func publishErrCode(err error) string {
 	switch {
 	case errors.Is(err, broker.ErrSkipped):
 		return "skipped"
+	case errors.Is(err, storage.ErrDocumentFull):
+		return "document_full"
 	case errors.Is(err, storage.ErrUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return "unavailable"
 	}
@@ -364,7 +371,7 @@ func (s *api) apiHistory(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"stream": stream, "epoch": res.Top.Epoch, "offset": res.Top.Offset,
-		"pubs": s.node.WirePubs(stream, res.Top.Epoch, res.Pubs), "more": res.More,
+		"pubs": s.node.WirePubs(stream, res.Top.Epoch, res.Pubs, res.Snapshot), "more": res.More,
 	})
 }
 

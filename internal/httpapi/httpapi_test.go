@@ -37,13 +37,13 @@ func (n *node) Deliverable(string, []byte) error { return nil }
 func (n *node) ReadHistory(context.Context, string, storage.Query) (storage.Result, error) {
 	return storage.Result{}, nil
 }
-func (n *node) WirePubs(string, string, []storage.Publication) []protocol.Pub { return nil }
-func (n *node) Members(context.Context, string) ([]protocol.Member, error)    { return nil, nil }
-func (n *node) DisconnectUser(string) int                                     { return 0 }
-func (n *node) Stats() httpapi.Stats                                          { return httpapi.Stats{Node: "n1"} }
-func (n *node) Draining() bool                                                { return n.draining }
-func (n *node) HistoryOutlivesNode() bool                                     { return n.outlives }
-func (n *node) Ready(context.Context) error                                   { return n.ready }
+func (n *node) WirePubs(string, string, []storage.Publication, bool) []protocol.Pub { return nil }
+func (n *node) Members(context.Context, string) ([]protocol.Member, error)          { return nil, nil }
+func (n *node) DisconnectUser(string) int                                           { return 0 }
+func (n *node) Stats() httpapi.Stats                                                { return httpapi.Stats{Node: "n1"} }
+func (n *node) Draining() bool                                                      { return n.draining }
+func (n *node) HistoryOutlivesNode() bool                                           { return n.outlives }
+func (n *node) Ready(context.Context) error                                         { return n.ready }
 
 func TestEndpoints(t *testing.T) {
 	const key = "k"

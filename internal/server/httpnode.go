@@ -29,8 +29,8 @@ func (n httpNode) ReadHistory(ctx context.Context, stream string, q storage.Quer
 	return n.s.node.ReadHistory(ctx, stream, q)
 }
 
-func (n httpNode) WirePubs(stream, epoch string, pubs []storage.Publication) []protocol.Pub {
-	return core.WirePubs(stream, epoch, pubs)
+func (n httpNode) WirePubs(stream, epoch string, pubs []storage.Publication, snap bool) []protocol.Pub {
+	return core.WirePubs(stream, epoch, pubs, snap)
 }
 
 func (n httpNode) Members(ctx context.Context, stream string) ([]protocol.Member, error) {

@@ -90,6 +90,7 @@ func newMetrics(s *Server) (*metrics, error) {
 	disc := counter("huddle.disconnects", "Disconnects sent, by code.", "")
 	hsFail := counter("huddle.handshake.failures", "WebSocket upgrades refused.", "")
 	droppedConns := counter("huddle.connections.dropped", "Connections that ended without a close handshake or a server close.", "")
+	compactions := counter("huddle.documents.compactions", "Document snapshots (compact) stored through this node.", "")
 	conflated := counter("huddle.whispers.conflated", "Whispers that replaced an older queued one of the same sender and event.", "")
 	brokerEvents := counter("huddle.broker.events", "Broker events by kind (Redis broker: resubscribed, gap, lost, relay_dropped).", "")
 	hookCalls := counter("huddle.hook.calls", "Calls to the /ws clients' hooks by hook and outcome (allowed: answered yes; denied: answered no; unavailable: no answer, timed out or garbage).", "")
@@ -116,6 +117,7 @@ func newMetrics(s *Server) (*metrics, error) {
 		o.ObserveInt64(framesOut, tr.FramesOut.Load())
 		o.ObserveInt64(hsFail, s.handshakeFailures.Load())
 		o.ObserveInt64(conflated, tr.Conflated.Load())
+		o.ObserveInt64(compactions, cm.Compactions.Load())
 		o.ObserveInt64(droppedConns, tr.Dropped.Load())
 		for i := range core.CountedTypes {
 			if v := cm.MsgIn[i].Load(); v > 0 {

@@ -63,6 +63,9 @@ type Config struct {
 	// PingInterval is how often the server pings; a connection silent for
 	// two intervals closes with 4011. Default 25s.
 	PingInterval time.Duration
+	// CompactEvery is how many publications of a document stream pass
+	// between two requests for a snapshot. Default 1000.
+	CompactEvery int
 	// Workers bounds the goroutines that read, process and write for
 	// connections. Default 128.
 	Workers int
@@ -280,6 +283,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		MessageRate:      cfg.MessageRate,
 		MessageBurst:     cfg.MessageBurst,
 		PingInterval:     cfg.PingInterval,
+		CompactEvery:     cfg.CompactEvery,
 		Whisper:          cfg.Whisper,
 		Presence:         cfg.Presence,
 		Logger:           cfg.Logger,

@@ -60,9 +60,21 @@ type Config struct {
 	// stream whose meta was evicted starts a new epoch, so recoveries
 	// across it fail rather than miss publications.
 	MaxStreamBytes int
+	// MaxDocumentBytes caps each document stream (storage.Options.Document),
+	// its snapshot and the entries after it; over it an Append fails with
+	// storage.ErrDocumentFull. Default 0, no cap.
+	//
+	// Document keys never expire, so under maxmemory a policy that evicts
+	// only keys with an expiry (volatile-lru) leaves documents alone while
+	// it evicts history; allkeys-* policies may evict a document, which
+	// then restarts empty in a new epoch.
+	MaxDocumentBytes int
 }
 
-var _ storage.Log = (*Log)(nil)
+var (
+	_ storage.Log       = (*Log)(nil)
+	_ storage.Compactor = (*Log)(nil)
+)
 
 // Log is a storage.Log in Redis. It is safe for concurrent use and holds
 // no state of its own besides its configuration: any number of Logs, in
@@ -77,6 +89,7 @@ type Log struct {
 	prefix     string
 	publishCmd string
 	maxBytes   string // Config.MaxStreamBytes, as the script's argument
+	maxDoc     string // Config.MaxDocumentBytes, likewise
 }
 
 // New returns a Log storing into Redis through client. The caller keeps
@@ -85,7 +98,8 @@ func New(client rueidis.Client, cfg Config) *Log {
 	if cfg.Prefix == "" {
 		cfg.Prefix = DefaultPrefix
 	}
-	l := &Log{client: client, prefix: cfg.Prefix, publishCmd: "PUBLISH", maxBytes: strconv.Itoa(max(cfg.MaxStreamBytes, 0))}
+	l := &Log{client: client, prefix: cfg.Prefix, publishCmd: "PUBLISH",
+		maxBytes: strconv.Itoa(max(cfg.MaxStreamBytes, 0)), maxDoc: strconv.Itoa(max(cfg.MaxDocumentBytes, 0))}
 	if cfg.ShardedPubSub {
 		l.publishCmd = "SPUBLISH"
 	}
@@ -133,18 +147,22 @@ func (l *Log) append(ctx context.Context, stream string, pub storage.Publication
 // appendArgs returns ARGV of appendScript, without the batch guard.
 func (l *Log) appendArgs(pub storage.Publication, opts storage.Options, publishCmd, channel string, payload []byte) []string {
 	opts = normalize(opts)
+	metaTTL, size, ttl, maxBytes := millis(opts.MetaTTL), strconv.Itoa(opts.Size), millis(opts.TTL), l.maxBytes
+	if opts.Document {
+		metaTTL, size, ttl, maxBytes = "0", "-1", "0", l.maxDoc
+	}
 	return append(make([]string, 0, 13),
 		newEpoch(),
-		millis(opts.MetaTTL),
-		strconv.Itoa(opts.Size),
-		millis(opts.TTL),
+		metaTTL,
+		size,
+		ttl,
 		string(pub.Data),
 		pub.User,
 		pub.Client,
 		publishCmd,
 		channel,
 		string(payload),
-		l.maxBytes,
+		maxBytes,
 	)
 }
 
@@ -154,6 +172,9 @@ func parseAppend(pub storage.Publication, res rueidis.RedisResult) (storage.Publ
 	if err != nil {
 		if isSkipped(err) {
 			return storage.Publication{}, storage.Position{}, ErrSkipped
+		}
+		if re, ok := rueidis.IsRedisErr(err); ok && strings.HasPrefix(re.Error(), fullMark) {
+			return storage.Publication{}, storage.Position{}, storage.ErrDocumentFull
 		}
 		return storage.Publication{}, storage.Position{}, err
 	}
@@ -353,17 +374,18 @@ func (l *Log) read(ctx context.Context, stream string, q storage.Query) (storage
 	if err != nil {
 		return storage.Result{}, err
 	}
-	if len(reply) != 5 {
+	if len(reply) != 6 {
 		return storage.Result{}, fmt.Errorf("%w: read script returned %d values", errReply, len(reply))
 	}
 	var res storage.Result
-	var status, more int64
-	var err1, err2, err3, err4 error
+	var status, more, snapped int64
+	var err1, err2, err3, err4, err5 error
 	res.Top.Epoch, err1 = reply[0].ToString()
 	res.Top.Offset, err2 = reply[1].AsUint64()
 	status, err3 = reply[2].AsInt64()
 	more, err4 = reply[3].AsInt64()
-	if err := errors.Join(err1, err2, err3, err4); err != nil {
+	snapped, err5 = reply[5].AsInt64()
+	if err := errors.Join(err1, err2, err3, err4, err5); err != nil {
 		return storage.Result{}, fmt.Errorf("%w: read script: %w", errReply, err)
 	}
 	if status == readMismatch {
@@ -371,6 +393,7 @@ func (l *Log) read(ctx context.Context, stream string, q storage.Query) (storage
 	}
 	res.Complete = status == readComplete
 	res.More = more != 0
+	res.Snapshot = snapped != 0
 	if res.Pubs, err = parsePubs(reply[4]); err != nil {
 		return storage.Result{}, err
 	}
@@ -408,6 +431,26 @@ func parsePubs(m rueidis.RedisMessage) ([]storage.Publication, error) {
 		p.Data = []byte(data)
 	}
 	return pubs, nil
+}
+
+// Compact stores data as the snapshot of the document stream through
+// at.Offset and drops the entries it covers; see storage.Compactor.
+func (l *Log) Compact(ctx context.Context, stream string, at storage.Position, data []byte, _ storage.Options) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	keys := []string{l.metaKey(stream), l.streamKey(stream)}
+	args := []string{newEpoch(), "0", at.Epoch, strconv.FormatUint(at.Offset, 10), string(data)}
+	status, err := compactScript.Exec(ctx, l.client, keys, args).AsInt64()
+	switch {
+	case err != nil:
+		return false, wrap("compact", stream, err)
+	case status == 2:
+		return false, storage.ErrEpochMismatch
+	case status == 3:
+		return false, storage.ErrSnapshotAhead
+	}
+	return status == 1, nil
 }
 
 // Top returns the current position of stream, creating its meta with a
@@ -469,7 +512,7 @@ var errReply = errors.New("unexpected reply")
 // malformed reply as storage.ErrUnavailable.
 func wrap(op, stream string, err error) error {
 	_, redisErr := rueidis.IsRedisErr(err)
-	if redisErr || errors.Is(err, ErrSkipped) || errors.Is(err, errReply) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if redisErr || errors.Is(err, ErrSkipped) || errors.Is(err, errReply) || errors.Is(err, storage.ErrDocumentFull) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("storage/redis: %s %q: %w", op, stream, err)
 	}
 	return fmt.Errorf("storage/redis: %s %q: %w: %w", op, stream, storage.ErrUnavailable, err)

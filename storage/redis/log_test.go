@@ -575,3 +575,52 @@ func TestLog_AppendPublishBatch_NoScript(t *testing.T) {
 		t.Fatalf("stream a: top %d, want 5", top)
 	}
 }
+
+// A document's keys never expire, its cap refuses rather than trims, its
+// byte count follows compactions, and a batch stores it like Append.
+func TestLog_Document(t *testing.T) {
+	c := redistest.Client(t, redistest.URL(t))
+	l := New(c, Config{Prefix: redistest.Prefix(t, c), MaxDocumentBytes: 1000})
+	doc := storage.Options{Document: true}
+	const stream = "doc:redis"
+	pub := storage.Publication{Data: bytes.Repeat([]byte("x"), 72)} // 200 bytes counted
+	var pos storage.Position
+	for i := range 5 {
+		var err error
+		if _, pos, err = l.Append(t.Context(), stream, pub, doc); err != nil {
+			t.Fatalf("append #%d: %v", i, err)
+		}
+	}
+	if _, _, err := l.Append(t.Context(), stream, pub, doc); !errors.Is(err, storage.ErrDocumentFull) {
+		t.Fatalf("append over the cap: %v, want ErrDocumentFull", err)
+	}
+	for _, key := range []string{l.metaKey(stream), l.streamKey(stream)} {
+		ttl, err := c.Do(t.Context(), c.B().Pttl().Key(key).Build()).AsInt64()
+		if err != nil || ttl != -1 {
+			t.Fatalf("PTTL %s = %d, %v; want -1 (no expiry)", key, ttl, err)
+		}
+	}
+	if ok, err := l.Compact(t.Context(), stream, pos, []byte("snap"), doc); !ok || err != nil {
+		t.Fatalf("compact: %v %v", ok, err)
+	}
+	dbytes, err := c.Do(t.Context(), c.B().Hget().Key(l.metaKey(stream)).Field("dbytes").Build()).AsInt64()
+	if err != nil || dbytes != int64(len("snap")+storage.PublicationOverhead) {
+		t.Fatalf("dbytes after compact = %d, %v", dbytes, err)
+	}
+	if n, _ := c.Do(t.Context(), c.B().Xlen().Key(l.streamKey(stream)).Build()).AsInt64(); n != 0 {
+		t.Fatalf("%d entries left after a compact at the top", n)
+	}
+	res := l.AppendPublishBatch(t.Context(), []Item{
+		{Stream: stream, Pub: pub, Opts: doc, Channel: "c"},
+		{Stream: stream, Pub: pub, Opts: doc, Channel: "c"},
+	})
+	for i, r := range res {
+		if r.Err != nil || r.Pos.Offset != pos.Offset+uint64(i)+1 {
+			t.Fatalf("batch item %d: %+v", i, r)
+		}
+	}
+	got := mustRead(t, l, stream, storage.Query{})
+	if !got.Snapshot || len(got.Pubs) != 3 || string(got.Pubs[0].Data) != "snap" || got.Pubs[2].Offset != pos.Offset+2 {
+		t.Fatalf("read: snapshot %v, %d pubs", got.Snapshot, len(got.Pubs))
+	}
+}

@@ -14,10 +14,14 @@ import (
 // refused (see appendScript).
 const skipMark = "HUDDLESKIP"
 
+// fullMark starts the error reply of an append to a document at its byte
+// cap.
+const fullMark = "HUDDLEFULL"
+
 // Every script takes KEYS[1] = the stream's meta hash and KEYS[2] = its
 // Redis stream, which share one hash tag and so one Cluster slot, and
 // ARGV[1] = a fresh epoch, ARGV[2] = the meta's TTL in ms should the script
-// create or refresh the meta.
+// create or refresh the meta (0 for a document: no expiry).
 //
 // The meta hash holds epoch (the stream's epoch), offset (the last assigned
 // offset), ttl (the age bound in ms from the latest Append; 0 for none) and,
@@ -27,6 +31,12 @@ const skipMark = "HUDDLESKIP"
 // (user), c (client) and t (append time, unix ms from Redis's clock). The
 // entries always hold a contiguous run of offsets ending at the meta's
 // offset, or nothing.
+//
+// A document (storage.Options.Document) keeps its keys without expiry and
+// its meta hash holds, besides, doc (1), dbytes (what its snapshot and
+// entries count for) and, once compacted, snap (the snapshot's data),
+// snapoff (its offset) and snapt (when it was stored); its entries are
+// then the run from snapoff+1 to the meta's offset.
 
 // luaCommon defines the helpers the scripts share.
 var luaCommon = `
@@ -42,7 +52,9 @@ local function meta()
   end
   redis.call('DEL', KEYS[2])
   redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'offset', 0)
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  if tonumber(ARGV[2]) > 0 then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  end
   return ARGV[1], 0, 0
 end
 
@@ -118,7 +130,8 @@ end
 // ARGV[6] user, ARGV[7] client, ARGV[8] empty or the publish command
 // (PUBLISH or SPUBLISH), ARGV[9] channel, ARGV[10] envelope payload,
 // ARGV[11] the stream's byte cap (0: none). It returns {offset, epoch,
-// time}.
+// time}. A size bound of -1 makes the stream a document: no bound but the
+// byte cap, which then refuses the publication with fullMark.
 //
 // Within a batch (AppendPublishBatch), KEYS[3] is the batch's guard key
 // for the stream, ARGV[12] the value the previous item of the same stream
@@ -148,6 +161,23 @@ local epoch, offset = meta()
 local metattl, size, ttl = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local maxbytes = tonumber(ARGV[11])
 local cost = #ARGV[5] + #ARGV[6] + #ARGV[7] + OVERHEAD
+local now, off, ms
+if size < 0 then
+  -- A document: nothing is trimmed or expires, and a publication over
+  -- the cap is refused before anything is written.
+  local dbytes = tonumber(redis.call('HGET', KEYS[1], 'dbytes') or 0)
+  if maxbytes > 0 and dbytes + cost > maxbytes then
+    return redis.error_reply('` + fullMark + ` the document is at its size cap of ' .. maxbytes .. ' bytes')
+  end
+  offset = offset + 1
+  now = nowms()
+  off, ms = string.format('%d', offset), string.format('%d', now)
+  redis.call('XADD', KEYS[2], off .. '-0', 'd', ARGV[5], 'u', ARGV[6], 'c', ARGV[7], 't', ms)
+  redis.call('PERSIST', KEYS[2])
+  redis.call('HSET', KEYS[1], 'offset', offset, 'ttl', 0, 'doc', 1, 'dbytes', dbytes + cost)
+  redis.call('HDEL', KEYS[1], 'bytes')
+  redis.call('PERSIST', KEYS[1])
+else
 local bytes = 0 -- what the entries count for before the XADD
 if size > 0 and maxbytes > 0 then
   local len = redis.call('XLEN', KEYS[2])
@@ -183,8 +213,8 @@ if size > 0 and maxbytes > 0 then
   end
 end
 offset = offset + 1
-local now = nowms()
-local off, ms = string.format('%d', offset), string.format('%d', now)
+now = nowms()
+off, ms = string.format('%d', offset), string.format('%d', now)
 if size > 0 then
   local xadd = {'XADD', KEYS[2], 'MAXLEN', size, off .. '-0',
     'd', ARGV[5], 'u', ARGV[6], 'c', ARGV[7], 't', ms}
@@ -212,6 +242,7 @@ else
   redis.call('HDEL', KEYS[1], 'bytes')
 end
 redis.call('PEXPIRE', KEYS[1], metattl)
+end
 if ARGV[13] and ARGV[13] ~= '' then
   redis.call('SET', KEYS[3], ARGV[13], 'PX', 60000)
 elseif ARGV[12] and ARGV[12] ~= '' then
@@ -251,8 +282,9 @@ const (
 // ARGV[3] the caller's epoch (empty for any), ARGV[4] the caller's offset,
 // ARGV[5] limit (0: none), ARGV[6] '1' for newest first, ARGV[7] the cap
 // on the summed data bytes (0: none). It returns {epoch, top, status,
-// more, pubs} where pubs is flat: offset, data, user, client, time for
-// each publication.
+// more, pubs, snapped} where pubs is flat: offset, data, user, client,
+// time for each publication, and snapped is 1 when the first of them is a
+// document's snapshot (a forward read from before its offset).
 //
 // With a byte cap the entries are fetched in small pages (see walk) rather
 // than all at once, so that a read of a window of large publications
@@ -264,22 +296,41 @@ const (
 var readScript = rueidis.NewLuaScriptRetryable(luaCommon + `
 local epoch, top, ttl = meta()
 if ARGV[3] ~= '' and ARGV[3] ~= epoch then
-  return {epoch, top, 2, 0, {}}
+  return {epoch, top, 2, 0, {}, 0}
 end
 local after = tonumber(ARGV[4])
+local limit = tonumber(ARGV[5])
+local rev = ARGV[6] == '1'
+local maxbytes = tonumber(ARGV[7] or 0)
+local out = {}
+local snapped = 0 -- out starts with the document's snapshot
+local snapoff = tonumber(redis.call('HGET', KEYS[1], 'snapoff') or 0)
+if snapoff > 0 and after < snapoff and not rev then
+  local sd = redis.call('HMGET', KEYS[1], 'snap', 'snapt')
+  out = {snapoff, sd[1] or '', '', '', tonumber(sd[2] or 0)}
+  snapped, after = 1, snapoff
+  local more = 0
+  if after < top then more = 1 end
+  if limit == 1 then return {epoch, top, 1, more, out, 1} end
+  if limit > 0 then limit = limit - 1 end
+  if maxbytes > 0 then
+    maxbytes = maxbytes - #out[2]
+    if maxbytes <= 0 then return {epoch, top, 1, more, out, 1} end
+  end
+end
 if after >= top then
-  return {epoch, top, 1, 0, {}}
+  return {epoch, top, 1, 0, out, snapped}
 end
 local head = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
 if #head == 0 then
-  return {epoch, top, 0, 0, {}}
+  return {epoch, top, 0, 0, out, snapped}
 end
 local tail = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
 local first, last = idoffset(head[1][1]), idoffset(tail[1][1])
 if ttl > 0 then
   local cutoff = nowms() - ttl
   if tonumber(field(tail[1], 't')) <= cutoff then
-    return {epoch, top, 0, 0, {}}
+    return {epoch, top, 0, 0, out, snapped}
   end
   if tonumber(field(head[1], 't')) <= cutoff then
     local lo, hi = first, last -- lo is past the bound, hi is not
@@ -294,16 +345,12 @@ end
 local start = math.max(after + 1, first)
 local count = last - start + 1
 if count <= 0 then
-  return {epoch, top, 0, 0, {}}
+  return {epoch, top, 0, 0, out, snapped}
 end
 local complete = 0
 if first <= after + 1 and last == top then complete = 1 end
 local more = 0
-local limit = tonumber(ARGV[5])
 if limit > 0 and count > limit then count, more = limit, 1 end
-local rev = ARGV[6] == '1'
-local maxbytes = tonumber(ARGV[7] or 0)
-local out = {}
 local function put(e, d)
   out[#out + 1] = idoffset(e[1])
   out[#out + 1] = d
@@ -314,7 +361,7 @@ end
 if maxbytes > 0 then
   local from, to = start, last
   if rev then from, to = last, start end
-  local taken, used = 0, 0
+  local taken, used = snapped, 0
   walk(from, to, rev,
     function(n, seen) return math.min(count - n, fits(n, seen, maxbytes - seen)) end,
     function(e)
@@ -336,5 +383,44 @@ else
   end
   for _, e in ipairs(entries) do put(e, field(e, 'd') or '') end
 end
-return {epoch, top, complete, more, out}
+return {epoch, top, complete, more, out, snapped}
+`)
+
+// compactScript stores a document's snapshot and drops the entries it
+// covers, in one atomic step.
+//
+// ARGV[3] the caller's epoch, ARGV[4] the snapshot's offset, ARGV[5] its
+// data. A snapshot is never refused for the document's byte cap: it
+// replaces what it covers, and is itself bounded by the largest message a
+// client may send. It returns 1 when the snapshot was
+// stored, 0 when the document already has one at or past the offset (or
+// the offset is 0), 2 when the epoch is not the stream's, 3 when the
+// offset is past the top.
+var compactScript = rueidis.NewLuaScript(luaCommon + `
+local epoch, top = meta()
+if ARGV[3] ~= epoch then return 2 end
+local at = tonumber(ARGV[4])
+if at > top then return 3 end
+local snapoff = tonumber(redis.call('HGET', KEYS[1], 'snapoff') or 0)
+if at == 0 or snapoff >= at then return 0 end
+local dbytes = tonumber(redis.call('HGET', KEYS[1], 'dbytes') or 0)
+local freed = 0
+local len = redis.call('XLEN', KEYS[2])
+if len > 0 then
+  local first = math.max(top - len + 1, 1)
+  if first <= at then
+    walk(first, at, false, function() return 16 end,
+      function(e) local b = entrybytes(e); freed = freed + b; return b end)
+    redis.call('XTRIM', KEYS[2], 'MINID', entryid(at + 1))
+  end
+end
+if snapoff > 0 then
+  freed = freed + #(redis.call('HGET', KEYS[1], 'snap') or '') + OVERHEAD
+end
+dbytes = math.max(dbytes - freed, 0) + #ARGV[5] + OVERHEAD
+redis.call('HSET', KEYS[1], 'snap', ARGV[5], 'snapoff', at, 'snapt', nowms(), 'doc', 1, 'dbytes', dbytes, 'ttl', 0)
+redis.call('HDEL', KEYS[1], 'bytes')
+redis.call('PERSIST', KEYS[1])
+redis.call('PERSIST', KEYS[2])
+return 1
 `)

@@ -46,6 +46,10 @@ func Run(t *testing.T, newLog func(t *testing.T) storage.Log) {
 		{"RoundTrip", testRoundTrip},
 		{"ResultNotAliased", testResultNotAliased},
 		{"CanceledContext", testCanceledContext},
+		{"DocumentKeepsEverything", testDocumentKeepsEverything},
+		{"DocumentCompact", testDocumentCompact},
+		{"DocumentCompactChecks", testDocumentCompactChecks},
+		{"DocumentReadLimits", testDocumentReadLimits},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -633,5 +637,143 @@ func testCanceledContext(t *testing.T, l storage.Log) {
 	// Nothing was stored by the canceled Append.
 	if pos := top(t, l, stream); pos.Offset != 0 {
 		t.Errorf("Top after canceled Append = %+v, want offset 0", pos)
+	}
+}
+
+// doc is the options of a document stream; Size and TTL must be ignored.
+var doc = storage.Options{Document: true, Size: 2, TTL: time.Millisecond}
+
+func compactor(t *testing.T, l storage.Log) storage.Compactor {
+	t.Helper()
+	c, ok := l.(storage.Compactor)
+	if !ok {
+		t.Fatalf("%T does not keep documents (storage.Compactor)", l)
+	}
+	return c
+}
+
+func compact(t *testing.T, l storage.Log, stream string, at storage.Position, data string) bool {
+	t.Helper()
+	ok, err := compactor(t, l).Compact(t.Context(), stream, at, []byte(data), doc)
+	if err != nil {
+		t.Fatalf("Compact(%+v): %v", at, err)
+	}
+	return ok
+}
+
+func datas(pubs []storage.Publication) []string {
+	out := make([]string, len(pubs))
+	for i, p := range pubs {
+		out[i] = string(p.Data)
+	}
+	return out
+}
+
+// A document ignores the count and age bounds: every publication stays.
+func testDocumentKeepsEverything(t *testing.T, l storage.Log) {
+	compactor(t, l)
+	s := streamName(t, "doc")
+	appendN(t, l, s, 50, doc)
+	time.Sleep(20 * time.Millisecond) // well past the (ignored) TTL
+	res := read(t, l, s, storage.Query{})
+	if len(res.Pubs) != 50 || !res.Complete || res.Snapshot || res.Top.Offset != 50 {
+		t.Fatalf("read = %d pubs, complete %v, snapshot %v, top %d; want all 50, complete, no snapshot", len(res.Pubs), res.Complete, res.Snapshot, res.Top.Offset)
+	}
+	if got := offsets(res.Pubs); got[0] != 1 || got[49] != 50 {
+		t.Fatalf("offsets %v", got)
+	}
+}
+
+// A snapshot replaces the publications through its offset: a read from
+// before it starts with the snapshot, then the tail; a read from after it
+// sees only the tail.
+func testDocumentCompact(t *testing.T, l storage.Log) {
+	s := streamName(t, "doc")
+	pos := appendN(t, l, s, 10, doc)
+	if !compact(t, l, s, pos[5], "snap@6") {
+		t.Fatal("first compact not applied")
+	}
+	appendN(t, l, s, 2, doc) // offsets 11, 12
+	for _, after := range []uint64{0, 3, 5} {
+		res := read(t, l, s, storage.Query{After: storage.Position{Epoch: pos[0].Epoch, Offset: after}})
+		if !res.Snapshot || !res.Complete || res.Top.Offset != 12 {
+			t.Fatalf("after %d: snapshot %v complete %v top %d", after, res.Snapshot, res.Complete, res.Top.Offset)
+		}
+		if got, want := offsets(res.Pubs), []uint64{6, 7, 8, 9, 10, 11, 12}; !slices.Equal(got, want) {
+			t.Fatalf("after %d: offsets %v, want %v", after, got, want)
+		}
+		if string(res.Pubs[0].Data) != "snap@6" || string(res.Pubs[1].Data) != "6" {
+			t.Fatalf("after %d: data %q", after, datas(res.Pubs))
+		}
+	}
+	res := read(t, l, s, storage.Query{After: storage.Position{Offset: 6}})
+	if res.Snapshot || !res.Complete || !slices.Equal(offsets(res.Pubs), []uint64{7, 8, 9, 10, 11, 12}) {
+		t.Fatalf("after 6: snapshot %v complete %v offsets %v", res.Snapshot, res.Complete, offsets(res.Pubs))
+	}
+	// An older or equal snapshot is not applied; a newer one is.
+	if compact(t, l, s, pos[5], "again@6") || compact(t, l, s, pos[2], "old@3") {
+		t.Fatal("a snapshot not past the current one was applied")
+	}
+	top := top(t, l, s)
+	if !compact(t, l, s, top, "snap@12") {
+		t.Fatal("compact at the top not applied")
+	}
+	res = read(t, l, s, storage.Query{})
+	if !res.Snapshot || len(res.Pubs) != 1 || string(res.Pubs[0].Data) != "snap@12" || res.Pubs[0].Offset != 12 {
+		t.Fatalf("after compact at top: snapshot %v pubs %q", res.Snapshot, datas(res.Pubs))
+	}
+	// Reverse reads never include the snapshot.
+	appendN(t, l, s, 1, doc)
+	res = read(t, l, s, storage.Query{Reverse: true, Limit: 10})
+	if res.Snapshot || !slices.Equal(offsets(res.Pubs), []uint64{13}) {
+		t.Fatalf("reverse: snapshot %v offsets %v", res.Snapshot, offsets(res.Pubs))
+	}
+}
+
+func testDocumentCompactChecks(t *testing.T, l storage.Log) {
+	c := compactor(t, l)
+	s := streamName(t, "doc")
+	pos := appendN(t, l, s, 3, doc)
+	if _, err := c.Compact(t.Context(), s, storage.Position{Epoch: pos[0].Epoch, Offset: 4}, []byte("x"), doc); !errors.Is(err, storage.ErrSnapshotAhead) {
+		t.Fatalf("compact past the top: %v, want ErrSnapshotAhead", err)
+	}
+	if _, err := c.Compact(t.Context(), s, storage.Position{Epoch: "not-the-epoch", Offset: 2}, []byte("x"), doc); !errors.Is(err, storage.ErrEpochMismatch) {
+		t.Fatalf("compact in another epoch: %v, want ErrEpochMismatch", err)
+	}
+	if ok, err := c.Compact(t.Context(), s, storage.Position{Epoch: pos[0].Epoch}, []byte("x"), doc); ok || err != nil {
+		t.Fatalf("compact at 0 = %v, %v; want not applied", ok, err)
+	}
+	res := read(t, l, s, storage.Query{})
+	if res.Snapshot || len(res.Pubs) != 3 {
+		t.Fatalf("refused compacts changed the document: snapshot %v, %d pubs", res.Snapshot, len(res.Pubs))
+	}
+}
+
+// Limit and MaxBytes count the snapshot as the first item of the result.
+func testDocumentReadLimits(t *testing.T, l storage.Log) {
+	s := streamName(t, "doc")
+	pos := appendN(t, l, s, 6, doc)
+	compact(t, l, s, pos[1], strings.Repeat("s", 100))
+	res := read(t, l, s, storage.Query{Limit: 1})
+	if !res.Snapshot || len(res.Pubs) != 1 || !res.More {
+		t.Fatalf("limit 1: snapshot %v, %d pubs, more %v", res.Snapshot, len(res.Pubs), res.More)
+	}
+	res = read(t, l, s, storage.Query{Limit: 3})
+	if !res.Snapshot || !slices.Equal(offsets(res.Pubs), []uint64{2, 3, 4}) || !res.More {
+		t.Fatalf("limit 3: snapshot %v, offsets %v, more %v", res.Snapshot, offsets(res.Pubs), res.More)
+	}
+	// The snapshot alone is over the cap: it still comes, alone.
+	res = read(t, l, s, storage.Query{MaxBytes: 50})
+	if !res.Snapshot || len(res.Pubs) != 1 || !res.More {
+		t.Fatalf("max bytes 50: snapshot %v, %d pubs, more %v", res.Snapshot, len(res.Pubs), res.More)
+	}
+	res = read(t, l, s, storage.Query{MaxBytes: 102})
+	if !res.Snapshot || !slices.Equal(offsets(res.Pubs), []uint64{2, 3, 4}) || !res.More {
+		t.Fatalf("max bytes 102: snapshot %v, offsets %v, more %v", res.Snapshot, offsets(res.Pubs), res.More)
+	}
+	// Paging on from the last offset read goes on with the tail.
+	res = read(t, l, s, storage.Query{After: storage.Position{Offset: 4}})
+	if res.Snapshot || !slices.Equal(offsets(res.Pubs), []uint64{5, 6}) {
+		t.Fatalf("page 2: snapshot %v, offsets %v", res.Snapshot, offsets(res.Pubs))
 	}
 }

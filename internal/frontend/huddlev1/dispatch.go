@@ -85,6 +85,14 @@ func (c *conn) handle(m protocol.Message) {
 		}
 	case *protocol.Publish:
 		c.Publish(m)
+	case *protocol.Compact:
+		if h := c.hooks(); h != nil && h.routed(auth.OpPub, m.S) {
+			// A snapshot would replace what the hook vetted with what
+			// it never saw.
+			c.SendError(m.ID, m.S, protocol.CodeForbidden, "compact is not available on a stream whose publishes go to the publish hook")
+			return
+		}
+		c.Compact(m)
 	case *protocol.HistoryRequest:
 		c.History(m)
 	case *protocol.Refresh:

@@ -132,6 +132,8 @@ func (h *hookConn) route(m protocol.Message) bool {
 		hooked = h.c.Ident() != nil && h.routed(auth.OpPub, m.S)
 	case *protocol.Unsubscribe:
 		stream, id = m.S, m.ID
+	case *protocol.Compact:
+		stream, id = m.S, m.ID
 	case *protocol.HistoryRequest:
 		stream, id = m.S, m.ID
 	case *protocol.Join:

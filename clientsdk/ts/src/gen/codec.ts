@@ -105,6 +105,7 @@ export function decodeClientFrame(codec: Codec, frame: Uint8Array | ArrayBuffer 
 }
 
 const clientTypes: Readonly<Record<string, true>> = {
+  "compact": true,
   "connect": true,
   "history": true,
   "join": true,

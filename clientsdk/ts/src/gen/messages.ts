@@ -3,12 +3,18 @@
 // Field shapes of every protocol type. Payload fields (data, state, info)
 // are unknown: any msgpack or JSON value.
 
-/** Ack confirms a Publish (with S, Offset, Epoch), a Join or a Leave (ID only). */
+/**
+ * Ack confirms a Publish (with S, Offset, Epoch), a Compact (Offset is the
+ * document's snapshot offset afterwards), a Join or a Leave (ID only).
+ * Compact on a Publish's ack asks the publisher for a snapshot of the
+ * document (see Compact).
+ */
 export interface Ack {
   id: number;
   s?: string;
   offset?: number;
   epoch?: string;
+  compact?: boolean;
 }
 
 /**
@@ -18,6 +24,19 @@ export interface Ack {
 export interface ClientInfo {
   user: string;
   client: string;
+}
+
+/**
+ * Compact stores Data as the snapshot of a document stream: the state of
+ * the document through Offset in Epoch, which replaces the publications up
+ * to it for every later reader. It needs the pub op.
+ */
+export interface Compact {
+  id: number;
+  s: string;
+  epoch: string;
+  offset: number;
+  data: unknown;
 }
 
 /** Connect is the first message of every connection. */
@@ -135,7 +154,13 @@ export interface Presence {
   updates?: MemberUpdate[];
 }
 
-/** Pub is one publication of a stream. From is nil for server-side publishes. */
+/**
+ * Pub is one publication of a stream. From is nil for server-side publishes.
+ * Snap, when set (always to true), marks a document's snapshot: Data is the
+ * state of the document through Offset, replacing every publication up to
+ * it. A pointer, so that encoding the ordinary pub does not allocate to
+ * find the flag empty.
+ */
 export interface Pub {
   s: string;
   offset: number;
@@ -143,6 +168,7 @@ export interface Pub {
   data: unknown;
   from?: ClientInfo;
   ts: number;
+  snap?: boolean;
 }
 
 /** Publish appends data to a stream's history and delivers it to subscribers. */
@@ -244,6 +270,11 @@ export interface WhoRequest {
 }
 
 // ---- client -> server messages ----
+
+/** The "compact" message; see {@link Compact}. */
+export interface CompactMsg extends Compact {
+  t: "compact";
+}
 
 /** The "connect" message; see {@link Connect}. */
 export interface ConnectMsg extends Connect {
@@ -374,6 +405,7 @@ export interface WhoMsg extends Who {
 
 /** Every message a client sends. */
 export type ClientMessage =
+  | CompactMsg
   | ConnectMsg
   | HistoryRequestMsg
   | JoinMsg

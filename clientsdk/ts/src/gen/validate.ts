@@ -22,6 +22,8 @@ export function validAck(v: unknown): v is m.Ack {
   if (v["offset"] !== undefined && !(typeof v["offset"] === "number")) return false;
   if (v["epoch"] === null) delete v["epoch"];
   if (v["epoch"] !== undefined && !(typeof v["epoch"] === "string")) return false;
+  if (v["compact"] === null) delete v["compact"];
+  if (v["compact"] !== undefined && !(typeof v["compact"] === "boolean")) return false;
   return true;
 }
 
@@ -30,6 +32,16 @@ export function validClientInfo(v: unknown): v is m.ClientInfo {
   if (!isObj(v)) return false;
   if (!(typeof v["user"] === "string")) return false;
   if (!(typeof v["client"] === "string")) return false;
+  return true;
+}
+
+/** validCompact reports whether v is a well-formed {@link m.Compact}. */
+export function validCompact(v: unknown): v is m.Compact {
+  if (!isObj(v)) return false;
+  if (!(typeof v["id"] === "number")) return false;
+  if (!(typeof v["s"] === "string")) return false;
+  if (!(typeof v["epoch"] === "string")) return false;
+  if (!(typeof v["offset"] === "number")) return false;
   return true;
 }
 
@@ -189,6 +201,8 @@ export function validPub(v: unknown): v is m.Pub {
   if (v["from"] === null) delete v["from"];
   if (v["from"] !== undefined && !(validClientInfo(v["from"]))) return false;
   if (!(typeof v["ts"] === "number")) return false;
+  if (v["snap"] === null) delete v["snap"];
+  if (v["snap"] !== undefined && !(typeof v["snap"] === "boolean")) return false;
   return true;
 }
 
@@ -330,6 +344,7 @@ const serverValidators: Readonly<Record<string, (v: unknown) => boolean>> = {
 };
 
 const clientValidators: Readonly<Record<string, (v: unknown) => boolean>> = {
+  "compact": validCompact,
   "connect": validConnect,
   "history": validHistoryRequest,
   "join": validJoin,
@@ -422,6 +437,10 @@ export function isWhisper(x: m.ServerMessage): x is m.WhisperMsg {
 
 export function isWho(x: m.ServerMessage): x is m.WhoMsg {
   return x.t === "who";
+}
+
+export function isCompact(x: m.ClientMessage): x is m.CompactMsg {
+  return x.t === "compact";
 }
 
 export function isConnect(x: m.ClientMessage): x is m.ConnectMsg {
