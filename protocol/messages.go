@@ -158,13 +158,16 @@ type Connected struct {
 }
 
 // Subscribed accepts a Subscribe. Recovered is set whenever the Subscribe
-// carried Recover.
+// carried Recover. Doc says the stream is a document: unless Recovered is
+// true, the whole document follows (in Pubs, then as pub messages) up to
+// Offset, starting with its snapshot if it has one.
 type Subscribed struct {
 	ID        uint64    `msgpack:"id" json:"id"`
 	S         string    `msgpack:"s" json:"s"`
 	Epoch     string    `msgpack:"epoch" json:"epoch"`
 	Offset    uint64    `msgpack:"offset" json:"offset"`
 	Recovered *bool     `msgpack:"recovered,omitempty" json:"recovered,omitempty"`
+	Doc       bool      `msgpack:"doc,omitempty" json:"doc,omitempty"`
 	Pubs      []Pub     `msgpack:"pubs,omitempty" json:"pubs,omitempty"`
 	Members   []Member  `msgpack:"members,omitempty" json:"members,omitempty"`
 	LV        []Whisper `msgpack:"lv,omitempty" json:"lv,omitempty"`

@@ -341,6 +341,7 @@ func (node *Node) announce(sub *subscription, m *protocol.Subscribe) (ok, done b
 	// A document is sent whole to a subscriber that does not recover, or
 	// cannot: its snapshot and every publication since.
 	doc := node.auth.StreamOptions(m.S).Document
+	reply.Doc = doc
 	if m.Recover != nil || since > 0 || doc {
 		from := storage.Position{}
 		if m.Recover != nil {

@@ -73,8 +73,8 @@ func TestDocumentLateJoiner(t *testing.T) {
 			}
 			c := dialUser(t, h, "late", codecOpts(codec))
 			s := subscribe(t, c, 2, stream, nil)
-			if s.Recovered != nil || s.Offset != 3000 {
-				t.Fatalf("subscribed recovered=%v offset=%d, want no recovered and offset 3000", s.Recovered, s.Offset)
+			if s.Recovered != nil || s.Offset != 3000 || !s.Doc {
+				t.Fatalf("subscribed recovered=%v offset=%d doc=%v, want no recovered, offset 3000, doc", s.Recovered, s.Offset, s.Doc)
 			}
 			snap, seqs := readDoc(t, c, s)
 			if snap != "" {
@@ -90,8 +90,8 @@ func TestDocumentLateJoiner(t *testing.T) {
 	publishSeq(t, h, "chat:bounded", 1, 20)
 	c := dialUser(t, h, "late")
 	s := subscribe(t, c, 2, "chat:bounded", &protocol.Position{Epoch: "", Offset: 0})
-	if s.Recovered == nil || *s.Recovered {
-		t.Fatalf("ordinary stream recovered %v from 0 past its bound of 10", s.Recovered)
+	if s.Recovered == nil || *s.Recovered || s.Doc {
+		t.Fatalf("ordinary stream recovered %v from 0 past its bound of 10 (doc %v)", s.Recovered, s.Doc)
 	}
 }
 

@@ -32,9 +32,16 @@ export interface Publication<T = unknown> {
   /**
    * recovered is true for publications missed while away and delivered on
    * resubscribe (in subscribed's reply or, for a large backlog, right after
-   * the subscribed event), false for live ones.
+   * the subscribed event), false for live ones. A document's publications
+   * delivered at subscribe count as recovered too.
    */
   recovered: boolean;
+  /**
+   * snapshot marks a document's snapshot: data is the state of the
+   * document through offset, replacing every publication up to it (see
+   * {@link Stream.compact}). The next publication has offset + 1.
+   */
+  snapshot?: boolean;
 }
 
 /** WhisperEvent is an ephemeral event from another subscriber. */
@@ -55,7 +62,13 @@ export interface StreamEvents<T = unknown> {
    * first part is, and the rest follows as publication events with
    * recovered: true, in order, before any live one.
    */
-  subscribed: { epoch: string; offset: number; recovered?: boolean; missed: number };
+  subscribed: { epoch: string; offset: number; recovered?: boolean; missed: number; document?: boolean };
+  /**
+   * compact: the server asks for a snapshot of this document stream (every
+   * so many publications, on the ack of one of ours). Answer with
+   * {@link Stream.compact}.
+   */
+  compact: { epoch: string; offset: number };
   /** publication delivers publications in offset order, each once. */
   publication: Publication<T>;
   whisper: WhisperEvent;
@@ -119,6 +132,7 @@ export class Stream<T = unknown, S extends PresenceState = PresenceState, C = un
   // The top that subscribed reported, while missed publications up to it may
   // still arrive as pub messages (a recovered backlog too large for the reply).
   private recoverTop: Position | undefined;
+  private isDocument = false;
 
   /** @internal Use {@link Huddle.stream}. */
   constructor(client: Huddle, name: string, opts: StreamOptions<S>) {
@@ -136,10 +150,41 @@ export class Stream<T = unknown, S extends PresenceState = PresenceState, C = un
     });
   }
 
-  /** publish appends data to the stream and resolves with its offset and epoch. */
+  /**
+   * publish appends data to the stream and resolves with its offset and
+   * epoch. On a document stream the server may ask, in the reply, for a
+   * snapshot: the stream then emits "compact".
+   */
   async publish(data: T): Promise<{ offset: number; epoch: string }> {
     const ack = await this.client._call((id) => ({ t: "pub", id, s: this.name, data }), "ack");
-    return { offset: ack.offset ?? 0, epoch: ack.epoch ?? "" };
+    const out = { offset: ack.offset ?? 0, epoch: ack.epoch ?? "" };
+    if (ack.compact) this.emit("compact", out);
+    return out;
+  }
+
+  /**
+   * document is true once the server said the stream is a document (a rule
+   * with document=on): it keeps a snapshot and every publication since, and
+   * a subscribe without a position to recover from receives all of it.
+   */
+  get document(): boolean {
+    return this.isDocument;
+  }
+
+  /**
+   * compact stores data as the document's snapshot through the last
+   * publication this stream delivered (or `at`): data must hold the effect
+   * of every publication up to that offset (it may hold later ones too when
+   * applying a publication twice is harmless, as with a CRDT). The server
+   * then drops those publications; joiners get the snapshot first. Resolves
+   * with the snapshot's position; rejects with 4010 when the epoch changed
+   * meanwhile and 4004 on a stream that is not a document.
+   */
+  async compact(data: unknown, at?: Position): Promise<Position> {
+    const pos = at ?? this.position;
+    if (!pos || pos.offset <= 0) throw new HuddleError(Code.BadRequest, "compact: nothing delivered yet to take a snapshot of");
+    const ack = await this.client._call((id) => ({ t: "compact", id, s: this.name, epoch: pos.epoch, offset: pos.offset, data }), "ack");
+    return { epoch: ack.epoch ?? pos.epoch, offset: ack.offset ?? pos.offset };
   }
 
   /**
@@ -336,11 +381,16 @@ export class Stream<T = unknown, S extends PresenceState = PresenceState, C = un
     // Recovered: every offset in (recover.offset, msg.offset] was missed and
     // comes now, in subscribed.pubs or as pub messages right after it.
     const recovered = recover !== undefined && msg.recovered === true && recover.epoch === msg.epoch;
-    const missed = recovered ? Math.max(0, msg.offset - recover.offset) : 0;
-    if (!recovered || !this.position || this.position.epoch !== msg.epoch) {
+    let missed = recovered ? Math.max(0, msg.offset - recover.offset) : 0;
+    this.isDocument = msg.doc === true;
+    if (this.isDocument && !recovered) {
+      // The whole document follows, from its snapshot or offset 1.
+      this.position = { epoch: msg.epoch, offset: 0 };
+      missed = msg.offset;
+    } else if (!recovered || !this.position || this.position.epoch !== msg.epoch) {
       this.position = { epoch: msg.epoch, offset: msg.offset };
     }
-    this.recoverTop = recovered && missed > 0 ? { epoch: msg.epoch, offset: msg.offset } : undefined;
+    this.recoverTop = missed > 0 ? { epoch: msg.epoch, offset: msg.offset } : undefined;
     if (presence) this.presence._onSnapshot(msg.members ?? []);
     this.latestWhispers.clear();
     for (const c of this.cursorSets.values()) c._reset();
@@ -354,6 +404,7 @@ export class Stream<T = unknown, S extends PresenceState = PresenceState, C = un
     if (this.recoverTop && pos && pos.epoch === msg.epoch && pos.offset >= msg.offset) this.recoverTop = undefined; // all in the reply
     const ev: StreamEvents["subscribed"] = { epoch: msg.epoch, offset: msg.offset, missed };
     if (msg.recovered !== undefined) ev.recovered = msg.recovered;
+    if (this.isDocument) ev.document = true;
     this.emit("subscribed", ev);
   }
 
@@ -381,7 +432,9 @@ export class Stream<T = unknown, S extends PresenceState = PresenceState, C = un
     if (this.closed) return;
     const pos = this.position;
     if (pos && pos.epoch === p.epoch && p.offset <= pos.offset) return; // seen already
-    if (pos && (pos.epoch !== p.epoch || p.offset > pos.offset + 1)) {
+    // A document's snapshot replaces everything up to its offset, so it may
+    // skip ahead.
+    if (pos && (pos.epoch !== p.epoch || (p.offset > pos.offset + 1 && !(p.snap && pos.epoch === p.epoch)))) {
       // A gap the server did not report (or a new epoch: history was lost):
       // resubscribe from the last position seen, which recovers what is
       // missing or says recovered: false.
@@ -397,5 +450,6 @@ export class Stream<T = unknown, S extends PresenceState = PresenceState, C = un
 function toPublication<T>(p: Pub, recovered: boolean): Publication<T> {
   const out: Publication<T> = { stream: p.s, offset: p.offset, epoch: p.epoch, data: p.data as T, ts: p.ts, recovered };
   if (p.from) out.from = p.from;
+  if (p.snap) out.snapshot = true;
   return out;
 }

@@ -211,7 +211,9 @@ export interface Subscribe {
 
 /**
  * Subscribed accepts a Subscribe. Recovered is set whenever the Subscribe
- * carried Recover.
+ * carried Recover. Doc says the stream is a document: unless Recovered is
+ * true, the whole document follows (in Pubs, then as pub messages) up to
+ * Offset, starting with its snapshot if it has one.
  */
 export interface Subscribed {
   id: number;
@@ -219,6 +221,7 @@ export interface Subscribed {
   epoch: string;
   offset: number;
   recovered?: boolean;
+  doc?: boolean;
   pubs?: Pub[];
   members?: Member[];
   lv?: Whisper[];

@@ -261,6 +261,8 @@ export function validSubscribed(v: unknown): v is m.Subscribed {
   if (!(typeof v["offset"] === "number")) return false;
   if (v["recovered"] === null) delete v["recovered"];
   if (v["recovered"] !== undefined && !(typeof v["recovered"] === "boolean")) return false;
+  if (v["doc"] === null) delete v["doc"];
+  if (v["doc"] !== undefined && !(typeof v["doc"] === "boolean")) return false;
   if (v["pubs"] === null) delete v["pubs"];
   if (v["pubs"] !== undefined && !(Array.isArray(v["pubs"]) && (v["pubs"] as unknown[]).every((e) => validPub(e)))) return false;
   if (v["members"] === null) delete v["members"];
