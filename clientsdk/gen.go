@@ -610,10 +610,12 @@ const utf8 = new TextDecoder();
 
 /**
  * encodeFrame batches messages into one frame: msgpack maps back to back
- * (binary) or JSON objects separated by "\n" (text).
+ * (binary) or JSON objects separated by "\n" (text). In JSON, binary data
+ * (a Uint8Array) becomes a base64 string, as the server writes msgpack
+ * binary for JSON clients, so an app may send bytes over any transport.
  */
 export function encodeFrame(codec: Codec, messages: readonly ClientMessage[]): Uint8Array | string {
-  if (codec === "json") return messages.map((msg) => JSON.stringify(msg)).join("\n");
+  if (codec === "json") return messages.map((msg) => JSON.stringify(msg, binaryAsBase64)).join("\n");
   const parts = messages.map((msg) => encoder.encode(msg));
   if (parts.length === 1) return parts[0]!;
   let n = 0;
@@ -623,6 +625,24 @@ export function encodeFrame(codec: Codec, messages: readonly ClientMessage[]): U
   for (const p of parts) {
     out.set(p, n);
     n += p.length;
+  }
+  return out;
+}
+
+const B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+// binaryAsBase64 is JSON.stringify's replacer for Uint8Array values.
+function binaryAsBase64(_key: string, v: unknown): unknown {
+  if (!(v instanceof Uint8Array)) return v;
+  let out = "";
+  let i = 0;
+  for (; i + 2 < v.length; i += 3) {
+    const n = (v[i]! << 16) | (v[i + 1]! << 8) | v[i + 2]!;
+    out += B64[n >> 18]! + B64[(n >> 12) & 63]! + B64[(n >> 6) & 63]! + B64[n & 63]!;
+  }
+  if (i < v.length) {
+    const n = (v[i]! << 16) | ((v[i + 1] ?? 0) << 8);
+    out += B64[n >> 18]! + B64[(n >> 12) & 63]! + (i + 1 < v.length ? B64[(n >> 6) & 63]! : "=") + "=";
   }
   return out;
 }

@@ -14,6 +14,7 @@ import { Events } from "./events.js";
 import { Stream, type StreamOptions } from "./stream.js";
 import type { PresenceState } from "./presence.js";
 import { type FetchLike, HttpSocket, httpBase, type TransportName } from "./http.js";
+import { type AppStateLike, listenLifecycle, type NetworkSource } from "./lifecycle.js";
 
 /** VERSION is the SDK's version, sent in connect.ua. */
 export const VERSION = "0.1.0";
@@ -89,22 +90,91 @@ export interface HuddleOptions {
   refreshMargin?: number;
   /** requestTimeout bounds how long a call waits for its reply, in ms. Default 10000. */
   requestTimeout?: number;
-  /** lifecycle reconnects at once on `online` and when a page becomes visible, where addEventListener exists. Default true. */
+  /**
+   * lifecycle reconnects at once on the browser's `online` event and when a
+   * page becomes visible, where `globalThis.addEventListener` exists. It does
+   * not concern `appState` and `network`, which are used whenever given.
+   * Default true.
+   */
   lifecycle?: boolean;
+  /**
+   * appState is React Native's `AppState` (or anything of its shape): when
+   * the app goes to the `"background"`, the client pauses (see
+   * {@link Huddle.pause}) after `backgroundTimeout`; when it is `"active"`
+   * again before that, nothing happens, and after it, the client resumes and
+   * every stream recovers what it missed. `"inactive"` (iOS: the app
+   * switcher, a call, Control Center) counts as the foreground. A pause made
+   * by calling pause() is not undone by the app becoming active. The
+   * listener is added by connect() (and autoConnect) and removed by
+   * disconnect().
+   */
+  appState?: AppStateLike;
+  /**
+   * backgroundTimeout is how long the app may stay in the background before
+   * the client pauses, in ms (with `appState`). 0 pauses at once. Default
+   * 30000.
+   */
+  backgroundTimeout?: number;
+  /**
+   * network tells the client whether the device is online, e.g.
+   * @react-native-community/netinfo through a three-line adapter (see
+   * {@link NetworkSource}). While it says offline the client does not try to
+   * connect (no backoff steps are spent, no attempts fail); when it says
+   * online again the client connects at once, with a fresh backoff. A
+   * connection that is up when the source says offline is left alone (it
+   * may still work; a dead one is noticed by `staleThreshold`). The source
+   * is trusted: while it says offline, connect(), reconnect() and resume()
+   * wait for it too. Subscribed by connect() (and autoConnect), unsubscribed
+   * by disconnect().
+   */
+  network?: NetworkSource;
+  /**
+   * pingInterval asks the server for this connection's ping interval, in
+   * seconds (sent as `connect.ping`, rounded to whole seconds): the server
+   * grants it within 5..300 s and the `connected` event's `ping` says what
+   * was granted. A longer interval wakes the radio less often (a tracker
+   * saving battery); it also makes a dead connection take longer to notice
+   * unless `staleThreshold` is shorter. Default (and 0): the server's own
+   * interval (its `--ping-interval`, 25 s by default).
+   */
+  pingInterval?: number;
+  /**
+   * staleThreshold: when nothing at all has arrived from the server for
+   * this long, in ms, the client treats the connection as dead (a half-open
+   * network, where nothing arrives and nothing fails) and reconnects; the
+   * `disconnected` event says 4011. Default: two granted ping intervals
+   * plus 2 s (what the server itself allows). When set, the client also
+   * sends a `ping` of its own after half of it in silence, which the server
+   * answers, so a threshold shorter than the ping interval does not drop a
+   * healthy quiet connection (each such ping costs a radio wake-up). 0 turns
+   * the check off.
+   */
+  staleThreshold?: number;
   /** ua is appended to the SDK's name in connect.ua. */
   ua?: string;
 }
 
-/** ConnectionState is the state of a client's connection. */
-export type ConnectionState = "connecting" | "connected" | "disconnected";
+/**
+ * ConnectionState is the state of a client's connection. "paused" is set by
+ * {@link Huddle.pause} (or the `appState` option) until resume().
+ */
+export type ConnectionState = "connecting" | "connected" | "disconnected" | "paused";
 
 /** The events of a {@link Huddle} client. */
 export interface ClientEvents {
   /** A connection attempt started; attempt counts from 1 after each disconnect. */
   connecting: { attempt: number };
-  /** The server accepted the connection; transport says how it is reached. */
-  connected: { client: string; user: string; node?: string; exp?: number; transport: TransportName };
-  /** The connection ended; reconnect says whether the client will try again. */
+  /**
+   * The server accepted the connection; transport says how it is reached,
+   * ping is the ping interval the server granted, in seconds (see
+   * {@link HuddleOptions.pingInterval}).
+   */
+  connected: { client: string; user: string; node?: string; exp?: number; transport: TransportName; ping: number };
+  /**
+   * The connection ended; reconnect says whether the client will try again
+   * by itself. On pause() it is `{ code: 4000, reason: "paused", reconnect:
+   * false }` with `state` already "paused": resume() connects again.
+   */
   disconnected: { code: number; reason: string; reconnect: boolean };
   /** The state changed. */
   state: ConnectionState;
@@ -136,16 +206,24 @@ interface Settings {
   requestTimeout: number;
   lifecycle: boolean;
   ua: string;
+  appState: AppStateLike | undefined;
+  backgroundTimeout: number;
+  network: NetworkSource | undefined;
+  ping: number; // 0: the server's
+  stale: number | undefined; // undefined: from the granted ping interval
 }
 
-type Host = {
-  WebSocket?: WebSocketConstructor;
-  addEventListener?: (ev: string, fn: () => void) => void;
-  removeEventListener?: (ev: string, fn: () => void) => void;
-  document?: { visibilityState?: string; addEventListener?: (ev: string, fn: () => void) => void; removeEventListener?: (ev: string, fn: () => void) => void };
-};
+const host = globalThis as unknown as { WebSocket?: WebSocketConstructor };
 
-const host = globalThis as unknown as Host;
+/** The reason of the calls refused while paused. */
+const pausedReason = "client paused; call resume()";
+
+/** checkNumber checks a numeric option: finite and at least 0. */
+function checkNumber(name: string, v: number | undefined): void {
+  if (v !== undefined && (typeof v !== "number" || !Number.isFinite(v) || v < 0)) {
+    throw new TypeError(`Huddle: options.${name} must be a finite number >= 0, got ${String(v)}`);
+  }
+}
 
 /**
  * Huddle is a client connection to a Huddle server. It reconnects by itself,
@@ -190,9 +268,15 @@ export class Huddle extends Events<ClientEvents> {
   private connectTimer: unknown;
   private refreshTimer: unknown;
   private idleTimer: unknown;
-  private idleMs = 0;
+  private staleMs = 0; // 0: no liveness check
+  private probeMs = 0; // silence after which a ping goes out; 0: none
+  private heardAt = 0; // local time the last frame arrived
+  private probed = false; // a ping went out since heardAt
   private readyWaiters: { resolve(): void; reject(err: HuddleError): void }[] = [];
   private unlisten: (() => void) | undefined;
+  private offline = false; // the network source says offline
+  private bgTimer: unknown; // pauses when the app has been in the background for backgroundTimeout
+  private autoPaused = false; // paused by the background timer, so "active" resumes
 
   constructor(options: HuddleOptions) {
     super();
@@ -214,6 +298,9 @@ export class Huddle extends Events<ClientEvents> {
     this.fetchFn = f && ((url, init) => f(url, init));
     this.getToken = options.getToken;
     this.token = options.token;
+    checkNumber("pingInterval", options.pingInterval);
+    checkNumber("staleThreshold", options.staleThreshold);
+    checkNumber("backgroundTimeout", options.backgroundTimeout);
     this.opts = {
       url: options.url,
       codec: options.codec ?? "msgpack",
@@ -227,6 +314,12 @@ export class Huddle extends Events<ClientEvents> {
       requestTimeout: options.requestTimeout ?? 10000,
       lifecycle: options.lifecycle ?? true,
       ua: `huddle-js/${VERSION}` + (options.ua ? " " + options.ua : ""),
+      appState: options.appState,
+      backgroundTimeout: options.backgroundTimeout ?? 30000,
+      network: options.network,
+      // connect.ping is a whole number of seconds (a uint32 on the server).
+      ping: options.pingInterval ? Math.min(Math.max(1, Math.round(options.pingInterval)), 0xffffffff) : 0,
+      stale: options.staleThreshold,
     };
     if (this.opts.codec !== "msgpack" && this.opts.codec !== "json") {
       throw new TypeError(`Huddle: unknown codec ${String(this.opts.codec)}; use "msgpack" or "json"`);
@@ -241,16 +334,26 @@ export class Huddle extends Events<ClientEvents> {
     }
   }
 
-  /** connect starts connecting, if not connected or connecting already. */
+  /**
+   * connect starts connecting, if not connected or connecting already. It
+   * also starts listening to `appState`, `network` and the browser's events.
+   * On a paused client it is resume().
+   */
   connect(): void {
     this.want = true;
-    this.listenLifecycle();
-    if (this.state === "disconnected" && this.reconnectTimer === undefined) void this.open();
+    if (this.state === "paused") {
+      this.resume();
+      return;
+    }
+    this.listenLifecycle(); // may pause at once (appState, backgroundTimeout 0)
+    if (this.state === "disconnected" && this.reconnectTimer === undefined && !this.offline) void this.open();
   }
 
   /**
-   * disconnect closes the connection for good (until connect is called).
-   * Calls waiting for a reply reject; presence ends at once on the server.
+   * disconnect closes the connection for good (until connect is called),
+   * paused or not, and stops listening to `appState`, `network` and the
+   * browser's events. Calls waiting for a reply reject; presence ends at
+   * once on the server.
    */
   disconnect(): void {
     this.want = false;
@@ -258,10 +361,13 @@ export class Huddle extends Events<ClientEvents> {
     this.stopLifecycle();
     clearTimeout(this.reconnectTimer);
     this.reconnectTimer = undefined;
-    if (this.state === "disconnected") {
+    if (this.state === "disconnected" || this.state === "paused") {
+      const was = this.state;
+      this.state = "disconnected";
       const err = new HuddleError(Code.Normal, "client disconnected");
       for (const s of this.streamsByName.values()) s._disconnected(true);
       this.failWaiting(err);
+      if (was === "paused") this.emit("state", "disconnected");
       return;
     }
     this.drop({ code: Code.Normal, reason: "client disconnected", reconnect: false }, 1000);
@@ -270,21 +376,77 @@ export class Huddle extends Events<ClientEvents> {
   /**
    * reconnect drops the current connection and connects again at once, e.g.
    * after the app learned that the network changed. Streams recover what
-   * they missed.
+   * they missed. On a paused client it is resume().
    */
   reconnect(): void {
     this.want = true;
+    if (this.state === "paused") {
+      this.resume();
+      return;
+    }
     this.listenLifecycle();
+    if ((this.state as ConnectionState) === "paused") return; // the app is in the background (backgroundTimeout 0)
     clearTimeout(this.reconnectTimer);
     this.reconnectTimer = undefined;
     if (this.state === "disconnected") {
-      void this.open();
+      if (!this.offline) void this.open();
       return;
     }
     this.drop({ code: 1000, reason: "reconnect requested", reconnect: true }, 1000, 0);
   }
 
-  /** ready resolves when the client is connected (at once if it is). */
+  /**
+   * pause lets the connection go until {@link resume}, to save battery
+   * while the app does not need it (see also the `appState` option). The
+   * socket closes cleanly, so presence ends at once for the others; no
+   * reconnect is tried and the client's timers stop. `state` becomes
+   * "paused" (a `state` event), and a `disconnected` event `{ code: 4000,
+   * reason: "paused", reconnect: false }` follows when a connection (or an
+   * attempt) was open.
+   *
+   * Streams stay, with their positions, and the own presence state is kept:
+   * resume() resubscribes every stream with recovery, so the publications
+   * made meanwhile arrive once each, in order, with `recovered: true`.
+   *
+   * While paused, calls (publish, history, presence join and leave) reject
+   * at once with a {@link HuddleError} of code 0 ("client paused; call
+   * resume()"), as do the calls that were waiting for a connection when it
+   * paused; calls already sent reject with the close, as on any drop.
+   * `ready()` waits for the connection after resume(); `whisper()` returns
+   * false; `presence.update()` only keeps the merged state for the rejoin.
+   *
+   * It does nothing on a client that is paused already or that does not
+   * want a connection (before connect(), after disconnect() or after the
+   * server refused it).
+   */
+  pause(): void {
+    this.pauseNow(false);
+  }
+
+  /**
+   * resume connects a paused client again, at once (or, while the `network`
+   * source says offline, as soon as it says online), with a fresh backoff.
+   * Every stream resubscribes and recovers what was published while
+   * paused. It also cancels a pause the `appState` option has scheduled.
+   * On a client that is not paused it does nothing else.
+   */
+  resume(): void {
+    clearTimeout(this.bgTimer);
+    this.bgTimer = undefined;
+    this.autoPaused = false;
+    if (this.state !== "paused") return;
+    this.listenLifecycle();
+    this.attempt = 0;
+    this.state = "disconnected";
+    if (!this.offline) void this.open(); // "connecting" follows "paused"
+    else this.emit("state", "disconnected"); // waiting for the network
+  }
+
+  /**
+   * ready resolves when the client is connected (at once if it is). While
+   * connecting, reconnecting or paused it waits; it rejects when the client
+   * does not want a connection or gives up.
+   */
   ready(): Promise<void> {
     if (this.state === "connected") return Promise.resolve();
     if (!this.want) return Promise.reject(new HuddleError(0, "not connecting; call connect()"));
@@ -343,6 +505,10 @@ export class Huddle extends Events<ClientEvents> {
     const pending: Pending = { onReply, onError, timer: undefined };
     if (this.state === "connected") {
       this.sendRequest(build, pending);
+      return;
+    }
+    if (this.state === "paused") {
+      onError(new HuddleError(0, pausedReason));
       return;
     }
     if (!this.want) {
@@ -512,6 +678,7 @@ export class Huddle extends Events<ClientEvents> {
       });
       const connect: ClientMessage = { t: "connect", id, ua: this.opts.ua };
       if (this.token !== undefined) connect.token = this.token;
+      if (this.opts.ping > 0) connect.ping = this.opts.ping;
       this.writeFrame([connect]);
     };
     ws.onmessage = (ev) => {
@@ -539,9 +706,15 @@ export class Huddle extends Events<ClientEvents> {
     this.user = msg.user;
     this.node = msg.node;
     if (msg.exp) this.setExp(msg.exp);
-    this.idleMs = msg.ping > 0 ? 2 * msg.ping * 1000 + 2000 : 0;
+    // The server closes a connection silent for two intervals; the client
+    // allows the same, plus slack, unless told otherwise.
+    const stale = this.opts.stale;
+    this.staleMs = stale ?? (msg.ping > 0 ? 2 * msg.ping * 1000 + 2000 : 0);
+    this.probeMs = stale !== undefined && stale > 0 ? stale / 2 : 0;
     this.setState("connected");
-    this.touchIdle();
+    this.heardAt = Date.now();
+    this.probed = false;
+    if (this.staleMs > 0) this.armStale(this.probeMs || this.staleMs);
     this.scheduleRefresh();
     // Subscriptions first, then the calls that waited, all in one frame.
     for (const s of this.streamsByName.values()) s._subscribe();
@@ -551,7 +724,7 @@ export class Huddle extends Events<ClientEvents> {
       clearTimeout(w.pending.timer);
       this.sendRequest(w.build, w.pending);
     }
-    const connected: ClientEvents["connected"] = { client: msg.client, user: msg.user, transport: this.transport };
+    const connected: ClientEvents["connected"] = { client: msg.client, user: msg.user, transport: this.transport, ping: msg.ping };
     if (this.tIdx > 0 && this.opts.transports[0] === "websocket" && this.opts.upgradeInterval > 0) this.scheduleUpgrade();
     if (msg.node !== undefined) connected.node = msg.node;
     if (msg.exp !== undefined) connected.exp = msg.exp;
@@ -564,9 +737,9 @@ export class Huddle extends Events<ClientEvents> {
   /**
    * drop abandons the current socket (closing it with closeCode if given),
    * fails the calls in flight, and reconnects if d.reconnect and the user
-   * still wants a connection.
+   * still wants a connection. With pause, it leaves the client paused.
    */
-  private drop(d: { code: number; reason: string; reconnect: boolean }, closeCode?: number, delay?: number): void {
+  private drop(d: { code: number; reason: string; reconnect: boolean }, closeCode?: number, delay?: number, pause = false): void {
     const ws = this.ws;
     this.ws = undefined;
     this.socketGen++;
@@ -593,7 +766,8 @@ export class Huddle extends Events<ClientEvents> {
     // whose codes are 4000 and up) gives way to the next one, at once;
     // after the last one the first is tried again, with the backoff.
     let nextTransport = false;
-    if (this.state === "connecting" && d.code < 4000 && this.opts.transports.length > 1 && delay === undefined) {
+    // (Not while offline or pausing: then the transport is not to blame.)
+    if (this.state === "connecting" && d.code < 4000 && this.opts.transports.length > 1 && delay === undefined && !pause && !this.offline) {
       this.tIdx = (this.tIdx + 1) % this.opts.transports.length;
       nextTransport = this.tIdx !== 0;
     }
@@ -609,12 +783,18 @@ export class Huddle extends Events<ClientEvents> {
 
     // All bookkeeping first, notifications last: a listener may call
     // connect(), disconnect() or reconnect().
-    this.state = "disconnected";
+    const state = pause ? "paused" : "disconnected";
+    this.state = state;
     const inflight = this.pending;
     this.pending = new Map();
     let waiting: Waiting[] = [];
     let readers: { reject(err: HuddleError): void }[] = [];
-    if (!reconnect) {
+    if (pause) {
+      // The user still wants a connection, later: ready() keeps waiting,
+      // the calls that wait for a connection do not.
+      waiting = this.waiting;
+      this.waiting = [];
+    } else if (!reconnect) {
       this.want = false;
       this.attempt = 0;
       this.stopLifecycle();
@@ -633,13 +813,18 @@ export class Huddle extends Events<ClientEvents> {
         }
       }
       clearTimeout(this.reconnectTimer);
-      this.reconnectTimer = setTimeout(() => {
-        this.reconnectTimer = undefined;
-        if (this.want && this.state === "disconnected") void this.open();
-      }, wait);
+      this.reconnectTimer = undefined;
+      // Offline: no attempt until the network source says online.
+      if (!this.offline) {
+        this.reconnectTimer = setTimeout(() => {
+          this.reconnectTimer = undefined;
+          if (this.want && this.state === "disconnected" && !this.offline) void this.open();
+        }, wait);
+      }
     }
 
     const err = new HuddleError(d.code, d.reason);
+    const waitErr = pause ? new HuddleError(0, pausedReason) : err;
     for (const s of this.streamsByName.values()) s._disconnected(!reconnect);
     for (const p of inflight.values()) {
       clearTimeout(p.timer);
@@ -647,23 +832,51 @@ export class Huddle extends Events<ClientEvents> {
     }
     for (const w of waiting) {
       clearTimeout(w.pending.timer);
-      w.pending.onError(err);
+      w.pending.onError(waitErr);
     }
     for (const r of readers) r.reject(err);
-    this.emit("state", "disconnected");
+    this.emit("state", state);
     this.emit("disconnected", { code: d.code, reason: d.reason, reconnect });
   }
 
-  private failWaiting(err: HuddleError): void {
+  /**
+   * pauseNow pauses (see pause); auto says the background timer did it,
+   * so that the app becoming active resumes.
+   */
+  private pauseNow(auto: boolean): void {
+    clearTimeout(this.bgTimer);
+    this.bgTimer = undefined;
+    if (!this.want) return;
+    if (this.state === "paused") {
+      if (!auto) this.autoPaused = false; // now the user's pause
+      return;
+    }
+    this.autoPaused = auto;
+    this.attempt = 0;
+    clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = undefined;
+    if (this.state !== "disconnected") {
+      this.drop({ code: Code.Normal, reason: "paused", reconnect: false }, 1000, undefined, true);
+      return;
+    }
+    // Between two attempts: no socket to close.
+    this.state = "paused";
+    for (const s of this.streamsByName.values()) s._disconnected(true);
+    this.failWaiting(new HuddleError(0, pausedReason), false);
+    this.emit("state", "paused");
+  }
+
+  private failWaiting(err: HuddleError, readers = true): void {
     const waiting = this.waiting;
     this.waiting = [];
     for (const w of waiting) {
       clearTimeout(w.pending.timer);
       w.pending.onError(err);
     }
-    const readers = this.readyWaiters;
+    if (!readers) return;
+    const rs = this.readyWaiters;
     this.readyWaiters = [];
-    for (const r of readers) r.reject(err);
+    for (const r of rs) r.reject(err);
   }
 
   private setState(s: ConnectionState): void {
@@ -703,7 +916,8 @@ export class Huddle extends Events<ClientEvents> {
   }
 
   private onFrame(data: unknown): void {
-    this.touchIdle();
+    this.heardAt = Date.now();
+    this.probed = false;
     let frame;
     try {
       frame = decodeServerFrame(this.wireCodec, data as Uint8Array | ArrayBuffer | string);
@@ -770,13 +984,29 @@ export class Huddle extends Events<ClientEvents> {
 
   // ---- liveness, token refresh, page lifecycle ----
 
-  private touchIdle(): void {
-    if (this.idleMs <= 0 || this.state !== "connected") return;
-    clearTimeout(this.idleTimer);
+  /**
+   * armStale checks the connection's liveness in ms: one timer, not one
+   * per frame; it sees how long ago the last frame came and waits again.
+   */
+  private armStale(ms: number): void {
     const gen = this.socketGen;
-    this.idleTimer = setTimeout(() => {
-      if (gen === this.socketGen) this.drop({ code: Code.NoPong, reason: "nothing heard from the server for two ping intervals", reconnect: true });
-    }, this.idleMs);
+    this.idleTimer = setTimeout(() => this.checkStale(gen), ms);
+  }
+
+  private checkStale(gen: number): void {
+    if (gen !== this.socketGen || this.state !== "connected") return;
+    const silent = Date.now() - this.heardAt;
+    if (silent >= this.staleMs) {
+      this.drop({ code: Code.NoPong, reason: `nothing heard from the server for ${silent} ms`, reconnect: true });
+      return;
+    }
+    if (this.probeMs > 0 && !this.probed && silent >= this.probeMs) {
+      // Ask the server for a sign of life: it answers ping with pong.
+      this.probed = true;
+      this._send({ t: "ping" });
+    }
+    const next = this.probeMs > 0 && !this.probed ? this.probeMs : this.staleMs;
+    this.armStale(Math.max(1, next - silent));
   }
 
   /** setToken takes a new token and learns its lifetime from iat and exp. */
@@ -849,27 +1079,61 @@ export class Huddle extends Events<ClientEvents> {
   }
 
   private listenLifecycle(): void {
-    if (this.unlisten || !this.opts.lifecycle || typeof host.addEventListener !== "function") return;
-    const now = (): void => {
-      if (!this.want || this.state !== "disconnected" || this.reconnectTimer === undefined) return;
-      clearTimeout(this.reconnectTimer);
-      this.reconnectTimer = undefined;
-      void this.open();
-    };
-    const visible = (): void => {
-      if (host.document?.visibilityState === "visible") now();
-    };
-    host.addEventListener("online", now);
-    host.document?.addEventListener?.("visibilitychange", visible);
-    this.unlisten = () => {
-      host.removeEventListener?.("online", now);
-      host.document?.removeEventListener?.("visibilitychange", visible);
-    };
+    if (this.unlisten) return;
+    const o = this.opts;
+    const unlisten = listenLifecycle(
+      { globals: o.lifecycle, appState: o.appState, network: o.network },
+      {
+        // Online again, or the page is visible: a reconnect that waits for
+        // its backoff goes now.
+        wake: () => {
+          if (!this.want || this.state !== "disconnected" || this.reconnectTimer === undefined || this.offline) return;
+          clearTimeout(this.reconnectTimer);
+          this.reconnectTimer = undefined;
+          void this.open();
+        },
+        network: (online) => {
+          if (!online) {
+            this.offline = true;
+            clearTimeout(this.reconnectTimer);
+            this.reconnectTimer = undefined;
+            return;
+          }
+          // Only a change counts: a source may repeat itself.
+          if (!this.offline) return;
+          this.offline = false;
+          if (!this.want || this.state !== "disconnected") return;
+          this.attempt = 0; // a new network: start the backoff afresh
+          clearTimeout(this.reconnectTimer);
+          this.reconnectTimer = undefined;
+          void this.open();
+        },
+        appState: (state) => {
+          if (state !== "background") {
+            // "active", or "inactive" (still the foreground).
+            clearTimeout(this.bgTimer);
+            this.bgTimer = undefined;
+            if (state === "active" && this.autoPaused) this.resume();
+            return;
+          }
+          if (this.bgTimer !== undefined || !this.want || this.state === "paused") return;
+          if (o.backgroundTimeout <= 0) this.pauseNow(true);
+          else this.bgTimer = setTimeout(() => this.pauseNow(true), o.backgroundTimeout);
+        },
+      },
+    );
+    // A listener called at once may have led to disconnect() already.
+    if (this.want) this.unlisten = unlisten;
+    else unlisten();
   }
 
   private stopLifecycle(): void {
     this.unlisten?.();
     this.unlisten = undefined;
+    clearTimeout(this.bgTimer);
+    this.bgTimer = undefined;
+    this.autoPaused = false;
+    this.offline = false;
   }
 }
 

@@ -2,6 +2,7 @@
 export { Huddle, VERSION } from "./client.js";
 export type { TransportName, FetchLike, ResponseLike } from "./http.js";
 export type { HuddleOptions, ClientEvents, ConnectionState, WebSocketLike, WebSocketConstructor, Handler } from "./client.js";
+export type { AppStateLike, NetworkSource } from "./lifecycle.js";
 export { Stream } from "./stream.js";
 export type { StreamOptions, StreamEvents, StreamState, Publication, WhisperEvent, HistoryOptions, HistoryPage } from "./stream.js";
 export { Presence } from "./presence.js";
