@@ -76,6 +76,7 @@ func newMetrics(s *Server) (*metrics, error) {
 		return c
 	}
 	conns := gauge("huddle.connections", "Open WebSocket connections.")
+	docBytes := gauge("huddle.documents.bytes", "What document streams hold in this node's memory (--broker memory): snapshots and publications, counted as --document-memory counts them.")
 	connected := gauge("huddle.clients", "Connections past connect.")
 	subs := gauge("huddle.subscriptions", "Subscriptions on this node.")
 	streams := gauge("huddle.streams", "Streams with subscribers on this node.")
@@ -107,6 +108,9 @@ func newMetrics(s *Server) (*metrics, error) {
 	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		tr := &s.tr.Counters
 		o.ObserveInt64(conns, int64(s.tr.Count()))
+		if s.docBytes != nil {
+			o.ObserveInt64(docBytes, s.docBytes())
+		}
 		o.ObserveInt64(connected, cm.Connected.Load())
 		nStreams, nSubs := s.node.Stats()
 		o.ObserveInt64(subs, int64(nSubs))
@@ -161,7 +165,7 @@ func newMetrics(s *Server) (*metrics, error) {
 			o.ObserveInt64(redisErrors, s.redisErrors())
 		}
 		return nil
-	}, conns, connected, subs, streams, accepted, bytesIn, bytesOut, framesOut, msgIn, msgOut, drops, disc, hsFail, conflated, droppedConns, brokerEvents, backendEvents, hookCalls, redisErrors)
+	}, conns, connected, subs, streams, accepted, bytesIn, bytesOut, framesOut, msgIn, msgOut, drops, disc, hsFail, conflated, droppedConns, brokerEvents, backendEvents, hookCalls, redisErrors, compactions, docBytes)
 	if err != nil {
 		return nil, err
 	}

@@ -243,6 +243,7 @@ type Server struct {
 	rpc      *rpc.Guard    // /cable's application backend; nil without one
 	hooks    *hooks.Client // /ws clients' hooks; nil without any
 	check    func(ctx context.Context) error
+	docBytes func() int64 // what document streams hold in memory; nil when not known
 	metrics  *metrics
 	tr       *transport.Transport
 	api      http.Handler
@@ -275,6 +276,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	var err error
 	if s.webhooks, err = newWebhookSink(&cfg, &deps); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
+	}
+	if d, ok := deps.Log.(interface{ DocumentBytes() int64 }); ok {
+		s.docBytes = d.DocumentBytes
 	}
 	s.node, err = core.New(core.Config{
 		MaxMessage:       cfg.MaxMessage,
