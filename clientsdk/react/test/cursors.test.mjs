@@ -1,32 +1,20 @@
 // useCursors and <Cursors/>: other connections' cursors from whispers, gone
 // when they hide them, leave, or drop (after the presence grace).
-import { closeDom } from "./dom.mjs";
-import { test, before, after, afterEach } from "node:test";
+import "./dom.mjs";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import React from "react";
-import { render, cleanup, waitFor, fireEvent } from "@testing-library/react";
+import { render, waitFor, fireEvent } from "@testing-library/react";
 import { Cursors, HuddleProvider, colorOf, useCursors } from "../dist/index.js";
-import { Clients, idle, options, startProxy, startServer, subscribe, until } from "./helpers.mjs";
+import { Clients, options, startProxy, subscribe, until, serverForFile } from "./helpers.mjs";
 
 const h = React.createElement;
 const W = { timeout: 8000 };
 
 let srv;
 const sdk = new Clients();
-before(async () => {
-  // A short grace, so that a dropped connection's leave comes soon.
-  srv = await startServer({ args: ["--presence-grace", "300ms"] });
-});
-afterEach(async () => {
-  cleanup();
-  sdk.closeAll();
-  await idle(srv);
-});
-after(async () => {
-  cleanup();
-  await srv?.stop();
-  closeDom();
-});
+// A short grace, so that a dropped connection's leave comes soon.
+serverForFile(sdk, (s) => (srv = s), ["--presence-grace", "300ms"]);
 
 function CursorList({ stream }) {
   const { others } = useCursors(stream);

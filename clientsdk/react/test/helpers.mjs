@@ -1,8 +1,11 @@
 // Helpers of the React tests: the SDK's test helpers (the real server
 // binary, tokens), provider options, a WebSocket that counts what the
 // client sends, and the server's /metrics.
+import { before, after, afterEach } from "node:test";
+import { cleanup } from "@testing-library/react";
 import { decodeClientFrame } from "@huddle/client";
-import { API_KEY, WebSocket, mintToken } from "../../ts/test/server.mjs";
+import { API_KEY, WebSocket, mintToken, startServer } from "../../ts/test/server.mjs";
+import { closeDom } from "./dom.mjs";
 
 export * from "../../ts/test/server.mjs";
 
@@ -85,4 +88,28 @@ export async function idle(srv, ms = 8000) {
     if (Date.now() > deadline) throw new Error(`the server still has ${s.clients} clients and ${s.subscriptions} subscriptions after ${ms} ms`);
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/**
+ * serverForFile starts one real server for a test file (with args) and
+ * hands it to set; after each test the DOM is cleaned, sdk's clients are
+ * closed and the server is let go idle; at the end the server stops and
+ * the DOM goes.
+ */
+export function serverForFile(sdk, set, args = []) {
+  let srv;
+  before(async () => {
+    srv = await startServer({ args });
+    set(srv);
+  });
+  afterEach(async () => {
+    cleanup();
+    sdk.closeAll();
+    await idle(srv);
+  });
+  after(async () => {
+    cleanup();
+    await srv?.stop();
+    closeDom();
+  });
 }

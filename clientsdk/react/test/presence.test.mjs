@@ -1,30 +1,18 @@
 // usePresence, useOthers, useMyPresence and <AvatarStack/> between real clients.
-import { closeDom } from "./dom.mjs";
-import { test, before, after, afterEach } from "node:test";
+import "./dom.mjs";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import React from "react";
-import { render, cleanup, waitFor, act } from "@testing-library/react";
+import { render, waitFor, act } from "@testing-library/react";
 import { AvatarStack, HuddleProvider, StreamProvider, colorOf, useHuddle, useMyPresence, useOthers, usePresence } from "../dist/index.js";
-import { Clients, idle, mintToken, options, startServer, subscribe } from "./helpers.mjs";
+import { Clients, idle, mintToken, options, subscribe, serverForFile } from "./helpers.mjs";
 
 const h = React.createElement;
 const W = { timeout: 8000 };
 
 let srv;
 const sdk = new Clients();
-before(async () => {
-  srv = await startServer();
-});
-afterEach(async () => {
-  cleanup();
-  sdk.closeAll();
-  await idle(srv);
-});
-after(async () => {
-  cleanup();
-  await srv?.stop();
-  closeDom();
-});
+serverForFile(sdk, (s) => (srv = s));
 
 const show = (users) => users.map((u) => `${u.user}=${JSON.stringify(u.state ?? null)}`).join(" ");
 

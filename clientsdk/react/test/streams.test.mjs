@@ -1,30 +1,18 @@
 // useStream's shared, reference-counted subscriptions and usePublications.
-import { closeDom } from "./dom.mjs";
-import { test, before, after, afterEach } from "node:test";
+import "./dom.mjs";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import React, { useContext } from "react";
-import { render, cleanup, waitFor } from "@testing-library/react";
+import { render, waitFor } from "@testing-library/react";
 import { HuddleContext, HuddleProvider, StreamProvider, useOthers, usePublications, useStream, useStreamState, mergePublications } from "../dist/index.js";
-import { Clients, countingWebSocket, delay, idle, options, range, startServer, stats, subscribe } from "./helpers.mjs";
+import { Clients, countingWebSocket, delay, options, range, stats, subscribe, serverForFile } from "./helpers.mjs";
 
 const h = React.createElement;
 const W = { timeout: 8000 };
 
 let srv;
 const sdk = new Clients();
-before(async () => {
-  srv = await startServer();
-});
-afterEach(async () => {
-  cleanup();
-  sdk.closeAll();
-  await idle(srv);
-});
-after(async () => {
-  cleanup();
-  await srv?.stop();
-  closeDom();
-});
+serverForFile(sdk, (s) => (srv = s));
 
 function State({ stream }) {
   return h("p", { "data-testid": "sub" }, useStreamState(stream));

@@ -1,30 +1,18 @@
 // useWhisper: receive other connections' whispers, send them.
-import { closeDom } from "./dom.mjs";
-import { test, before, after, afterEach } from "node:test";
+import "./dom.mjs";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import React, { useState } from "react";
-import { render, cleanup, waitFor, act } from "@testing-library/react";
+import { render, waitFor, act } from "@testing-library/react";
 import { HuddleProvider, useStreamState, useWhisper } from "../dist/index.js";
-import { Clients, idle, options, record, startServer, subscribe, until } from "./helpers.mjs";
+import { Clients, options, record, subscribe, until, serverForFile } from "./helpers.mjs";
 
 const h = React.createElement;
 const W = { timeout: 8000 };
 
 let srv;
 const sdk = new Clients();
-before(async () => {
-  srv = await startServer();
-});
-afterEach(async () => {
-  cleanup();
-  sdk.closeAll();
-  await idle(srv);
-});
-after(async () => {
-  cleanup();
-  await srv?.stop();
-  closeDom();
-});
+serverForFile(sdk, (s) => (srv = s));
 
 test("useWhisper hands whispers to the latest handler and returns a send function", async () => {
   const got = {};
