@@ -565,3 +565,32 @@ func TestMemoryLogDocumentBounds(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A document survives what forgets ordinary streams: its meta TTL passing
+// and the sweep of a crowded log, even with only a snapshot left.
+func TestMemoryLogDocumentOutlivesSweeps(t *testing.T) {
+	defer storage.SetMaxIdleStreams(1)()
+	clock := newFakeClock()
+	m := storage.NewMemoryLogWithClock(clock.Now)
+	ctx := context.Background()
+	doc := storage.Options{Document: true}
+	_, pos, err := m.Append(ctx, "doc:kept", storage.Publication{Data: []byte("u1")}, doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := m.Compact(ctx, "doc:kept", pos, []byte("state"), doc); !ok || err != nil {
+		t.Fatalf("compact: %v %v", ok, err)
+	}
+	for i := range 5 { // crowd the log with streams that hold nothing
+		m.Top(ctx, fmt.Sprintf("empty:%d", i))
+	}
+	clock.Advance(48 * time.Hour) // past the default meta TTL
+	m.Sweep()
+	res, err := m.Read(ctx, "doc:kept", storage.Query{})
+	if err != nil || res.Top != pos || !res.Snapshot || string(res.Pubs[0].Data) != "state" {
+		t.Fatalf("after the sweeps: top %+v (want %+v), snapshot %v, err %v", res.Top, pos, res.Snapshot, err)
+	}
+	if n := m.StreamCount(); n != 1 {
+		t.Fatalf("%d streams left, want only the document", n)
+	}
+}
