@@ -19,14 +19,24 @@ var webFS embed.FS
 // devStreams are the grants of tokens minted in --dev mode: everything.
 var devStreams = map[string][]string{"*": {"sub", "pub", "whisper", "presence", "history"}}
 
+// devDocument is the stream of the demo's shared text editor, and devRule
+// makes it a document stream (a snapshot plus every update, so that a
+// joiner gets the whole text however old it is). It goes before the
+// --rule flags, so a --rule with the same prefix overrides it.
+const (
+	devDocument = "demo:doc"
+	devRule     = devDocument + "=;document=on"
+)
+
 type devMode struct {
 	secret []byte
 	addr   net.Addr
 	apiKey string
 }
 
-// setupDev fills in what --dev needs and refuses a non-loopback address,
-// because dev mode hands tokens to anyone who asks.
+// setupDev fills in what --dev needs (a secret, an API key, devRule) and
+// refuses a non-loopback address, because dev mode hands tokens to anyone
+// who asks.
 func setupDev(o *options, addr net.Addr) (*devMode, error) {
 	tcp, ok := addr.(*net.TCPAddr)
 	if !ok || !tcp.IP.IsLoopback() {
@@ -38,6 +48,7 @@ func setupDev(o *options, addr net.Addr) (*devMode, error) {
 	if o.apiKey == "" {
 		o.apiKey = "dev-" + randomHex(8)
 	}
+	o.rules = append(listFlag{devRule}, o.rules...)
 	return &devMode{secret: []byte(o.secret), addr: addr, apiKey: o.apiKey}, nil
 }
 
@@ -92,11 +103,12 @@ func (d *devMode) announce(w io.Writer) {
 	fmt.Fprintf(w, `
   Huddle dev mode (loopback only; do not use in production)
     demo:     http://%[1]s/
+    document: %[4]s (the demo's shared text) is a document stream: --rule '%[5]s'
     ws:       ws://%[1]s/ws
     token:    %[2]s
     api key:  %[3]s
     listen:   curl -N 'http://%[1]s/events?stream=demo:room&token=%[2]s'
     try:      curl -H 'Authorization: Bearer %[3]s' -d '{"stream":"demo:room","data":{"text":"hi"}}' http://%[1]s/api/publish
 
-`, d.addr, tok, d.apiKey)
+`, d.addr, tok, d.apiKey, devDocument, devRule)
 }

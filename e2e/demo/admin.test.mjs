@@ -1,5 +1,5 @@
 // The /admin page in headless Chromium: behind its password, it shows the
-// node, its connections and the demo's stream with its subscribers and
+// node, its connections and the demo's streams with their subscribers and
 // presence members while two users are on the demo page, and refreshes
 // by itself when a third arrives. The screenshot goes to screenshots/.
 //
@@ -28,10 +28,12 @@ after(async () => {
   server?.kill("SIGTERM");
 });
 
-// The busiest stream's row is [stream, subscribers, members].
-const topStreamIs = (want) => [...(document.querySelector("#streams tbody tr")?.cells ?? [])].map((td) => td.textContent).join() === want;
+// A stream's row is [stream, subscribers, members]. The demo page is on two
+// streams, demo:room (the board) and demo:doc (the shared text), with as
+// many subscribers each, so both are at the top.
+const streamRowIs = (want) => [...document.querySelectorAll("#streams tbody tr")].some((tr) => [...tr.cells].map((td) => td.textContent).join() === want);
 
-test("the admin page shows the node, its connections and the busiest stream, live", async () => {
+test("the admin page shows the node, its connections and the busiest streams, live", async () => {
   // Without the password: 401, asking for it.
   const res = await fetch(base + "admin");
   assert.equal(res.status, 401);
@@ -54,11 +56,13 @@ test("the admin page shows the node, its connections and the busiest stream, liv
   await admin.goto(base + "admin");
   await admin.waitForFunction(() => document.getElementById("t-nodes").textContent === "1", null, { timeout: 10000 });
   await admin.waitForFunction(() => Number(document.getElementById("t-conns").textContent) >= 2, null, { timeout: 10000 });
-  await admin.waitForFunction(topStreamIs, "demo:room,2,2", { timeout: 10000 });
+  await admin.waitForFunction(streamRowIs, "demo:room,2,2", { timeout: 10000 });
+  await admin.waitForFunction(streamRowIs, "demo:doc,2,2", { timeout: 10000 });
 
   // A third user: the page follows without a reload.
   await visit("Cleo");
-  await admin.waitForFunction(topStreamIs, "demo:room,3,3", { timeout: 10000 });
+  await admin.waitForFunction(streamRowIs, "demo:room,3,3", { timeout: 10000 });
+  await admin.waitForFunction(streamRowIs, "demo:doc,3,3", { timeout: 10000 });
   assert.match(await admin.textContent("#updated"), /updated/);
   await admin.screenshot({ path: shots + "admin.png", fullPage: true });
   for (const c of users) await c.close();

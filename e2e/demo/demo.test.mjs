@@ -1,5 +1,5 @@
-// The --dev demo (cmd/huddle/web, on the TypeScript SDK bundle huddle.js) in a
-// real browser: two users in two headless Chromium contexts see each other's
+// The --dev demo (cmd/huddle/web/demo.js, built from clientsdk/demo on
+// @huddle/react) in a real browser: two users in two headless Chromium contexts see each other's
 // avatar (with a tab-count badge) and live cursor, share a list of notes that
 // survives a real dropped connection (recovery) and a reload (history), and
 // see each other leave. Screenshots go to screenshots/.
@@ -15,42 +15,19 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
-import { connect, createServer } from "node:net";
-import { startDev, launchChromium, avatarsAre, cursorAt } from "./harness.mjs";
+import { startTCPProxy } from "../shared/tcp-proxy.mjs";
+import { startDev, launchChromium, openPage, avatarsAre, cursorAt, noCursorOf } from "./harness.mjs";
 
 const bin = process.env.HUDDLE_BIN;
 const shots = new URL("./screenshots/", import.meta.url).pathname;
 let server, browser, base, proxy;
-
-// A TCP proxy to the server whose connections can be cut at once; while
-// down it refuses new ones too.
-function startProxy(port) {
-  const socks = new Set();
-  let down = false;
-  const srv = createServer((c) => {
-    if (down) { c.destroy(); return; }
-    const u = connect(port, "127.0.0.1");
-    for (const [a, b] of [[c, u], [u, c]]) {
-      socks.add(a);
-      a.on("error", () => {});
-      a.on("close", () => { socks.delete(a); b.destroy(); });
-      a.pipe(b);
-    }
-  });
-  return new Promise((resolve) => srv.listen(0, "127.0.0.1", () => resolve({
-    url: `http://127.0.0.1:${srv.address().port}/`,
-    cut() { down = true; for (const s of socks) s.destroy(); },
-    restore() { down = false; },
-    close() { for (const s of socks) s.destroy(); srv.close(); },
-  })));
-}
 
 before(async () => {
   assert.ok(bin, "set HUDDLE_BIN to a built cmd/huddle");
   const dev = await startDev(bin);
   server = dev.proc;
   base = dev.base;
-  proxy = await startProxy(dev.port);
+  proxy = await startTCPProxy(dev.port);
   browser = await launchChromium();
   mkdirSync(shots, { recursive: true });
 });
@@ -63,18 +40,10 @@ after(async () => {
 
 // In-page checks (run by waitForFunction, so they see the page's DOM).
 const badgeOf = ([user, n]) => (document.querySelector(`#avatars .avatar[data-user="${user}"] .badge`)?.textContent ?? "") === n;
-const noCursorOf = (user) => !document.querySelector(`#cursors .cursor[data-user="${user}"]`);
 const notesAre = (want) => [...document.querySelectorAll("#notes li")].map((li) => li.querySelector(".who").textContent + ": " + li.querySelector(".text").textContent).join("|") === want;
 
 test("two users: avatars, live cursors, notes across a dropped connection and a reload, leaving", async () => {
-  const open = async (user, origin = base, ctx) => {
-    ctx ??= await browser.newContext({ viewport: { width: 800, height: 600 } });
-    const page = await ctx.newPage();
-    page.on("pageerror", (err) => console.error(`${user}: page error:`, err));
-    await page.goto(origin + "?user=" + user);
-    await page.waitForSelector("#status.ok", { timeout: 10000 });
-    return page;
-  };
+  const open = (user, origin = base, ctx) => openPage(browser, origin, user, { ctx });
   const ann = await open("Ann");
   const bob = await open("Bob", proxy.url);
   assert.equal(await bob.evaluate(() => typeof window.huddle.stream === "function" && window.room === window.huddle.stream("demo:room")), true);
@@ -82,7 +51,7 @@ test("two users: avatars, live cursors, notes across a dropped connection and a 
 
   // Ann moves her mouse over the board: Bob sees her cursor, named, where she
   // is (px from the board's corner; the board has a fixed size), and moving.
-  const annLayer = await ann.locator("#cursors").boundingBox();
+  const annLayer = await ann.locator("[data-huddle-cursors]").boundingBox();
   const moveAnn = (x, y) => ann.mouse.move(annLayer.x + x, annLayer.y + y, { steps: 8 });
   await moveAnn(120, 300);
   await moveAnn(180, 220);
@@ -90,7 +59,7 @@ test("two users: avatars, live cursors, notes across a dropped connection and a 
   await moveAnn(400, 90);
   await bob.waitForFunction(cursorAt, ["Ann", 400, 90], { timeout: 5000 });
   // Bob's cursor reaches Ann, and goes when he leaves the board.
-  const bobLayer = await bob.locator("#cursors").boundingBox();
+  const bobLayer = await bob.locator("[data-huddle-cursors]").boundingBox();
   await bob.mouse.move(bobLayer.x + 300, bobLayer.y + 330, { steps: 5 });
   await ann.waitForFunction(cursorAt, ["Bob", 300, 330], { timeout: 5000 });
   await bob.mouse.move(bobLayer.x + 300, bobLayer.y - 40, { steps: 5 });
@@ -155,5 +124,5 @@ test("two users: avatars, live cursors, notes across a dropped connection and a 
   // Ann leaves: Bob's avatar stack and cursors drop her at once (clean close).
   await ann.context().close();
   await bob.waitForFunction(() => [...document.querySelectorAll("#avatars .avatar")].map((a) => a.dataset.user).join() === "Bob"
-    && !document.querySelector('#cursors .cursor[data-user="Ann"]'), null, { timeout: 5000 });
+    && !document.querySelector('[data-huddle-cursors] .cursor[data-user="Ann"]'), null, { timeout: 5000 });
 });

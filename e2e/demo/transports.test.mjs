@@ -13,7 +13,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 import { startHTTPProxy } from "../shared/http-proxy.mjs";
-import { startDev, launchChromium, avatarsAre, cursorAt } from "./harness.mjs";
+import { startDev, launchChromium, avatarsAre, cursorAt, DESKTOP } from "./harness.mjs";
 
 const bin = process.env.HUDDLE_BIN;
 const shots = new URL("./screenshots/", import.meta.url).pathname;
@@ -40,7 +40,7 @@ const transportIs = (t) => document.querySelector("#status.ok")?.dataset.transpo
 
 test("the demo over sse, then long polling, then back on the websocket: nothing lost or repeated", async () => {
   const open = async (user, origin) => {
-    const ctx = await browser.newContext({ viewport: { width: 800, height: 600 } });
+    const ctx = await browser.newContext({ viewport: DESKTOP });
     const page = await ctx.newPage();
     page.on("pageerror", (err) => console.error(`${user}: page error:`, err));
     await page.goto(origin + "?user=" + user + "&upgrade=1000");
@@ -54,8 +54,8 @@ test("the demo over sse, then long polling, then back on the websocket: nothing 
   assert.ok(proxy.counts.refused > 0, "the proxy refused Bob's WebSocket");
 
   // Cursors both ways over sse (Bob's whispers go up as POSTs).
-  const annLayer = await ann.locator("#cursors").boundingBox();
-  const bobLayer = await bob.locator("#cursors").boundingBox();
+  const annLayer = await ann.locator("[data-huddle-cursors]").boundingBox();
+  const bobLayer = await bob.locator("[data-huddle-cursors]").boundingBox();
   await ann.mouse.move(annLayer.x + 200, annLayer.y + 150, { steps: 6 });
   await bob.waitForFunction(cursorAt, ["Ann", 200, 150], { timeout: 5000 });
   await bob.mouse.move(bobLayer.x + 320, bobLayer.y + 240, { steps: 6 });

@@ -1,6 +1,8 @@
 // Bundles the SDK (src/index.ts, @msgpack/msgpack inlined) into one minified
-// ES module, cmd/huddle/web/huddle.js, which `huddle --dev` serves to the demo
-// page. The output is deterministic: the same sources give the same bytes.
+// ES module, cmd/huddle/web/huddle.js, which `huddle --dev` serves at
+// /huddle.js for pages without a bundler (the demo page has its own bundle,
+// from clientsdk/demo). The output is deterministic: the same sources give
+// the same bytes.
 //
 //   node scripts/bundle.mjs           write cmd/huddle/web/huddle.js
 //   node scripts/bundle.mjs --size    ... and print its minified and gzip sizes
