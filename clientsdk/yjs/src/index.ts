@@ -81,10 +81,12 @@ export class HuddleYjsProvider {
   private readonly peers = new Map<string, number>();
   private awarenessTimer: unknown;
   private awarenessDue = 0;
+  private readonly ownAwareness: boolean; // created here, so destroyed here
 
   constructor(client: Huddle, name: string, doc: Y.Doc, opts: HuddleYjsOptions = {}) {
     this.client = client;
     this.doc = doc;
+    this.ownAwareness = opts.awareness === undefined;
     this.awareness = opts.awareness === null ? null : (opts.awareness ?? new awarenessProtocol.Awareness(doc));
     this.opts = {
       awarenessInterval: opts.awarenessInterval ?? 50,
@@ -140,13 +142,20 @@ export class HuddleYjsProvider {
     return this.pending !== null || this.inFlight;
   }
 
-  /** destroy stops syncing: leaves the stream and its presence, and stops listening to the document. */
+  /**
+   * destroy stops syncing: leaves the stream and its presence, stops
+   * listening to the document, and destroys the awareness if the provider
+   * made it (one passed in stays the caller's).
+   */
   destroy(): void {
     if (this.destroyed) return;
     this.destroyed = true;
     clearTimeout(this.awarenessTimer);
     for (const off of this.offs.splice(0)) off();
     if (this.awareness) awarenessProtocol.removeAwarenessStates(this.awareness, [...this.peers.values()], ORIGIN_REMOTE);
+    // An Awareness runs a timer until destroyed: one made here must not
+    // outlive the provider (it would keep a Node process alive).
+    if (this.ownAwareness) this.awareness?.destroy();
     this.stream.unsubscribe();
   }
 
