@@ -1,31 +1,38 @@
-// A TCP proxy whose connections can be cut at once, like a lost network:
-// for the suites that must drop a real connection (e2e/demo). While cut it
-// refuses new connections too, until restore(). No dependencies.
+// A TCP proxy whose connections can be cut at once, like a lost network, or
+// frozen (half-open: nothing arrives, nothing fails): for the suites that
+// must drop a real connection (the SDK's, the React and Yjs packages', and
+// e2e/demo). While cut it refuses new connections too, until restore(). No
+// dependencies.
 import { connect, createServer } from "node:net";
 
 /**
- * startTCPProxy listens on a free loopback port and pipes every connection
- * to targetPort on 127.0.0.1. url and wsUrl point at it (a page loaded from
- * url, or a WebSocket opened to wsUrl, goes through it).
+ * startTCPProxy listens on a free loopback port and pipes each connection
+ * to targetPort on 127.0.0.1; url and wsUrl point at it (a page loaded from
+ * url, or a WebSocket opened to wsUrl, goes through it). cut() destroys every piped connection (both sides, no close
+ * frame: a dead network) and refuses new ones until restore(); freeze()
+ * silently stops the current ones.
  */
 export async function startTCPProxy(targetPort) {
-  const socks = new Set();
-  let down = false;
-  const server = createServer((c) => {
-    if (down) {
-      c.destroy();
+  const pairs = new Set();
+  const frozenPairs = [];
+  let up = true;
+  const server = createServer((down) => {
+    if (!up) {
+      down.destroy();
       return;
     }
-    const u = connect(targetPort, "127.0.0.1");
-    for (const [a, b] of [[c, u], [u, c]]) {
-      socks.add(a);
-      a.on("error", () => {});
-      a.on("close", () => {
-        socks.delete(a);
-        b.destroy();
-      });
-      a.pipe(b);
-    }
+    const upstream = connect(targetPort, "127.0.0.1");
+    const pair = [down, upstream];
+    pairs.add(pair);
+    const kill = () => {
+      pairs.delete(pair);
+      down.destroy();
+      upstream.destroy();
+    };
+    down.on("error", kill).on("close", kill);
+    upstream.on("error", kill).on("close", kill);
+    down.pipe(upstream);
+    upstream.pipe(down);
   });
   await new Promise((ok, fail) => {
     server.once("error", fail);
@@ -36,18 +43,43 @@ export async function startTCPProxy(targetPort) {
     port,
     url: `http://127.0.0.1:${port}/`,
     wsUrl: `ws://127.0.0.1:${port}/ws`,
-    /** connections is how many sockets (both sides) are open through the proxy. */
-    get connections() { return socks.size; },
-    /** cut destroys every connection (no close frame, no FIN handshake to wait for) and refuses new ones. */
+    get connections() { return pairs.size; },
     cut() {
-      down = true;
-      for (const s of [...socks]) s.destroy();
+      up = false;
+      for (const [a, b] of [...pairs]) {
+        a.destroy();
+        b.destroy();
+      }
+      pairs.clear();
     },
-    /** restore accepts connections again. */
-    restore() { down = false; },
+    restore() { up = true; },
+    /**
+     * freeze stops forwarding on every current connection but keeps the
+     * sockets open (a half-open network: nothing arrives, nothing fails);
+     * new connections work.
+     */
+    freeze() {
+      for (const [a, b] of pairs) {
+        for (const sock of [a, b]) {
+          sock.removeAllListeners("close");
+          sock.removeAllListeners("error");
+          sock.on("error", () => {});
+        }
+        a.unpipe(b);
+        b.unpipe(a);
+        a.pause();
+        b.pause();
+      }
+      const frozen = [...pairs];
+      pairs.clear();
+      frozenPairs.push(...frozen);
+    },
     close() {
-      down = true;
-      for (const s of [...socks]) s.destroy();
+      this.cut();
+      for (const [a, b] of frozenPairs.splice(0)) {
+        a.destroy();
+        b.destroy();
+      }
       return new Promise((ok) => server.close(() => ok()));
     },
   };

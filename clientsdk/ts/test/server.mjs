@@ -9,12 +9,13 @@
 import { spawn, execFile } from "node:child_process";
 import { createHmac } from "node:crypto";
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { createServer, connect as netConnect } from "node:net";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import WebSocket from "ws";
 import { Huddle } from "../dist/index.js";
+import { startTCPProxy } from "../../../e2e/shared/tcp-proxy.mjs";
 
 export { Huddle, WebSocket };
 
@@ -354,82 +355,11 @@ export async function subscribe(client, name, opts = {}, ms = 5000) {
 
 // ---- the cuttable proxy ----
 
-/**
- * startProxy listens on a free loopback port and pipes each connection to
- * target port. cut() destroys every piped connection (both sides, no close
- * frame: a dead network) and refuses new ones until restore(); freeze()
- * silently stops the current ones.
- */
+/** startProxy is startTCPProxy (e2e/shared/tcp-proxy.mjs) with url the proxied WebSocket URL. */
 export async function startProxy(targetPort) {
-  const pairs = new Set();
-  const frozenPairs = [];
-  let up = true;
-  const server = createServer((down) => {
-    if (!up) {
-      down.destroy();
-      return;
-    }
-    const upstream = netConnect(targetPort, "127.0.0.1");
-    const pair = [down, upstream];
-    pairs.add(pair);
-    const kill = () => {
-      pairs.delete(pair);
-      down.destroy();
-      upstream.destroy();
-    };
-    down.on("error", kill).on("close", kill);
-    upstream.on("error", kill).on("close", kill);
-    down.pipe(upstream);
-    upstream.pipe(down);
-  });
-  await new Promise((ok, fail) => {
-    server.once("error", fail);
-    server.listen(0, "127.0.0.1", ok);
-  });
-  const port = server.address().port;
-  return {
-    port,
-    url: `ws://127.0.0.1:${port}/ws`,
-    get connections() { return pairs.size; },
-    cut() {
-      up = false;
-      for (const [a, b] of [...pairs]) {
-        a.destroy();
-        b.destroy();
-      }
-      pairs.clear();
-    },
-    restore() { up = true; },
-    /**
-     * freeze stops forwarding on every current connection but keeps the
-     * sockets open (a half-open network: nothing arrives, nothing fails);
-     * new connections work.
-     */
-    freeze() {
-      for (const [a, b] of pairs) {
-        for (const sock of [a, b]) {
-          sock.removeAllListeners("close");
-          sock.removeAllListeners("error");
-          sock.on("error", () => {});
-        }
-        a.unpipe(b);
-        b.unpipe(a);
-        a.pause();
-        b.pause();
-      }
-      const frozen = [...pairs];
-      pairs.clear();
-      frozenPairs.push(...frozen);
-    },
-    close() {
-      this.cut();
-      for (const [a, b] of frozenPairs.splice(0)) {
-        a.destroy();
-        b.destroy();
-      }
-      return new Promise((ok) => server.close(() => ok()));
-    },
-  };
+  const proxy = await startTCPProxy(targetPort);
+  proxy.url = proxy.wsUrl;
+  return proxy;
 }
 
 /** range(a, b) is [a, a+1, ..., b]. */
